@@ -1,0 +1,120 @@
+//! Listening addresses: TCP (IPv4, IPv6) or a Unix-domain socket path.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// An address to listen on.
+///
+/// Parsed from text: `127.0.0.1:8080`, `[::1]:8080`, `localhost:8080`
+/// (as `127.0.0.1`), `unix:/run/app.sock`, or any text that starts with `/`
+/// or `.` as a Unix socket path.
+///
+/// ```
+/// use srv_proto::ListenAddr;
+/// let tcp: ListenAddr = "127.0.0.1:8080".parse().unwrap();
+/// assert!(matches!(tcp, ListenAddr::Tcp(_)));
+/// let unix: ListenAddr = "unix:/tmp/app.sock".parse().unwrap();
+/// assert_eq!(unix.to_string(), "unix:/tmp/app.sock");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ListenAddr {
+    /// A TCP address; port 0 asks for any free port.
+    Tcp(SocketAddr),
+    /// A Unix-domain stream socket at this path.
+    Unix(PathBuf),
+}
+
+/// The error of parsing a [`ListenAddr`], naming the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrParseError {
+    text: String,
+}
+
+impl fmt::Display for AddrParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid listen address '{}': expected IP:PORT, [IPv6]:PORT, localhost:PORT or unix:PATH",
+            self.text
+        )
+    }
+}
+
+impl std::error::Error for AddrParseError {}
+
+impl From<AddrParseError> for std::io::Error {
+    fn from(error: AddrParseError) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, error)
+    }
+}
+
+impl FromStr for ListenAddr {
+    type Err = AddrParseError;
+
+    fn from_str(text: &str) -> Result<ListenAddr, AddrParseError> {
+        let error = || AddrParseError { text: text.to_owned() };
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(error());
+            }
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        if text.starts_with('/') || text.starts_with('.') {
+            return Ok(ListenAddr::Unix(PathBuf::from(text)));
+        }
+        if let Some(port) = text.strip_prefix("localhost:") {
+            let port: u16 = port.parse().map_err(|_| error())?;
+            return Ok(ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], port))));
+        }
+        text.parse::<SocketAddr>().map(ListenAddr::Tcp).map_err(|_| error())
+    }
+}
+
+impl From<SocketAddr> for ListenAddr {
+    fn from(addr: SocketAddr) -> ListenAddr {
+        ListenAddr::Tcp(addr)
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        let cases = [
+            ("127.0.0.1:80", "127.0.0.1:80"),
+            ("[::1]:8080", "[::1]:8080"),
+            ("localhost:0", "127.0.0.1:0"),
+            ("unix:/run/a.sock", "unix:/run/a.sock"),
+            ("/run/a.sock", "unix:/run/a.sock"),
+            ("./a.sock", "unix:./a.sock"),
+        ];
+        for (text, shown) in cases {
+            let addr: ListenAddr = text.parse().unwrap();
+            assert_eq!(addr.to_string(), shown, "{text}");
+            assert_eq!(addr.to_string().parse::<ListenAddr>().unwrap(), addr);
+        }
+    }
+
+    #[test]
+    fn rejects_garbage_naming_it() {
+        for text in ["", "80", "example.com:80", "1.2.3.4", "unix:", "localhost:http"] {
+            let error = text.parse::<ListenAddr>().unwrap_err();
+            assert!(error.to_string().contains(&format!("'{text}'")), "{error}");
+        }
+    }
+}

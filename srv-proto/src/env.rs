@@ -1,0 +1,101 @@
+//! The environment contract between a master and the workers it spawns.
+//!
+//! The master passes each worker its end of the channel at the fixed
+//! descriptor [`CHANNEL_FD`] and names that number in [`ENV_CHANNEL_FD`];
+//! [`ENV_WORKER_ID`] carries the worker's id for log lines. A program that
+//! finds no [`ENV_CHANNEL_FD`] runs standalone.
+//!
+//! [`take_inherited_channel`] validates the descriptor before trusting it,
+//! marks it close-on-exec and removes the variables, so that a process the
+//! worker spawns in turn does not mistake some other descriptor for a
+//! channel.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::sys::socket::{
+    AddressFamily, SockType, SockaddrLike, UnixAddr, getsockname, getsockopt, sockopt,
+};
+
+/// The environment variable that names the channel's descriptor number.
+pub const ENV_CHANNEL_FD: &str = "SRV_CHANNEL_FD";
+
+/// The environment variable that carries the worker's id, for log lines.
+pub const ENV_WORKER_ID: &str = "SRV_WORKER_ID";
+
+/// The descriptor number at which a worker inherits its channel.
+pub const CHANNEL_FD: RawFd = 3;
+
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Takes the channel this process inherited from its master.
+///
+/// Returns `Ok(None)` when [`ENV_CHANNEL_FD`] is not set (no master: run
+/// standalone) or when the channel was already taken. On success the
+/// descriptor is close-on-exec and [`ENV_CHANNEL_FD`] and [`ENV_WORKER_ID`]
+/// are removed from the environment.
+///
+/// Call it early in `main`, before other threads start: removing an
+/// environment variable races with threads that read the environment
+/// through libc directly.
+///
+/// # Errors
+///
+/// `InvalidInput` when the variable is not a descriptor number, or the
+/// descriptor is not open or not a Unix-domain stream socket; the message
+/// names the variable and the descriptor.
+pub fn take_inherited_channel() -> io::Result<Option<UnixStream>> {
+    let Some(value) = std::env::var_os(ENV_CHANNEL_FD) else {
+        return Ok(None);
+    };
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return Ok(None);
+    }
+    let invalid = |why: String| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{ENV_CHANNEL_FD}={value:?}: {why}"))
+    };
+    let fd: RawFd = value
+        .to_str()
+        .and_then(|text| text.parse().ok())
+        .filter(|fd| *fd >= 0)
+        .ok_or_else(|| invalid("not a file descriptor number".into()))?;
+    // Validate with a borrowed descriptor first, so an invalid number is never
+    // owned (and so never closed) by us.
+    // SAFETY: the borrow lives only for this call, and the checks below only
+    // query the descriptor; an invalid number makes them fail with EBADF.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    validate_channel(borrowed).map_err(|why| invalid(format!("fd {fd} {why}")))?;
+    fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+        .map_err(|errno| invalid(format!("fd {fd}: {errno}")))?;
+    // SAFETY: the descriptor was checked to be an open Unix stream socket, and
+    // `TAKEN` guarantees this is the only place that takes ownership of it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: documented above: the caller runs this before starting threads
+    // that read the environment; std's own readers take std's lock.
+    unsafe {
+        std::env::remove_var(ENV_CHANNEL_FD);
+        std::env::remove_var(ENV_WORKER_ID);
+    }
+    Ok(Some(UnixStream::from(owned)))
+}
+
+fn validate_channel(fd: BorrowedFd<'_>) -> Result<(), String> {
+    let kind = getsockopt(&fd, sockopt::SockType).map_err(|errno| match errno {
+        nix::errno::Errno::EBADF => "is not open".to_owned(),
+        nix::errno::Errno::ENOTSOCK => "is not a socket".to_owned(),
+        errno => format!("cannot be inspected: {errno}"),
+    })?;
+    if kind != SockType::Stream {
+        return Err("is not a stream socket".into());
+    }
+    let addr: UnixAddr =
+        getsockname(fd.as_raw_fd()).map_err(|errno| format!("cannot be inspected: {errno}"))?;
+    if addr.family() != Some(AddressFamily::Unix) {
+        return Err("is not a Unix-domain socket".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! Sending and receiving bytes with file descriptors attached (`SCM_RIGHTS`).
+//!
+//! The only module of this crate, with [`crate::env`], that holds `unsafe`:
+//! received descriptors are raw numbers until wrapped in [`OwnedFd`], which
+//! happens before any other fallible step so that no error path leaks one.
+//!
+//! On a `SOCK_STREAM` socket the descriptors travel with the first byte of
+//! the `sendmsg` that carried them; the kernel never merges such a byte into
+//! a `recvmsg` that also returns bytes sent before it with other descriptors,
+//! so a receiver that decodes frames in order meets each frame's
+//! descriptors no later than the frame itself.
+#![allow(unsafe_code)]
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+
+/// The most descriptors one `recvmsg` accepts; more truncate the control
+/// message, which is a protocol error.
+pub const MAX_FDS_PER_MESSAGE: usize = 4;
+
+/// Sends `bytes` with `fds` attached as one `SCM_RIGHTS` control message.
+///
+/// Returns how many bytes were sent, which may be fewer than `bytes.len()`
+/// on a non-blocking socket; the descriptors went with the first byte.
+/// Never raises `SIGPIPE` (`MSG_NOSIGNAL`).
+///
+/// # Errors
+///
+/// The `sendmsg` error, `WouldBlock` included, unchanged.
+pub fn send_with_fds(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    let iov = [IoSlice::new(bytes)];
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let rights = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
+    loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            res => return res.map_err(io::Error::from),
+        }
+    }
+}
+
+/// Receives bytes into `buf` and appends any descriptors that came with them
+/// to `fds_out`, close-on-exec (`MSG_CMSG_CLOEXEC`).
+///
+/// Returns the number of bytes read; 0 means the peer closed its end.
+///
+/// # Errors
+///
+/// The `recvmsg` error, `WouldBlock` included, unchanged; `InvalidData` when
+/// the peer sent more than [`MAX_FDS_PER_MESSAGE`] descriptors at once
+/// (`MSG_CTRUNC`): the kernel has then dropped some of them, and the stream
+/// can no longer be matched to its descriptors.
+pub fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds_out: &mut VecDeque<OwnedFd>,
+) -> io::Result<usize> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
+    let msg = loop {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            res => break res.map_err(io::Error::from)?,
+        }
+    };
+    let bytes = msg.bytes;
+    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+    // `cmsgs` refuses to iterate a truncated buffer; the descriptors that did
+    // fit are still ours to close, so walk them unchecked in that case.
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for cmsg in cmsgs {
+            if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                for fd in fds {
+                    // SAFETY: the kernel just installed `fd` in this process
+                    // for this message; nothing else knows its number, so this
+                    // is its only owner.
+                    fds_out.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+            }
+        }
+    }
+    if truncated {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("peer sent more than {MAX_FDS_PER_MESSAGE} file descriptors in one message"),
+        ));
+    }
+    Ok(bytes)
+}
