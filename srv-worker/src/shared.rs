@@ -1,0 +1,208 @@
+//! State shared between a [`crate::Worker`] and the thread that reads its
+//! master's messages.
+//!
+//! The reader thread owns the receiving half of the channel. It records a
+//! disconnect once (the first reason wins), then wakes every kind of waiter:
+//! threads blocked in `wait` (a condition variable), futures (stored
+//! wakers) and poll loops (a byte written to a pipe, created only when
+//! someone asks for its descriptor). A `listen` call parks on the same
+//! condition variable until its reply arrives.
+//!
+//! # Races
+//!
+//! `listen` marks itself as waiting *before* sending its request, so a reply
+//! that arrives at once finds a waiter. The pipe and the disconnect reason
+//! are checked and written under the state lock, so whichever of
+//! "disconnect" and "create the pipe" comes second writes the byte.
+
+use std::io::{self, PipeReader, PipeWriter, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::task::{Poll, Waker};
+
+use srv_proto::{Channel, ListenAddr, MasterMessage, Received};
+
+use crate::{DisconnectReason, Listener};
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+    pipe: OnceLock<(PipeReader, PipeWriter)>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    reason: Option<DisconnectReason>,
+    wakers: Vec<Waker>,
+    reply: Reply,
+}
+
+#[derive(Debug, Default)]
+enum Reply {
+    #[default]
+    Idle,
+    Waiting,
+    Ready(io::Result<Listener>),
+}
+
+impl Shared {
+    pub(crate) fn standalone() -> Arc<Shared> {
+        Arc::new(Shared { state: Mutex::default(), changed: Condvar::new(), pipe: OnceLock::new() })
+    }
+
+    pub(crate) fn start(channel: Channel) -> io::Result<Arc<Shared>> {
+        let shared = Shared::standalone();
+        let for_reader = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("srv-worker-channel".into())
+            .spawn(move || for_reader.read_loop(channel))?;
+        Ok(shared)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn read_loop(&self, mut channel: Channel) {
+        loop {
+            match channel.receive() {
+                Ok(Received::Bytes(_)) => {}
+                Ok(Received::Closed) => return self.disconnect(DisconnectReason::MasterGone),
+                Err(error) => {
+                    let reason = format!("cannot read from the master: {error}");
+                    return self.disconnect(DisconnectReason::Refused(reason));
+                }
+            }
+            loop {
+                match channel.next_message::<MasterMessage>() {
+                    Ok(Some((message, fds))) => self.handle(message, fds),
+                    Ok(None) => break,
+                    Err(srv_proto::DecodeError::Message(error)) => {
+                        // Framing is intact: a newer master may have sent a
+                        // message this worker does not know. Say so and go on.
+                        log::error!("srv: ignoring a message from the master this worker cannot decode: {error}");
+                    }
+                    Err(error) => {
+                        let reason = format!("broken channel to the master: {error}");
+                        return self.disconnect(DisconnectReason::Refused(reason));
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle(&self, message: MasterMessage, mut fds: Vec<std::os::fd::OwnedFd>) {
+        match message {
+            MasterMessage::Disconnect => self.disconnect(DisconnectReason::Requested),
+            MasterMessage::Refused { reason } => {
+                log::error!("srv: the master refused this worker: {reason}");
+                self.disconnect(DisconnectReason::Refused(reason));
+            }
+            MasterMessage::ListenReply { requested, result } => {
+                let res = match (result, fds.pop()) {
+                    (Ok(actual), Some(fd)) => Ok(Listener::from_fd(&actual, fd)),
+                    (Ok(_), None) => Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("listen {requested}: the master sent no socket"),
+                    )),
+                    (Err(error), _) => Err(io::Error::from(error)),
+                };
+                let mut state = self.lock();
+                if matches!(state.reply, Reply::Waiting) {
+                    state.reply = Reply::Ready(res);
+                    self.changed.notify_all();
+                } else {
+                    log::error!("srv: ignoring a listen reply for {requested} that nobody waits for");
+                }
+            }
+            other => log::error!("srv: ignoring an unexpected message from the master: {other:?}"),
+        }
+    }
+
+    fn disconnect(&self, reason: DisconnectReason) {
+        let mut state = self.lock();
+        if state.reason.is_some() {
+            return;
+        }
+        let master_gone = reason != DisconnectReason::Requested;
+        if master_gone && matches!(state.reply, Reply::Waiting) {
+            let error = io::Error::new(io::ErrorKind::BrokenPipe, format!("master gone: {reason:?}"));
+            state.reply = Reply::Ready(Err(error));
+        }
+        state.reason = Some(reason);
+        for waker in state.wakers.drain(..) {
+            waker.wake();
+        }
+        self.changed.notify_all();
+        self.ring(&state);
+    }
+
+    /// Writes the byte that makes the pipe readable, if the pipe exists.
+    /// Called with the state lock held (see "Races" above).
+    fn ring(&self, _state: &State) {
+        if let Some((_, writer)) = self.pipe.get() {
+            // A full pipe is readable already; nothing else can fail here.
+            let _ = { writer }.write(&[1]);
+        }
+    }
+
+    pub(crate) fn reason(&self) -> Option<DisconnectReason> {
+        self.lock().reason.clone()
+    }
+
+    pub(crate) fn wait(&self) -> DisconnectReason {
+        let mut state = self.lock();
+        loop {
+            if let Some(reason) = &state.reason {
+                return reason.clone();
+            }
+            state = self.changed.wait(state).unwrap_or_else(|poison| poison.into_inner());
+        }
+    }
+
+    pub(crate) fn poll_reason(&self, waker: &Waker) -> Poll<DisconnectReason> {
+        let mut state = self.lock();
+        if let Some(reason) = &state.reason {
+            return Poll::Ready(reason.clone());
+        }
+        if !state.wakers.iter().any(|known| known.will_wake(waker)) {
+            state.wakers.push(waker.clone());
+        }
+        Poll::Pending
+    }
+
+    pub(crate) fn fd(&self) -> io::Result<BorrowedFd<'_>> {
+        if self.pipe.get().is_none() {
+            let pipe = io::pipe()?;
+            if self.pipe.set(pipe).is_ok() {
+                let state = self.lock();
+                if state.reason.is_some() {
+                    self.ring(&state);
+                }
+            }
+        }
+        let (reader, _) = self.pipe.get().expect("the pipe was set just above");
+        Ok(reader.as_fd())
+    }
+
+    pub(crate) fn expect_reply(&self) {
+        self.lock().reply = Reply::Waiting;
+    }
+
+    pub(crate) fn wait_reply(&self, addr: &ListenAddr) -> io::Result<Listener> {
+        let mut state = self.lock();
+        loop {
+            match std::mem::take(&mut state.reply) {
+                Reply::Ready(res) => return res,
+                Reply::Waiting => {
+                    state.reply = Reply::Waiting;
+                    state = self.changed.wait(state).unwrap_or_else(|poison| poison.into_inner());
+                }
+                Reply::Idle => {
+                    return Err(io::Error::other(format!("listen {addr}: no reply from the master")));
+                }
+            }
+        }
+    }
+}
