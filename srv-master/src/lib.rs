@@ -1,1 +1,200 @@
-//! srv-master
+//! The supervisor of srv: runs a server as N worker processes that share
+//! listening sockets, with rolling recycles, graceful shutdown and crash
+//! recovery, all driven by Unix signals.
+//!
+//! ```no_run
+//! use srv_master::{Master, Options};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     if srv_master::is_worker() {
+//!         // This process is one of the workers: serve (see srv-worker).
+//!         return Ok(());
+//!     }
+//!     let mut options = Options::default();
+//!     options.worker.count = 4;
+//!     // Re-execute this very program as each worker, like node's cluster.
+//!     Master::current_exe(options)?.run()?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Signals
+//!
+//! | signal | effect |
+//! |---|---|
+//! | `SIGINT`, `SIGTERM` | graceful shutdown; a second one forces it |
+//! | `SIGHUP` | rolling recycle of every worker (a new binary on disk runs) |
+//! | `SIGTTIN` / `SIGTTOU` | one worker more / fewer |
+//! | `SIGCHLD` | reap children |
+//!
+//! The decisions live in a pure state machine ([`Machine`]) that tests
+//! drive without processes or clocks; a thin mio loop turns signals, socket
+//! readiness, child exits and deadlines into its events and carries out its
+//! actions.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+mod backoff;
+mod event_loop;
+mod listeners;
+mod machine;
+mod options;
+#[allow(unsafe_code)]
+mod spawn;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::process::Command;
+
+pub use backoff::{MIN_BACKOFF_STEP, restart_delay};
+pub use machine::{Action, CHANNEL_CLOSE_GRACE, Event, ExitStatus, Machine, Signal, WorkerId};
+pub use options::{
+    MAX_WORKERS, Options, OptionsError, RecycleOptions, Require, RestartOptions, ShutdownOptions,
+    WorkerOptions,
+};
+
+/// Whether this process was started by an srv master as one of its workers.
+///
+/// ```
+/// assert!(!srv_master::is_worker());
+/// ```
+pub fn is_worker() -> bool {
+    std::env::var_os(srv_proto::env::ENV_CHANNEL_FD).is_some()
+}
+
+/// Why the master could not start or keep running.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An option is invalid.
+    Options(OptionsError),
+    /// A system call the master cannot do without failed.
+    Io {
+        /// What the master was doing.
+        context: String,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Options(error) => error.fmt(f),
+            Error::Io { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Options(error) => Some(error),
+            Error::Io { source, .. } => Some(source),
+        }
+    }
+}
+
+impl From<OptionsError> for Error {
+    fn from(error: OptionsError) -> Error {
+        Error::Options(error)
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(error: Error) -> io::Error {
+        match error {
+            Error::Options(error) => io::Error::new(io::ErrorKind::InvalidInput, error),
+            Error::Io { context, source } => {
+                io::Error::new(source.kind(), format!("{context}: {source}"))
+            }
+        }
+    }
+}
+
+/// A master, ready to run.
+pub struct Master {
+    options: Options,
+    command: Box<dyn FnMut() -> Command>,
+}
+
+impl fmt::Debug for Master {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Master").field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+impl Master {
+    /// A master whose workers run the command `command` builds, once per
+    /// worker (so each gets a fresh `Command`).
+    ///
+    /// Workers inherit the master's environment, standard streams and
+    /// process group, plus the channel (see `srv_proto::env`).
+    ///
+    /// ```no_run
+    /// use std::process::Command;
+    /// let master = srv_master::Master::new(srv_master::Options::default(), || {
+    ///     let mut command = Command::new("/usr/local/bin/my-server");
+    ///     command.arg("--serve");
+    ///     command
+    /// })?;
+    /// master.run()?;
+    /// # Ok::<(), srv_master::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Options`] when the options are invalid.
+    pub fn new(
+        options: Options,
+        command: impl FnMut() -> Command + 'static,
+    ) -> Result<Master, Error> {
+        options.validate()?;
+        Ok(Master { options, command: Box::new(command) })
+    }
+
+    /// A master whose workers run this very program with the same arguments.
+    ///
+    /// The program's path is resolved once, now, so replacing the file at
+    /// that path and sending `SIGHUP` runs the new code (after a replacement
+    /// `/proc/self/exe` points at the deleted old file, so it is not read
+    /// again).
+    ///
+    /// # Errors
+    ///
+    /// Invalid options, or the program's path cannot be found.
+    pub fn current_exe(options: Options) -> Result<Master, Error> {
+        let program: PathBuf = std::env::current_exe().map_err(|source| Error::Io {
+            context: "cannot find this program's path".into(),
+            source,
+        })?;
+        let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+        Master::new(options, move || {
+            let mut command = Command::new(&program);
+            command.args(&args);
+            command
+        })
+    }
+
+    /// The options this master runs with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Runs until a shutdown completes: starts the workers, supervises
+    /// them, and returns once every worker has exited after `SIGINT` or
+    /// `SIGTERM`.
+    ///
+    /// Reaps every child of this process, so call it from a process that
+    /// waits for no children of its own.
+    ///
+    /// # Errors
+    ///
+    /// The event loop or the signal handlers cannot be set up.
+    pub fn run(self) -> Result<(), Error> {
+        event_loop::run(self.options, self.command).map(drop)
+    }
+}

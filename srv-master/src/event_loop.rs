@@ -1,0 +1,398 @@
+//! The shell around [`Machine`]: one `mio::Poll` over signals, worker
+//! channels and the machine's next deadline.
+//!
+//! The loop is `poll → translate into events → Machine::handle → carry out
+//! actions`. It makes no decisions: anything that reads like policy belongs
+//! in the machine.
+//!
+//! # Ordering and races
+//!
+//! - Signals arrive through signal-hook's self-pipe; on readiness the loop
+//!   drains every pending signal before acting, and retries `poll` on
+//!   `EINTR`.
+//! - `SIGCHLD` only says "some children may have exited": signals coalesce,
+//!   so the loop calls `waitpid(-1, WNOHANG)` until nothing is left. This
+//!   also reaps orphans re-parented to the master when it runs as PID 1.
+//! - Before reporting a worker's exit, the loop reads what is left in its
+//!   channel, so an `Online` or `Exit` sent just before exiting is handled
+//!   before the exit.
+//! - mio is edge-triggered: a channel must be read until `WouldBlock`. To
+//!   keep a flooding worker from starving everything else, one channel gets
+//!   at most [`READS_PER_TURN`] reads per turn; a channel not drained stays
+//!   on a list and is read again next turn, with a zero `poll` timeout.
+//! - A worker's pid is used (for `SIGKILL`) only until it is reaped, so a
+//!   reused pid is never signalled.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::time::Instant;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal as NixSignal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU};
+use signal_hook_mio::v1_0::Signals;
+use srv_proto::{Channel, MasterMessage, Received, WorkerMessage};
+
+use crate::Error;
+use crate::listeners::Listeners;
+use crate::machine::{Action, Event, ExitStatus, Machine, Signal, WorkerId};
+use crate::options::Options;
+use crate::spawn::spawn_worker;
+
+const SIGNALS: Token = Token(0);
+
+/// The most reads from one channel in one turn of the loop.
+pub(crate) const READS_PER_TURN: usize = 64;
+
+/// A worker process as the shell knows it.
+#[derive(Debug)]
+struct Child {
+    pid: Pid,
+    /// `None` once the channel closed or broke.
+    channel: Option<Channel>,
+    /// Registered for writable readiness because frames wait to be written.
+    wants_write: bool,
+}
+
+struct Shell {
+    poll: Poll,
+    options: Options,
+    command: Box<dyn FnMut() -> Command>,
+    children: HashMap<WorkerId, Child>,
+    by_pid: HashMap<Pid, WorkerId>,
+    listeners: Listeners,
+    /// Channels not read until `WouldBlock` last turn.
+    unread: Vec<WorkerId>,
+    exit_code: Option<i32>,
+}
+
+fn token(worker: WorkerId) -> Token {
+    Token(worker.0 as usize)
+}
+
+fn io_error(context: &str) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io { context: context.to_owned(), source }
+}
+
+/// Runs the master until every worker is gone after a shutdown.
+pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Result<i32, Error> {
+    let poll = Poll::new().map_err(io_error("cannot create the event loop"))?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGTTIN, SIGTTOU, SIGCHLD])
+        .map_err(io_error("cannot install signal handlers"))?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)
+        .map_err(io_error("cannot watch signals"))?;
+    let mut shell = Shell {
+        poll,
+        options: options.clone(),
+        command,
+        children: HashMap::new(),
+        by_pid: HashMap::new(),
+        listeners: Listeners::default(),
+        unread: Vec::new(),
+        exit_code: None,
+    };
+    log::info!(target: "srv", "master {} starting {} workers", std::process::id(), options.worker.count);
+    let (mut machine, actions) = Machine::new(options, Instant::now());
+    shell.carry_out(&mut machine, Instant::now(), actions, VecDeque::new());
+
+    let mut events = Events::with_capacity(256);
+    while shell.exit_code.is_none() {
+        let timeout = if shell.unread.is_empty() {
+            machine
+                .next_deadline()
+                .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+        } else {
+            Some(std::time::Duration::ZERO)
+        };
+        match shell.poll.poll(&mut events, timeout) {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            res => res.map_err(io_error("cannot wait for events"))?,
+        }
+        let mut happened = VecDeque::new();
+        let mut reap = false;
+        let mut to_read = std::mem::take(&mut shell.unread);
+        for event in events.iter() {
+            match event.token() {
+                SIGNALS => {
+                    for signal in signals.pending() {
+                        match signal {
+                            SIGCHLD => reap = true,
+                            SIGINT => happened.push_back(Event::Signal(Signal::Int)),
+                            SIGTERM => happened.push_back(Event::Signal(Signal::Term)),
+                            SIGHUP => happened.push_back(Event::Signal(Signal::Hup)),
+                            SIGTTIN => happened.push_back(Event::Signal(Signal::Ttin)),
+                            SIGTTOU => happened.push_back(Event::Signal(Signal::Ttou)),
+                            _ => {}
+                        }
+                    }
+                }
+                Token(n) => {
+                    let worker = WorkerId(n as u32);
+                    if event.is_writable() {
+                        shell.flush(worker);
+                    }
+                    if (event.is_readable() || event.is_read_closed() || event.is_error())
+                        && !to_read.contains(&worker)
+                    {
+                        to_read.push(worker);
+                    }
+                }
+            }
+        }
+        for worker in to_read {
+            shell.read_channel(worker, &mut happened);
+        }
+        if reap {
+            shell.reap(&mut happened);
+        }
+        happened.push_back(Event::Tick);
+        shell.carry_out(&mut machine, Instant::now(), Vec::new(), happened);
+    }
+    Ok(shell.exit_code.unwrap_or(0))
+}
+
+impl Shell {
+    /// Feeds events to the machine and carries out its actions, which may
+    /// produce more events (a spawn reports its pid), until none are left.
+    fn carry_out(
+        &mut self,
+        machine: &mut Machine,
+        now: Instant,
+        mut actions: Vec<Action>,
+        mut events: VecDeque<Event>,
+    ) {
+        loop {
+            for action in actions.drain(..) {
+                self.execute(action, &mut events);
+            }
+            let Some(event) = events.pop_front() else { return };
+            machine.handle(now, event, &mut actions);
+        }
+    }
+
+    fn execute(&mut self, action: Action, events: &mut VecDeque<Event>) {
+        match action {
+            Action::Spawn(worker) => self.spawn(worker, events),
+            Action::Send(worker, message) => self.send(worker, &message),
+            Action::Listen(worker, addr) => {
+                let reply = match self.listeners.get_or_bind(&addr) {
+                    Ok((socket, actual, bound_now)) => {
+                        if bound_now {
+                            log::info!(target: "srv", "listening on {actual} (requested {addr})");
+                        }
+                        let socket = socket.try_clone_to_owned();
+                        match socket {
+                            Ok(socket) => Ok((actual, socket)),
+                            Err(error) => Err(srv_proto::ListenError {
+                                errno: error.raw_os_error(),
+                                message: format!(
+                                    "listen {addr}: cannot duplicate the socket: {error}"
+                                ),
+                            }),
+                        }
+                    }
+                    Err(error) => Err(error),
+                };
+                match reply {
+                    Ok((actual, socket)) => {
+                        let message =
+                            MasterMessage::ListenReply { requested: addr, result: Ok(actual) };
+                        self.send_with_fd(worker, &message, Some(socket));
+                    }
+                    Err(error) => {
+                        log::warn!(target: "srv", "{worker}: {error}");
+                        let message =
+                            MasterMessage::ListenReply { requested: addr, result: Err(error) };
+                        self.send_with_fd(worker, &message, None);
+                    }
+                }
+            }
+            Action::Kill(worker) => {
+                if let Some(child) = self.children.get(&worker) {
+                    match kill(child.pid, NixSignal::SIGKILL) {
+                        Ok(()) | Err(Errno::ESRCH) => {}
+                        Err(errno) => {
+                            log::error!(target: "srv", "cannot kill {worker} (pid {}): {errno}", child.pid)
+                        }
+                    }
+                }
+            }
+            Action::Log(level, line) => log::log!(target: "srv", level, "{line}"),
+            Action::Exit(code) => self.exit_code = Some(code),
+        }
+    }
+
+    fn spawn(&mut self, worker: WorkerId, events: &mut VecDeque<Event>) {
+        let command = (self.command)();
+        let spawned =
+            spawn_worker(command, worker, self.options.worker.ignore_sigint).and_then(|spawned| {
+                let fd = spawned.channel.as_raw_fd();
+                spawned.channel.set_nonblocking(true)?;
+                self.poll.registry().register(
+                    &mut SourceFd(&fd),
+                    token(worker),
+                    Interest::READABLE,
+                )?;
+                Ok(spawned)
+            });
+        match spawned {
+            Ok(spawned) => {
+                let pid = Pid::from_raw(spawned.pid as i32);
+                self.by_pid.insert(pid, worker);
+                let child =
+                    Child { pid, channel: Some(Channel::new(spawned.channel)), wants_write: false };
+                self.children.insert(worker, child);
+                events.push_back(Event::Spawned { worker, pid: spawned.pid });
+            }
+            Err(error) => events.push_back(Event::SpawnFailed { worker, error: error.to_string() }),
+        }
+    }
+
+    fn send(&mut self, worker: WorkerId, message: &MasterMessage) {
+        self.send_with_fd(worker, message, None);
+    }
+
+    fn send_with_fd(
+        &mut self,
+        worker: WorkerId,
+        message: &MasterMessage,
+        fd: Option<std::os::fd::OwnedFd>,
+    ) {
+        let Some(channel) = self.children.get_mut(&worker).and_then(|child| child.channel.as_mut())
+        else {
+            return;
+        };
+        let fds: Vec<_> = fd.iter().map(std::os::fd::AsFd::as_fd).collect();
+        match channel.send(message, &fds) {
+            Ok(true) => {}
+            Ok(false) => self.want_write(worker, true),
+            // The worker is gone or going; its exit will be reaped.
+            Err(error) => log::debug!(target: "srv", "cannot send to {worker}: {error}"),
+        }
+    }
+
+    fn flush(&mut self, worker: WorkerId) {
+        let Some(channel) = self.children.get_mut(&worker).and_then(|child| child.channel.as_mut())
+        else {
+            return;
+        };
+        match channel.flush() {
+            Ok(true) => self.want_write(worker, false),
+            Ok(false) => {}
+            Err(error) => log::debug!(target: "srv", "cannot send to {worker}: {error}"),
+        }
+    }
+
+    fn want_write(&mut self, worker: WorkerId, wanted: bool) {
+        let Some(child) = self.children.get_mut(&worker) else { return };
+        let Some(channel) = &child.channel else { return };
+        if child.wants_write == wanted {
+            return;
+        }
+        let interest =
+            if wanted { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+        let fd = channel.stream().as_raw_fd();
+        if let Err(error) =
+            self.poll.registry().reregister(&mut SourceFd(&fd), token(worker), interest)
+        {
+            log::error!(target: "srv", "cannot watch the channel of {worker}: {error}");
+        }
+        child.wants_write = wanted;
+    }
+
+    /// Reads a worker's channel until `WouldBlock`, end of file, an error,
+    /// or [`READS_PER_TURN`] reads.
+    fn read_channel(&mut self, worker: WorkerId, events: &mut VecDeque<Event>) {
+        let Some(child) = self.children.get_mut(&worker) else { return };
+        let Some(channel) = child.channel.as_mut() else { return };
+        let mut broken = None;
+        for _ in 0..READS_PER_TURN {
+            match channel.receive() {
+                Ok(Received::Bytes(_)) => {}
+                Ok(Received::Closed) => {
+                    events.push_back(Event::ChannelClosed { worker });
+                    broken = Some(None);
+                    break;
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) => {
+                    broken = Some(Some(error.to_string()));
+                    break;
+                }
+            }
+            loop {
+                match channel.next_message::<WorkerMessage>() {
+                    Ok(Some((message, _))) => events.push_back(Event::Message { worker, message }),
+                    Ok(None) => break,
+                    Err(error) => {
+                        broken = Some(Some(error.to_string()));
+                        break;
+                    }
+                }
+            }
+            if broken.is_some() {
+                break;
+            }
+        }
+        match broken {
+            None => self.unread.push(worker),
+            Some(error) => {
+                if let Some(error) = error {
+                    events.push_back(Event::ProtocolError { worker, error });
+                }
+                self.close_channel(worker);
+            }
+        }
+    }
+
+    fn close_channel(&mut self, worker: WorkerId) {
+        let Some(child) = self.children.get_mut(&worker) else { return };
+        if let Some(channel) = child.channel.take() {
+            let fd = channel.stream().as_raw_fd();
+            // Closing the descriptor removes it from epoll anyway.
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+        self.unread.retain(|unread| *unread != worker);
+    }
+
+    /// Reaps every child that has exited, workers and orphans alike.
+    fn reap(&mut self, events: &mut VecDeque<Event>) {
+        loop {
+            let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, ExitStatus::Code(code)),
+                Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                    (pid, ExitStatus::Signal(signal as i32))
+                }
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Ok(_) => continue,
+                Err(Errno::EINTR) => continue,
+                Err(errno) => {
+                    log::error!(target: "srv", "waitpid failed: {errno}");
+                    return;
+                }
+            };
+            let Some(worker) = self.by_pid.remove(&pid) else {
+                log::debug!(target: "srv", "reaped orphan pid {pid} ({status})");
+                continue;
+            };
+            // What the worker sent before it exited comes first.
+            while self.children.get(&worker).is_some_and(|child| child.channel.is_some()) {
+                let before = events.len();
+                self.read_channel(worker, events);
+                if events.len() == before {
+                    break;
+                }
+            }
+            self.close_channel(worker);
+            self.children.remove(&worker);
+            events.push_back(Event::Exited { worker, status });
+        }
+    }
+}

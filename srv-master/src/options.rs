@@ -1,0 +1,264 @@
+//! [`Options`]: the seed's option names and defaults, validated.
+//!
+//! Durations are milliseconds in config files (`timeout = 2000`) and
+//! [`Duration`]s in Rust. Deserialisation rejects unknown keys, so a typo in
+//! a config file is an error naming the key rather than a silent default.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything a [`crate::Master`] can be told, grouped as the seed's dotted
+/// names: `worker.count` is `options.worker.count`.
+///
+/// ```
+/// use std::time::Duration;
+/// use srv_master::{Options, Require};
+///
+/// let mut options = Options::default();
+/// options.worker.count = 8;
+/// options.worker.require = Require::Listen;
+/// options.shutdown.timeout = Duration::from_secs(30);
+/// options.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Options {
+    /// `worker.*`: how many workers, and what counts as started.
+    pub worker: WorkerOptions,
+    /// `recycle.*`: rolling restarts on `SIGHUP`.
+    pub recycle: RecycleOptions,
+    /// `shutdown.*`: graceful shutdown on `SIGINT`/`SIGTERM`.
+    pub shutdown: ShutdownOptions,
+    /// `restart.*`: replacing crashed workers.
+    pub restart: RestartOptions,
+}
+
+/// `worker.*` options.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct WorkerOptions {
+    /// `worker.count`: number of worker processes (default 4).
+    pub count: usize,
+    /// `worker.ignore_sigint`: workers ignore `SIGINT` (default true), since
+    /// Ctrl+C reaches the whole process group and the master drives the
+    /// graceful shutdown.
+    pub ignore_sigint: bool,
+    /// `worker.require`: the state that counts as started (default `online`).
+    pub require: Require,
+    /// `worker.timeout`: time to reach `require` before the worker is killed
+    /// and replaced (default 2000 ms).
+    #[serde(with = "millis")]
+    pub timeout: Duration,
+}
+
+/// `recycle.*` options.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RecycleOptions {
+    /// `recycle.timeout`: grace for each old worker during a recycle, and for
+    /// a worker removed by `SIGTTOU`, before `SIGKILL` (default 15000 ms).
+    #[serde(with = "millis")]
+    pub timeout: Duration,
+}
+
+/// `shutdown.*` options.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ShutdownOptions {
+    /// `shutdown.timeout`: grace for each worker during shutdown before
+    /// `SIGKILL` (default 15000 ms).
+    #[serde(with = "millis")]
+    pub timeout: Duration,
+}
+
+/// `restart.*` options.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RestartOptions {
+    /// `restart.delay`: wait after a crash before starting a replacement
+    /// (default 5000 ms). Crashes in a row double it, up to `max_delay`.
+    #[serde(with = "millis")]
+    pub delay: Duration,
+    /// `restart.max_delay`: the cap of the doubling restart delay (default
+    /// 60000 ms). A worker that stayed up this long ends a crash streak.
+    #[serde(with = "millis")]
+    pub max_delay: Duration,
+}
+
+/// The state in which a worker counts as started (`worker.require`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Require {
+    /// The worker called `online()`.
+    #[default]
+    Online,
+    /// The worker got a listening socket with `listen()`.
+    Listen,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> WorkerOptions {
+        WorkerOptions {
+            count: 4,
+            ignore_sigint: true,
+            require: Require::Online,
+            timeout: Duration::from_millis(2000),
+        }
+    }
+}
+
+impl Default for RecycleOptions {
+    fn default() -> RecycleOptions {
+        RecycleOptions { timeout: Duration::from_millis(15000) }
+    }
+}
+
+impl Default for ShutdownOptions {
+    fn default() -> ShutdownOptions {
+        ShutdownOptions { timeout: Duration::from_millis(15000) }
+    }
+}
+
+impl Default for RestartOptions {
+    fn default() -> RestartOptions {
+        RestartOptions {
+            delay: Duration::from_millis(5000),
+            max_delay: Duration::from_millis(60000),
+        }
+    }
+}
+
+/// The most workers one master runs; more is surely a typo.
+pub const MAX_WORKERS: usize = 1024;
+
+/// An invalid option, naming its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionsError {
+    /// The dotted key, for example `worker.count`.
+    pub key: &'static str,
+    /// What is wrong with its value.
+    pub problem: String,
+}
+
+impl fmt::Display for OptionsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid option {}: {}", self.key, self.problem)
+    }
+}
+
+impl std::error::Error for OptionsError {}
+
+impl Options {
+    /// Checks every option, naming the first bad key.
+    ///
+    /// # Errors
+    ///
+    /// `worker.count` of 0 or over [`MAX_WORKERS`]; `worker.timeout` of 0;
+    /// `restart.max_delay` below `restart.delay`.
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        let error = |key, problem: &str| Err(OptionsError { key, problem: problem.to_owned() });
+        if self.worker.count == 0 {
+            return error("worker.count", "must be at least 1");
+        }
+        if self.worker.count > MAX_WORKERS {
+            return error("worker.count", &format!("must be at most {MAX_WORKERS}"));
+        }
+        if self.worker.timeout.is_zero() {
+            return error("worker.timeout", "must be more than 0 ms");
+        }
+        if self.restart.max_delay < self.restart.delay {
+            return error("restart.max_delay", "must not be below restart.delay");
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Require {
+    type Err = OptionsError;
+
+    fn from_str(text: &str) -> Result<Require, OptionsError> {
+        match text {
+            "online" => Ok(Require::Online),
+            "listen" => Ok(Require::Listen),
+            _ => Err(OptionsError {
+                key: "worker.require",
+                problem: format!("'{text}' is neither 'online' nor 'listen'"),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Require {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Require::Online => "online",
+            Require::Listen => "listen",
+        })
+    }
+}
+
+/// Durations as whole milliseconds.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_seeds() {
+        let options = Options::default();
+        assert_eq!(options.worker.count, 4);
+        assert!(options.worker.ignore_sigint);
+        assert_eq!(options.worker.require, Require::Online);
+        assert_eq!(options.worker.timeout, Duration::from_millis(2000));
+        assert_eq!(options.recycle.timeout, Duration::from_millis(15000));
+        assert_eq!(options.shutdown.timeout, Duration::from_millis(15000));
+        assert_eq!(options.restart.delay, Duration::from_millis(5000));
+        options.validate().unwrap();
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        type Change = fn(&mut Options);
+        let cases: [(Change, &str); 4] = [
+            (|o| o.worker.count = 0, "worker.count"),
+            (|o| o.worker.count = MAX_WORKERS + 1, "worker.count"),
+            (|o| o.worker.timeout = Duration::ZERO, "worker.timeout"),
+            (|o| o.restart.max_delay = Duration::from_millis(1), "restart.max_delay"),
+        ];
+        for (change, key) in cases {
+            let mut options = Options::default();
+            change(&mut options);
+            let error = options.validate().unwrap_err();
+            assert_eq!(error.key, key);
+            assert!(error.to_string().starts_with(&format!("invalid option {key}: ")), "{error}");
+        }
+    }
+
+    #[test]
+    fn require_parses_and_rejects() {
+        assert_eq!("listen".parse::<Require>().unwrap(), Require::Listen);
+        assert_eq!("online".parse::<Require>().unwrap().to_string(), "online");
+        let error = "ready".parse::<Require>().unwrap_err();
+        assert_eq!(error.key, "worker.require");
+        assert!(error.to_string().contains("'ready'"));
+    }
+}
