@@ -46,9 +46,9 @@ mod shared;
 
 use std::future::Future;
 use std::io::{self, Write};
+use std::net::TcpListener;
 use std::os::fd::BorrowedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::net::TcpListener;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -126,9 +126,16 @@ impl Worker {
         stream.set_nonblocking(false)?;
         let reader = Channel::new(stream.try_clone()?);
         let shared = Shared::start(reader)?;
-        let link = Link { writer: Mutex::new(Channel::new(stream)), listen_lock: Mutex::new(()), worker_id };
+        let link = Link {
+            writer: Mutex::new(Channel::new(stream)),
+            listen_lock: Mutex::new(()),
+            worker_id,
+        };
         let worker = Worker { link: Some(link), shared };
-        worker.send(&WorkerMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: std::process::id() })?;
+        worker.send(&WorkerMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            pid: std::process::id(),
+        })?;
         Ok(worker)
     }
 

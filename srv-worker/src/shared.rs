@@ -81,7 +81,9 @@ impl Shared {
                     Err(srv_proto::DecodeError::Message(error)) => {
                         // Framing is intact: a newer master may have sent a
                         // message this worker does not know. Say so and go on.
-                        log::error!("srv: ignoring a message from the master this worker cannot decode: {error}");
+                        log::error!(
+                            "srv: ignoring a message from the master this worker cannot decode: {error}"
+                        );
                     }
                     Err(error) => {
                         let reason = format!("broken channel to the master: {error}");
@@ -113,7 +115,9 @@ impl Shared {
                     state.reply = Reply::Ready(res);
                     self.changed.notify_all();
                 } else {
-                    log::error!("srv: ignoring a listen reply for {requested} that nobody waits for");
+                    log::error!(
+                        "srv: ignoring a listen reply for {requested} that nobody waits for"
+                    );
                 }
             }
             other => log::error!("srv: ignoring an unexpected message from the master: {other:?}"),
@@ -127,7 +131,8 @@ impl Shared {
         }
         let master_gone = reason != DisconnectReason::Requested;
         if master_gone && matches!(state.reply, Reply::Waiting) {
-            let error = io::Error::new(io::ErrorKind::BrokenPipe, format!("master gone: {reason:?}"));
+            let error =
+                io::Error::new(io::ErrorKind::BrokenPipe, format!("master gone: {reason:?}"));
             state.reply = Reply::Ready(Err(error));
         }
         state.reason = Some(reason);
@@ -200,7 +205,9 @@ impl Shared {
                     state = self.changed.wait(state).unwrap_or_else(|poison| poison.into_inner());
                 }
                 Reply::Idle => {
-                    return Err(io::Error::other(format!("listen {addr}: no reply from the master")));
+                    return Err(io::Error::other(format!(
+                        "listen {addr}: no reply from the master"
+                    )));
                 }
             }
         }
