@@ -253,10 +253,12 @@ impl Worker {
     /// executor (it needs no runtime).
     ///
     /// ```no_run
-    /// # async fn serve(worker: srv_worker::Worker) {
-    /// let reason = worker.disconnected().await;
-    /// println!("stopping: {reason:?}");
-    /// # }
+    /// async fn serve(worker: srv_worker::Worker) {
+    ///     // ... start serving, then:
+    ///     let reason = worker.disconnected().await;
+    ///     eprintln!("stopping: {reason:?}");
+    /// }
+    /// # drop(serve(srv_worker::Worker::standalone()));
     /// ```
     pub fn disconnected(&self) -> Disconnected {
         Disconnected { shared: Arc::clone(&self.shared) }
