@@ -1,0 +1,677 @@
+//! The reference server: a small HTTP/1.1 server run as N srv workers, which
+//! the end-to-end tests and the benchmarks drive.
+//!
+//! ```text
+//! cargo run --release --bin http -- --port 8080 --workers 4
+//! curl http://127.0.0.1:8080/            # ok <worker pid>
+//! curl http://127.0.0.1:8080/sleep?ms=500 # slept 500
+//! ```
+//!
+//! One binary is both master and worker (as in `hello`): started by hand it
+//! is the master, which re-executes it once per worker with the same
+//! arguments; started by a master it is a worker. `--standalone` serves in
+//! this very process, without a master.
+//!
+//! A worker asks the master for the shared listening socket, reports
+//! `online`, then accepts in a `poll(2)` loop on two descriptors: the
+//! listening socket and `Worker::disconnect_fd`. Each connection gets a
+//! thread that reads with a short timeout ([`READ_TICK`]), so an idle
+//! connection notices the disconnect without any wake-up machinery.
+//!
+//! # Shutdown sequence
+//!
+//! A disconnect has one meaning whatever its reason (recycle, shutdown, one
+//! worker fewer, or the master died and the channel reached end of file):
+//!
+//! 1. Stop accepting at once, and drop this worker's descriptor of the
+//!    listening socket. Never `shutdown()` it: the kernel socket is shared
+//!    with the other workers and the master, and a shutdown would stop them
+//!    all. Connections waiting in the backlog stay there for the other
+//!    workers (or the replacement); that is what makes a recycle lossless.
+//! 2. Requests in flight finish and are answered with `Connection: close`.
+//! 3. An idle keep-alive connection may carry one more request, answered
+//!    with `Connection: close`. Only a connection that stays idle for
+//!    [`IDLE_GRACE`] after the disconnect is closed without an answer: the
+//!    client may be sending a request at the very moment the server closes,
+//!    and that request would be lost (see [`IDLE_GRACE`]).
+//! 4. When the last connection is done, exit 0. A worker never waits longer
+//!    than the master's own grace, after which the master kills it anyway.
+//!
+//! Every close after a response is a lingering close ([`close_gracefully`]):
+//! shut down the sending side, then read what the client still sends for a
+//! moment, because closing a socket with unread data makes the kernel send
+//! a reset, which can destroy the response before the client reads it.
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "prints usage and argument errors")]
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::process::ExitCode;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use srv_master::{Master, Options};
+use srv_worker::{DisconnectReason, Worker};
+
+const SYNOPSIS: &str = "\
+usage: http --port PORT [--workers N] [--addr IP] [--require online|listen]
+            [--worker-timeout MS] [--recycle-timeout MS] [--shutdown-timeout MS]
+            [--restart-delay MS] [--standalone]";
+
+const OPTIONS: &str = "\
+  --port PORT           TCP port to serve on; 0 picks a free one (see the log)
+  --workers N           number of worker processes (default 4)
+  --addr IP             address to bind (default 127.0.0.1)
+  --require STATE       what counts as a started worker (default online)
+  --worker-timeout MS   time to reach that state (default 2000)
+  --recycle-timeout MS  grace for each old worker on SIGHUP (default 15000)
+  --shutdown-timeout MS grace for each worker on SIGTERM/SIGINT (default 15000)
+  --restart-delay MS    wait before replacing a crashed worker (default 5000)
+  --standalone          serve in this process, without a master
+
+GET / answers `ok <worker pid>`; GET /sleep?ms=N waits N ms (at most 60000).";
+
+/// How long an idle connection may stay open after the disconnect, waiting
+/// for one last request.
+///
+/// Closing an idle keep-alive connection at once races with a request the
+/// client is already sending: the request is on the wire (or about to be)
+/// when the close arrives, the client reads end of file or a reset instead
+/// of a response, and it cannot know whether the request was handled, so a
+/// careful client reports a failure. That is how node cluster and PM2 lose
+/// requests on reload. A client that was about to send does so within
+/// milliseconds; one second of silence after the disconnect means it was
+/// not, and closing then is an ordinary keep-alive close.
+const IDLE_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a connection thread blocks in one `read` before it looks at the
+/// disconnect state again.
+const READ_TICK: Duration = Duration::from_millis(100);
+
+/// An idle keep-alive connection is closed after this long even without a
+/// disconnect, so clients that vanish do not keep threads forever.
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A client that takes longer than this to take a response is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a lingering close reads what the client still sends.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// The request line and headers together; more is answered with 431.
+const MAX_HEAD_LEN: usize = 8 * 1024;
+
+/// A larger declared body is answered with 413 rather than read.
+const MAX_BODY_LEN: u64 = 1024 * 1024;
+
+/// The longest `/sleep`, in milliseconds; larger values are capped.
+const MAX_SLEEP_MS: u64 = 60_000;
+
+/// Back-off after an unexpected `accept` error (for example out of
+/// descriptors), so that `poll` reporting the socket readable again and
+/// again does not turn into a busy loop.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{SYNOPSIS}\n\n{OPTIONS}");
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("http: {error:#}\n{SYNOPSIS}\n(http --help explains the options)");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            log::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    if args.standalone {
+        return serve(Worker::standalone(), args);
+    }
+    if let Some(worker) = Worker::from_env()? {
+        return serve(worker, args);
+    }
+    Master::current_exe(args.options.clone())?.run()?;
+    Ok(())
+}
+
+/// The command line, checked.
+#[derive(Debug)]
+struct Args {
+    addr: SocketAddr,
+    options: Options,
+    standalone: bool,
+}
+
+impl Args {
+    /// `Ok(None)` for `--help`.
+    fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<Args>> {
+        let mut ip: IpAddr = [127, 0, 0, 1].into();
+        let mut port = None;
+        let mut options = Options::default();
+        let mut standalone = false;
+        while let Some(arg) = args.next() {
+            // Accept both `--name value` and `--name=value`.
+            let (name, inline) = match arg.split_once('=') {
+                Some((name, value)) if name.starts_with("--") => (name, Some(value.to_owned())),
+                _ => (arg.as_str(), None),
+            };
+            let mut value = || -> anyhow::Result<String> {
+                inline
+                    .clone()
+                    .or_else(|| args.next())
+                    .with_context(|| format!("{name} needs a value"))
+            };
+            match name {
+                "-h" | "--help" => return Ok(None),
+                "--port" => port = Some(parse(name, &value()?)?),
+                "--addr" => ip = parse(name, &value()?)?,
+                "--workers" => options.worker.count = parse(name, &value()?)?,
+                "--require" => options.worker.require = parse(name, &value()?)?,
+                "--worker-timeout" => options.worker.timeout = millis(name, &value()?)?,
+                "--recycle-timeout" => options.recycle.timeout = millis(name, &value()?)?,
+                "--shutdown-timeout" => options.shutdown.timeout = millis(name, &value()?)?,
+                "--restart-delay" => {
+                    options.restart.delay = millis(name, &value()?)?;
+                    // Raise the cap of the doubling delay along, rather than
+                    // refuse a delay above its default.
+                    options.restart.max_delay =
+                        options.restart.max_delay.max(options.restart.delay);
+                }
+                "--standalone" if inline.is_none() => standalone = true,
+                _ => bail!("unknown argument {arg}"),
+            }
+        }
+        let port: u16 = port.context("--port is required")?;
+        options.validate()?;
+        Ok(Some(Args { addr: SocketAddr::new(ip, port), options, standalone }))
+    }
+
+    /// How long a disconnected worker may drain: the longest grace the master
+    /// gives (it kills the worker after that), and the limit when the master
+    /// is gone and nobody will.
+    fn drain_limit(&self) -> Duration {
+        self.options.recycle.timeout.max(self.options.shutdown.timeout)
+    }
+}
+
+fn parse<T>(name: &str, value: &str) -> anyhow::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    value.parse().with_context(|| format!("{name} {value}"))
+}
+
+fn millis(name: &str, value: &str) -> anyhow::Result<Duration> {
+    parse(name, value).map(Duration::from_millis)
+}
+
+/// The worker: accept until disconnected, then drain and return.
+fn serve(worker: Worker, args: &Args) -> anyhow::Result<()> {
+    let pid = std::process::id();
+    let requested = args.addr.to_string();
+    let listener = worker.listen_tcp(&requested)?;
+    // Several workers accept on this one socket, and one of them may win the
+    // race for a connection that `poll` announced to all: accept must not
+    // block then. `O_NONBLOCK` is shared by every process holding the socket,
+    // which is fine because every worker of this program sets it.
+    listener.set_nonblocking(true).context("set the listening socket non-blocking")?;
+    if !worker.is_supervised() {
+        // The master logs this line; tests read the port from it either way.
+        log::info!("listening on {} (requested {requested})", listener.local_addr()?);
+    }
+    worker.online()?;
+    log::info!("http worker {pid} online");
+
+    let worker = Arc::new(worker);
+    let connections = Arc::new(Connections::default());
+    accept_until_disconnected(&worker, &listener, &connections)?;
+    // Dropping our descriptor is all it takes; the socket lives on in the
+    // master and the other workers (see the module documentation).
+    drop(listener);
+
+    let reason = worker.disconnect_reason().map_or_else(String::new, |reason| describe(&reason));
+    log::info!(
+        "http worker {pid} disconnected ({reason}): stopped accepting, finishing {} connections",
+        connections.open()
+    );
+    let left = connections.wait_all(args.drain_limit());
+    if left == 0 {
+        log::info!("http worker {pid} done, exiting");
+    } else {
+        log::warn!("http worker {pid} exiting with {left} connections still open");
+    }
+    Ok(())
+}
+
+fn describe(reason: &DisconnectReason) -> String {
+    match reason {
+        DisconnectReason::Requested => "the master asked".to_owned(),
+        DisconnectReason::MasterGone => "the master is gone".to_owned(),
+        DisconnectReason::Refused(why) => format!("refused: {why}"),
+        other => format!("{other:?}"),
+    }
+}
+
+fn accept_until_disconnected(
+    worker: &Arc<Worker>,
+    listener: &TcpListener,
+    connections: &Arc<Connections>,
+) -> anyhow::Result<()> {
+    let disconnect_fd = worker.disconnect_fd().context("create the disconnect pipe")?;
+    loop {
+        let mut fds = [
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(disconnect_fd, PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(errno) => return Err(io::Error::from(errno)).context("poll the listening socket"),
+        }
+        // Readable, or an error/hang-up: either way the worker is done.
+        if fds[1].any() == Some(true) || worker.is_disconnected() {
+            return Ok(());
+        }
+        if fds[0].any() != Some(true) {
+            continue;
+        }
+        // Take what is queued, but look at the disconnect between accepts.
+        while !worker.is_disconnected() {
+            match listener.accept() {
+                Ok((stream, _)) => spawn_connection(stream, worker, connections),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(error) => {
+                    log::error!("accept: {error}");
+                    thread::sleep(ACCEPT_ERROR_PAUSE);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn spawn_connection(stream: TcpStream, worker: &Arc<Worker>, connections: &Arc<Connections>) {
+    // Counted before the thread starts, so the count is right as soon as the
+    // accept loop ends.
+    let guard = connections.open_one();
+    let worker = Arc::clone(worker);
+    let spawned = thread::Builder::new().name("http-connection".into()).spawn(move || {
+        let _guard = guard;
+        if let Err(error) = serve_connection(stream, &worker) {
+            log::debug!("connection: {error}");
+        }
+    });
+    if let Err(error) = spawned {
+        // The closure, the stream and the guard are dropped: the connection
+        // is closed and uncounted.
+        log::error!("cannot start a connection thread: {error}");
+    }
+}
+
+/// The number of open connections, and a way to wait for it to reach 0.
+#[derive(Debug, Default)]
+struct Connections {
+    open: Mutex<usize>,
+    changed: Condvar,
+}
+
+/// One open connection; dropping it (even in a panic) uncounts it.
+#[derive(Debug)]
+struct ConnectionGuard(Arc<Connections>);
+
+impl Connections {
+    fn lock(&self) -> MutexGuard<'_, usize> {
+        self.open.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn open_one(self: &Arc<Connections>) -> ConnectionGuard {
+        *self.lock() += 1;
+        ConnectionGuard(Arc::clone(self))
+    }
+
+    fn open(&self) -> usize {
+        *self.lock()
+    }
+
+    /// Waits until no connection is open or `limit` has passed; returns how
+    /// many are still open.
+    fn wait_all(&self, limit: Duration) -> usize {
+        let (open, _) = self
+            .changed
+            .wait_timeout_while(self.lock(), limit, |open| *open > 0)
+            .unwrap_or_else(|poison| poison.into_inner());
+        *open
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        *self.0.lock() -= 1;
+        self.0.changed.notify_all();
+    }
+}
+
+/// Serves requests on one connection, one at a time, until either side
+/// closes it. Bytes after the current request (a pipelined request) stay in
+/// the buffer for the next round.
+fn serve_connection(mut stream: TcpStream, worker: &Worker) -> io::Result<()> {
+    // Accepted sockets do not inherit `O_NONBLOCK` on Linux, but other
+    // systems differ; the read timeout below needs a blocking socket.
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(READ_TICK))?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    stream.set_nodelay(true)?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut idle_since = Instant::now();
+    let mut disconnected_at = None;
+    loop {
+        // Wait for a complete request head.
+        let head_len = loop {
+            skip_blank_lines(&mut buf);
+            let head_len = find_head_end(&buf);
+            if head_len.unwrap_or(buf.len()) > MAX_HEAD_LEN {
+                let response = Response::error(431, "request head too large");
+                return respond_and_close(stream, &response, false);
+            }
+            if let Some(head_len) = head_len {
+                break head_len;
+            }
+            if buf.is_empty() {
+                // Idle: between requests, or before the first one.
+                if disconnected_at.is_none() && worker.is_disconnected() {
+                    disconnected_at = Some(Instant::now());
+                }
+                let grace_over = disconnected_at.is_some_and(|at| at.elapsed() >= IDLE_GRACE);
+                if grace_over || idle_since.elapsed() >= KEEP_ALIVE_TIMEOUT {
+                    return Ok(());
+                }
+            }
+            if read_tick(&mut stream, &mut buf)? == Some(0) {
+                // The client closed; a partial request has nobody to answer.
+                return Ok(());
+            }
+        };
+
+        let request = parse_head(&buf[..head_len]);
+        buf.drain(..head_len);
+        let request = match request {
+            Ok(request) => request,
+            Err(response) => return respond_and_close(stream, &response, false),
+        };
+        if request.content_length > MAX_BODY_LEN {
+            let response = Response::error(413, "request body too large");
+            return respond_and_close(stream, &response, request.is_head);
+        }
+        // Read the body and discard it.
+        let mut body_left = request.content_length;
+        loop {
+            let take = buf.len().min(usize::try_from(body_left).unwrap_or(usize::MAX));
+            buf.drain(..take);
+            body_left -= take as u64;
+            if body_left == 0 {
+                break;
+            }
+            if read_tick(&mut stream, &mut buf)? == Some(0) {
+                return Ok(());
+            }
+        }
+
+        let response = route(&request);
+        // Decided after the work is done: a disconnect that came meanwhile
+        // closes this connection too.
+        let close = !request.keep_alive || worker.is_disconnected();
+        if close {
+            return respond_and_close(stream, &response, request.is_head);
+        }
+        let connection = if request.is_http10 { "keep-alive" } else { "" };
+        stream.write_all(&response.to_bytes(connection, request.is_head))?;
+        idle_since = Instant::now();
+    }
+}
+
+/// Reads once, waiting one [`READ_TICK`] at most. `Some(0)` is end of file,
+/// `None` a tick without data.
+fn read_tick(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    let mut chunk = [0; 4096];
+    match stream.read(&mut chunk) {
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(Some(n))
+        }
+        Err(error) if is_tick(&error) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// A read timeout shows up as `WouldBlock` on Unix, `TimedOut` elsewhere.
+fn is_tick(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+fn respond_and_close(mut stream: TcpStream, response: &Response, is_head: bool) -> io::Result<()> {
+    stream.write_all(&response.to_bytes("close", is_head))?;
+    close_gracefully(stream);
+    Ok(())
+}
+
+/// A lingering close: stop sending, then read (and drop) what the client
+/// still sends until it closes or [`LINGER`] passes. Closing with unread
+/// data would make the kernel answer with a reset, and a reset can destroy
+/// the response before the client has read it.
+fn close_gracefully(mut stream: TcpStream) {
+    if stream.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    let mut sink = [0; 4096];
+    while Instant::now() < deadline {
+        match stream.read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(error) if is_tick(&error) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Drops empty lines before a request line, which RFC 9112 §2.2 asks
+/// servers to ignore (some clients send a CRLF after a body).
+fn skip_blank_lines(buf: &mut Vec<u8>) {
+    let blank = buf.iter().take_while(|&&byte| byte == b'\r' || byte == b'\n').count();
+    buf.drain(..blank);
+}
+
+/// The length of the request head (through its empty line), if complete.
+/// Lines end with CRLF or, leniently, with a bare LF.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    let mut line_start = 0;
+    for (i, &byte) in buf.iter().enumerate() {
+        if byte == b'\n' {
+            if matches!(&buf[line_start..i], b"" | b"\r") {
+                return Some(i + 1);
+            }
+            line_start = i + 1;
+        }
+    }
+    None
+}
+
+/// What the server needs to know about a request.
+#[derive(Debug)]
+struct Request {
+    method: String,
+    /// `HEAD`: the response has no body.
+    is_head: bool,
+    target: String,
+    is_http10: bool,
+    keep_alive: bool,
+    content_length: u64,
+}
+
+/// Parses a complete request head, or says what to answer (and then close).
+fn parse_head(head: &[u8]) -> Result<Request, Response> {
+    let bad = |why: &str| Response::error(400, why);
+    let head = std::str::from_utf8(head).map_err(|_| bad("request head is not UTF-8"))?;
+    let mut lines = head.lines().map(|line| line.strip_suffix('\r').unwrap_or(line));
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("malformed request line"));
+    };
+    if method.is_empty() || !method.bytes().all(|byte| byte.is_ascii_alphabetic()) {
+        return Err(bad("malformed method"));
+    }
+    if target.is_empty() || target.bytes().any(|byte| byte.is_ascii_control()) {
+        return Err(bad("malformed request target"));
+    }
+    let is_http10 = match version {
+        "HTTP/1.1" => false,
+        "HTTP/1.0" => true,
+        _ if version.starts_with("HTTP/") => {
+            return Err(Response::error(505, "only HTTP/1.0 and HTTP/1.1 are supported"));
+        }
+        _ => return Err(bad("malformed HTTP version")),
+    };
+
+    let (mut wants_close, mut wants_keep_alive) = (false, false);
+    let mut content_length = None;
+    for line in lines.take_while(|line| !line.is_empty()) {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(bad("malformed header line"));
+        };
+        if name.is_empty() || name.bytes().any(|byte| byte.is_ascii_whitespace()) {
+            return Err(bad("malformed header name"));
+        }
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("connection") {
+            for option in value.split(',').map(str::trim) {
+                wants_close |= option.eq_ignore_ascii_case("close");
+                wants_keep_alive |= option.eq_ignore_ascii_case("keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let length = (!value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit()))
+                .then(|| value.parse::<u64>().ok())
+                .flatten()
+                .ok_or_else(|| bad("malformed Content-Length"))?;
+            if content_length.is_some_and(|known| known != length) {
+                return Err(bad("conflicting Content-Length headers"));
+            }
+            content_length = Some(length);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Chunked bodies are not worth the code here; without reading
+            // them, the connection cannot be reused.
+            return Err(Response::error(501, "Transfer-Encoding is not supported"));
+        }
+    }
+    let keep_alive = if is_http10 { wants_keep_alive && !wants_close } else { !wants_close };
+    Ok(Request {
+        method: method.to_owned(),
+        is_head: method == "HEAD",
+        target: target.to_owned(),
+        is_http10,
+        keep_alive,
+        content_length: content_length.unwrap_or(0),
+    })
+}
+
+/// A response; `Content-Length` and `Connection` are added when it is sent.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    extra_header: &'static str,
+    body: String,
+}
+
+impl Response {
+    fn ok(body: String) -> Response {
+        Response { status: 200, extra_header: "", body }
+    }
+
+    fn error(status: u16, why: &str) -> Response {
+        Response { status, extra_header: "", body: format!("{why}\n") }
+    }
+
+    /// The response on the wire; `connection` is the `Connection` header's
+    /// value, or empty for none. A response to `HEAD` has no body.
+    fn to_bytes(&self, connection: &str, is_head: bool) -> Vec<u8> {
+        let reason = match self.status {
+            200 => "OK",
+            400 => "Bad Request",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            413 => "Content Too Large",
+            431 => "Request Header Fields Too Large",
+            501 => "Not Implemented",
+            505 => "HTTP Version Not Supported",
+            _ => "Unknown",
+        };
+        let connection = if connection.is_empty() {
+            String::new()
+        } else {
+            format!("Connection: {connection}\r\n")
+        };
+        let mut bytes = format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{connection}{}\r\n",
+            self.status,
+            self.body.len(),
+            self.extra_header,
+        )
+        .into_bytes();
+        if !is_head {
+            bytes.extend_from_slice(self.body.as_bytes());
+        }
+        bytes
+    }
+}
+
+/// The two pages: `/` and `/sleep?ms=N`.
+fn route(request: &Request) -> Response {
+    let (path, query) = request.target.split_once('?').unwrap_or((&request.target, ""));
+    match path {
+        "/" | "/sleep" if !matches!(request.method.as_str(), "GET" | "HEAD") => Response {
+            status: 405,
+            extra_header: "Allow: GET, HEAD\r\n",
+            body: "only GET and HEAD\n".to_owned(),
+        },
+        "/" => Response::ok(format!("ok {}\n", std::process::id())),
+        "/sleep" => {
+            let ms = query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("ms="))
+                .and_then(|ms| ms.parse::<u64>().ok());
+            let Some(ms) = ms else {
+                return Response::error(400, "usage: /sleep?ms=N");
+            };
+            let ms = ms.min(MAX_SLEEP_MS);
+            thread::sleep(Duration::from_millis(ms));
+            Response::ok(format!("slept {ms}\n"))
+        }
+        _ => Response::error(404, "not found"),
+    }
+}
