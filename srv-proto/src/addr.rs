@@ -5,13 +5,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de, ser};
 
 /// An address to listen on.
 ///
 /// Parsed from text: `127.0.0.1:8080`, `[::1]:8080`, `localhost:8080`
 /// (as `127.0.0.1`), `unix:/run/app.sock`, or any text that starts with `/`
 /// or `.` as a Unix socket path.
+///
+/// On the wire it travels as this text, so an IPv6 scope id
+/// (`[fe80::1%2]:80`) survives; a Unix path that is not UTF-8 cannot be
+/// sent.
 ///
 /// ```
 /// use srv_proto::ListenAddr;
@@ -20,7 +24,7 @@ use serde::{Deserialize, Serialize};
 /// let unix: ListenAddr = "unix:/tmp/app.sock".parse().unwrap();
 /// assert_eq!(unix.to_string(), "unix:/tmp/app.sock");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ListenAddr {
     /// A TCP address; port 0 asks for any free port.
     Tcp(SocketAddr),
@@ -77,6 +81,32 @@ impl FromStr for ListenAddr {
 impl From<SocketAddr> for ListenAddr {
     fn from(addr: SocketAddr) -> ListenAddr {
         ListenAddr::Tcp(addr)
+    }
+}
+
+impl Serialize for ListenAddr {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if let ListenAddr::Unix(path) = self
+            && path.to_str().is_none()
+        {
+            return Err(ser::Error::custom(format!(
+                "unix socket path {} is not UTF-8",
+                path.display()
+            )));
+        }
+        if let ListenAddr::Unix(path) = self
+            && path.as_os_str().is_empty()
+        {
+            return Err(ser::Error::custom("unix socket path is empty"));
+        }
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ListenAddr, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(de::Error::custom)
     }
 }
 

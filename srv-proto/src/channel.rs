@@ -35,6 +35,11 @@ impl Message for MasterMessage {
     }
 }
 
+/// The most received descriptors a channel holds before frames claim them;
+/// a peer that sends more is broken or hostile, and would otherwise run this
+/// process out of descriptors a few bytes at a time.
+pub const MAX_QUEUED_FDS: usize = 16;
+
 /// What one [`Channel::receive`] got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received {
@@ -149,6 +154,14 @@ impl Channel {
     pub fn receive(&mut self) -> io::Result<Received> {
         let mut buf = [0u8; 16 * 1024];
         let n = crate::fd::recv_with_fds(self.stream.as_fd(), &mut buf, &mut self.fds)?;
+        if self.fds.len() > MAX_QUEUED_FDS {
+            let count = self.fds.len();
+            self.fds.clear();
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("peer sent {count} file descriptors that no frame has claimed"),
+            ));
+        }
         if n == 0 {
             return Ok(Received::Closed);
         }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::socket::{
-    AddressFamily, SockType, SockaddrLike, UnixAddr, getsockname, getsockopt, sockopt,
+    AddressFamily, SockType, SockaddrLike, SockaddrStorage, getsockname, getsockopt, sockopt,
 };
 
 /// The environment variable that names the channel's descriptor number.
@@ -55,6 +55,16 @@ pub fn take_inherited_channel() -> io::Result<Option<UnixStream>> {
     if TAKEN.swap(true, Ordering::SeqCst) {
         return Ok(None);
     }
+    let res = take(&value);
+    if res.is_err() {
+        // Nothing was taken: a later call fails the same way rather than
+        // pretending there is no master.
+        TAKEN.store(false, Ordering::SeqCst);
+    }
+    res.map(Some)
+}
+
+fn take(value: &std::ffi::OsStr) -> io::Result<UnixStream> {
     let invalid = |why: String| {
         io::Error::new(io::ErrorKind::InvalidInput, format!("{ENV_CHANNEL_FD}={value:?}: {why}"))
     };
@@ -80,7 +90,7 @@ pub fn take_inherited_channel() -> io::Result<Option<UnixStream>> {
         std::env::remove_var(ENV_CHANNEL_FD);
         std::env::remove_var(ENV_WORKER_ID);
     }
-    Ok(Some(UnixStream::from(owned)))
+    Ok(UnixStream::from(owned))
 }
 
 fn validate_channel(fd: BorrowedFd<'_>) -> Result<(), String> {
@@ -92,7 +102,7 @@ fn validate_channel(fd: BorrowedFd<'_>) -> Result<(), String> {
     if kind != SockType::Stream {
         return Err("is not a stream socket".into());
     }
-    let addr: UnixAddr =
+    let addr: SockaddrStorage =
         getsockname(fd.as_raw_fd()).map_err(|errno| format!("cannot be inspected: {errno}"))?;
     if addr.family() != Some(AddressFamily::Unix) {
         return Err("is not a Unix-domain socket".into());

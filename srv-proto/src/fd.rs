@@ -17,9 +17,14 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 
-/// The most descriptors one `recvmsg` accepts; more truncate the control
-/// message, which is a protocol error.
+/// The most descriptors one `recvmsg` accepts; more are a protocol error.
 pub const MAX_FDS_PER_MESSAGE: usize = 4;
+
+/// The kernel's limit of descriptors in one `SCM_RIGHTS` message
+/// (`SCM_MAX_FD`). The receive buffer has room for this many, so the kernel
+/// never truncates a well-formed message and every descriptor it installs
+/// is wrapped, and closed, by us.
+const SCM_MAX_FD: usize = 253;
 
 /// Sends `bytes` with `fds` attached as one `SCM_RIGHTS` control message.
 ///
@@ -56,15 +61,14 @@ pub fn send_with_fds(
 ///
 /// The `recvmsg` error, `WouldBlock` included, unchanged; `InvalidData` when
 /// the peer sent more than [`MAX_FDS_PER_MESSAGE`] descriptors at once
-/// (`MSG_CTRUNC`): the kernel has then dropped some of them, and the stream
-/// can no longer be matched to its descriptors.
+/// (they are closed), or truncated ancillary data.
 pub fn recv_with_fds(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
     fds_out: &mut VecDeque<OwnedFd>,
 ) -> io::Result<usize> {
     let mut iov = [IoSliceMut::new(buf)];
-    let mut space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
+    let mut space = nix::cmsg_space!([RawFd; SCM_MAX_FD]);
     let msg = loop {
         match recvmsg::<()>(
             sock.as_raw_fd(),
@@ -77,25 +81,35 @@ pub fn recv_with_fds(
         }
     };
     let bytes = msg.bytes;
-    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
-    // `cmsgs` refuses to iterate a truncated buffer; the descriptors that did
-    // fit are still ours to close, so walk them unchecked in that case.
-    if let Ok(cmsgs) = msg.cmsgs() {
-        for cmsg in cmsgs {
-            if let ControlMessageOwned::ScmRights(fds) = cmsg {
-                for fd in fds {
-                    // SAFETY: the kernel just installed `fd` in this process
-                    // for this message; nothing else knows its number, so this
-                    // is its only owner.
-                    fds_out.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
-                }
+    // A truncated control message (only possible with ancillary data other
+    // than descriptors, since there is room for the kernel's maximum) cannot
+    // be walked; say so rather than guess.
+    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "peer sent truncated ancillary data",
+        ));
+    }
+    let mut received = 0;
+    for cmsg in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            for fd in fds {
+                // SAFETY: the kernel just installed `fd` in this process for
+                // this message; nothing else knows its number, so this is its
+                // only owner.
+                fds_out.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
+                received += 1;
             }
         }
     }
-    if truncated {
+    if received > MAX_FDS_PER_MESSAGE {
+        // Close them all: the stream can no longer be matched to them.
+        fds_out.truncate(fds_out.len() - received);
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("peer sent more than {MAX_FDS_PER_MESSAGE} file descriptors in one message"),
+            format!(
+                "peer sent {received} file descriptors in one message, more than {MAX_FDS_PER_MESSAGE}"
+            ),
         ));
     }
     Ok(bytes)

@@ -33,23 +33,14 @@ pub const HEADER_LEN: usize = 4;
 /// assert_eq!(&bytes[..4], &1u32.to_le_bytes());
 /// ```
 pub fn encode<T: Serialize>(message: &T, out: &mut Vec<u8>) -> Result<(), DecodeError> {
-    let start = out.len();
-    out.extend_from_slice(&[0; HEADER_LEN]);
-    let res = postcard::to_extend(message, std::mem::take(out));
-    let mut bytes = match res {
-        Ok(bytes) => bytes,
-        Err(error) => {
-            return Err(DecodeError::Message(error.to_string()));
-        }
-    };
-    let len = bytes.len() - start - HEADER_LEN;
-    if len > MAX_FRAME_LEN {
-        bytes.truncate(start);
-        *out = bytes;
-        return Err(DecodeError::TooLong { len });
+    let payload =
+        postcard::to_stdvec(message).map_err(|error| DecodeError::Message(error.to_string()))?;
+    if payload.len() > MAX_FRAME_LEN {
+        return Err(DecodeError::TooLong { len: payload.len() });
     }
-    bytes[start..start + HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
-    *out = bytes;
+    out.reserve(HEADER_LEN + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&payload);
     Ok(())
 }
 

@@ -22,6 +22,6 @@ pub mod frame;
 pub mod message;
 
 pub use addr::{AddrParseError, ListenAddr};
-pub use channel::{Channel, Received};
+pub use channel::{Channel, MAX_QUEUED_FDS, Message, Received};
 pub use frame::{DecodeError, Decoder, MAX_FRAME_LEN};
 pub use message::{ListenError, MasterMessage, PROTOCOL_VERSION, WorkerMessage};

@@ -11,7 +11,9 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 
 use srv_proto::fd::{MAX_FDS_PER_MESSAGE, send_with_fds};
-use srv_proto::{Channel, DecodeError, MasterMessage, Received, WorkerMessage, frame};
+use srv_proto::{
+    Channel, DecodeError, MAX_QUEUED_FDS, MasterMessage, Received, WorkerMessage, frame,
+};
 
 use crate::support::{self, TIMEOUT};
 
@@ -129,12 +131,9 @@ fn max_fds_per_message_is_accepted() {
     assert!(support::writers_closed(&read_end));
 }
 
-/// FIXME(srv-proto/src/fd.rs, `recv_with_fds`): this test fails until the
-/// descriptors that fit in a truncated control message are closed. On
-/// `MSG_CTRUNC` the kernel installs the descriptors that fit (here
-/// `MAX_FDS_PER_MESSAGE`) and drops the rest, but `RecvMsg::cmsgs()` returns
-/// `Err(ENOBUFS)` for a truncated message, so the `if let Ok(cmsgs)` skips
-/// them and they leak, contrary to the comment above it.
+/// One message with more descriptors than allowed is refused, and every
+/// descriptor it brought is closed (the receive buffer has room for the
+/// kernel's maximum, so none is dropped unowned by a truncation).
 #[test]
 fn more_than_max_fds_is_invalid_data_and_leaks_nothing() {
     let (worker_end, master_end) = UnixStream::pair().unwrap();
@@ -153,4 +152,38 @@ fn more_than_max_fds_is_invalid_data_and_leaks_nothing() {
     // open behind its back.
     drop(master);
     assert!(support::writers_closed(&read_end), "descriptors of a truncated message leaked");
+}
+
+/// A peer that trickles descriptors a few bytes at a time, so that no frame
+/// completes to claim or refuse them, is cut off once more are queued than
+/// any frame could carry.
+#[test]
+fn descriptors_trickled_without_frames_are_bounded() {
+    let (worker_end, master_end) = UnixStream::pair().unwrap();
+    let (read_end, write_end) = support::pipe();
+    let mut bytes = Vec::new();
+    frame::encode(&WorkerMessage::Online, &mut bytes).unwrap();
+    let fds = vec![write_end.as_fd(); MAX_FDS_PER_MESSAGE];
+    // A frame header announcing a large payload, then one byte per sendmsg,
+    // each with descriptors attached.
+    let header = 60_000u32.to_le_bytes();
+    assert_eq!(send_with_fds(worker_end.as_fd(), &header, &[]).unwrap(), header.len());
+    let sends = MAX_QUEUED_FDS / MAX_FDS_PER_MESSAGE + 1;
+    for _ in 0..sends {
+        assert_eq!(send_with_fds(worker_end.as_fd(), &[0], &fds).unwrap(), 1);
+    }
+    drop(write_end);
+
+    let mut master = Channel::new(master_end);
+    master.stream().set_read_timeout(Some(TIMEOUT)).unwrap();
+    let error = loop {
+        match master.receive() {
+            Ok(Received::Bytes(_)) => assert!(matches!(master.next_message::<WorkerMessage>(), Ok(None))),
+            Ok(Received::Closed) => panic!("closed before the limit"),
+            Err(error) => break error,
+        }
+    };
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidData, "{error}");
+    drop(master);
+    assert!(support::writers_closed(&read_end), "trickled descriptors leaked");
 }

@@ -20,11 +20,8 @@ fn a_non_utf8_path_is_a_message_error() {
     assert!(matches!(res, Err(DecodeError::Message(_))), "{res:?}");
 }
 
-/// FIXME(srv-proto/src/frame.rs, `encode`): this test fails until `encode`
-/// keeps its documented promise "On error `out` is left as it was" for serde
-/// errors too. `postcard::to_extend(message, std::mem::take(out))` moves the
-/// caller's buffer into postcard, which drops it on error, so `out` ends up
-/// empty (and the 4 header bytes are lost with it).
+/// `encode` keeps its promise "on error `out` is left as it was" for serde
+/// errors too, not only for oversized frames.
 #[test]
 fn encode_leaves_the_buffer_as_it_was_when_serde_fails() {
     let mut bytes = Vec::new();
@@ -35,12 +32,8 @@ fn encode_leaves_the_buffer_as_it_was_when_serde_fails() {
     assert_eq!(bytes, before, "encode lost the frames already in the buffer");
 }
 
-/// FIXME(srv-proto/src/addr.rs, `ListenAddr`'s derived serde): this test
-/// fails until the scope id survives the wire. `ListenAddr` parses
-/// `[fe80::1%2]:8080`, but serde's compact (non-human-readable) form of
-/// `SocketAddrV6`, which postcard uses, is `(ip, port)` only: the master
-/// would receive `[fe80::1]:8080`, and binding a link-local address without
-/// its scope fails with `EINVAL`.
+/// An IPv6 scope id survives the wire: without it, binding a link-local
+/// address fails with `EINVAL`.
 #[test]
 fn an_ipv6_scope_id_survives_the_wire() {
     let addr: ListenAddr = "[fe80::1%2]:8080".parse().unwrap();

@@ -71,11 +71,7 @@ fn child_entry() {
             assert_eq!(fd_is_open_cloexec(fd.unwrap()), Some(false));
         }
         "datagram" => expect_invalid(res, fd.unwrap(), "is not a stream socket"),
-        // FIXME(srv-proto/src/env.rs, `validate_channel`): the message says
-        // "cannot be inspected: EINVAL: Invalid argument", because nix's
-        // `getsockname::<UnixAddr>` fails with `EINVAL` for any other family,
-        // so "is not a Unix-domain socket" is never reached.
-        "tcp" => expect_invalid(res, fd.unwrap(), ""),
+        "tcp" => expect_invalid(res, fd.unwrap(), "is not a Unix-domain socket"),
         "socket" => {
             let fd = fd.unwrap();
             assert_eq!(

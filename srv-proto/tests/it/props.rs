@@ -50,7 +50,9 @@ fn socket_addr() -> impl Strategy<Value = SocketAddr> {
 fn listen_addr() -> impl Strategy<Value = ListenAddr> {
     prop_oneof![
         socket_addr().prop_map(ListenAddr::Tcp),
-        any::<String>().prop_map(|path| ListenAddr::Unix(PathBuf::from(path))),
+        any::<String>()
+            .prop_filter("a unix path is not empty", |path| !path.is_empty())
+            .prop_map(|path| ListenAddr::Unix(PathBuf::from(path))),
     ]
 }
 
