@@ -328,7 +328,11 @@ impl Machine {
                 State::Starting { deadline, .. } | State::Retiring { deadline } => Some(deadline),
                 State::Started | State::Killed => None,
             };
-            state.into_iter().chain(worker.closed_deadline)
+            // Only a live worker is killed at its closed deadline (`advance`);
+            // once it retires or is killed, that deadline is moot and, left
+            // here, would stay due forever: a zero poll timeout, a busy loop.
+            let closed = worker.closed_deadline.filter(|_| worker.state.is_live());
+            state.into_iter().chain(closed)
         });
         let restarts = self.restarts.iter().map(|restart| restart.due);
         workers.chain(restarts).min()
