@@ -281,12 +281,17 @@ impl Machine {
 
     /// Handles one event at `now`, appending what to do to `actions`.
     ///
-    /// Deadlines that are due at `now` are handled first, whatever the event.
+    /// Deadlines that are due at `now` are handled first, whatever the event,
+    /// except those of a worker whose exit the event reports: it is gone.
     pub fn handle(&mut self, now: Instant, event: Event, actions: &mut Vec<Action>) {
         if self.phase == Phase::Exited {
             return;
         }
-        self.advance(now, actions);
+        let exiting = match &event {
+            Event::Exited { worker, .. } => Some(*worker),
+            _ => None,
+        };
+        self.advance(now, exiting, actions);
         match event {
             Event::Tick => {}
             Event::Signal(signal) => self.on_signal(now, signal, actions),
@@ -391,11 +396,13 @@ impl Machine {
         worker
     }
 
-    /// Handles every deadline that is due at `now`.
-    fn advance(&mut self, now: Instant, actions: &mut Vec<Action>) {
+    /// Handles every deadline that is due at `now`, but those of `exiting`:
+    /// killing a reaped worker would be wrong, and so would its log line.
+    fn advance(&mut self, now: Instant, exiting: Option<WorkerId>, actions: &mut Vec<Action>) {
         let due: Vec<(WorkerId, State, Option<Instant>)> = self
             .workers
             .iter()
+            .filter(|(id, _)| Some(**id) != exiting)
             .map(|(id, worker)| (*id, worker.state.clone(), worker.closed_deadline))
             .collect();
         for (worker, state, closed_deadline) in due {
