@@ -302,8 +302,15 @@ impl Machine {
                 }
             }
             Event::SpawnFailed { worker, error } => {
-                if self.workers.contains_key(&worker) {
-                    self.fail(now, worker, &format!("could not be spawned: {error}"), actions);
+                if let Some(record) = self.workers.get(&worker) {
+                    let why = format!("could not be spawned: {error}");
+                    // A worker retired (or killed) before its spawn was
+                    // reported is not wanted any more: nothing to replace.
+                    if record.state.is_live() {
+                        self.fail(now, worker, &why, actions);
+                    } else {
+                        log(actions, Level::Warn, format!("{worker} {why}"));
+                    }
                     self.workers.remove(&worker);
                     self.check_done(actions);
                 }
