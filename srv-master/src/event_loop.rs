@@ -37,7 +37,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU};
 use signal_hook_mio::v1_0::Signals;
-use srv_proto::{Channel, MasterMessage, Received, WorkerMessage};
+use srv_proto::{Channel, ListenAddr, ListenError, MasterMessage, Received, WorkerMessage};
 
 use crate::Error;
 use crate::listeners::Listeners;
@@ -155,7 +155,11 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
         happened.push_back(Event::Tick);
         shell.carry_out(&mut machine, Instant::now(), Vec::new(), happened);
     }
-    Ok(shell.exit_code.unwrap_or(0))
+    match (shell.exit_code, machine.failure()) {
+        (Some(0) | None, _) => Ok(0),
+        (Some(_), Some(failure)) => Err(Error::Failed(failure.to_owned())),
+        (Some(code), None) => Err(Error::Failed(format!("stopped with exit code {code}"))),
+    }
 }
 
 impl Shell {
@@ -181,39 +185,7 @@ impl Shell {
         match action {
             Action::Spawn(worker) => self.spawn(worker, events),
             Action::Send(worker, message) => self.send(worker, &message),
-            Action::Listen(worker, addr) => {
-                let reply = match self.listeners.get_or_bind(&addr) {
-                    Ok((socket, actual, bound_now)) => {
-                        if bound_now {
-                            log::info!(target: "srv", "listening on {actual} (requested {addr})");
-                        }
-                        let socket = socket.try_clone_to_owned();
-                        match socket {
-                            Ok(socket) => Ok((actual, socket)),
-                            Err(error) => Err(srv_proto::ListenError {
-                                errno: error.raw_os_error(),
-                                message: format!(
-                                    "listen {addr}: cannot duplicate the socket: {error}"
-                                ),
-                            }),
-                        }
-                    }
-                    Err(error) => Err(error),
-                };
-                match reply {
-                    Ok((actual, socket)) => {
-                        let message =
-                            MasterMessage::ListenReply { requested: addr, result: Ok(actual) };
-                        self.send_with_fd(worker, &message, Some(socket));
-                    }
-                    Err(error) => {
-                        log::warn!(target: "srv", "{worker}: {error}");
-                        let message =
-                            MasterMessage::ListenReply { requested: addr, result: Err(error) };
-                        self.send_with_fd(worker, &message, None);
-                    }
-                }
-            }
+            Action::Listen(worker, addr) => self.listen(worker, addr, events),
             Action::Kill(worker) => {
                 if let Some(child) = self.children.get(&worker) {
                     match kill(child.pid, NixSignal::SIGKILL) {
@@ -224,8 +196,41 @@ impl Shell {
                     }
                 }
             }
+            Action::CloseListeners => self.listeners = Listeners::default(),
             Action::Log(level, line) => log::log!(target: "srv", level, "{line}"),
             Action::Exit(code) => self.exit_code = Some(code),
+        }
+    }
+
+    /// Answers a worker's `ListenRequest` with the socket held for `addr`,
+    /// bound now if need be, or with the error (also reported to the
+    /// machine).
+    fn listen(&mut self, worker: WorkerId, addr: ListenAddr, events: &mut VecDeque<Event>) {
+        let socket = self.listeners.get_or_bind(&addr).and_then(|(socket, actual, bound_now)| {
+            if bound_now {
+                log::info!(target: "srv", "listening on {actual} (requested {addr})");
+            }
+            let socket = socket.try_clone_to_owned().map_err(|error| ListenError {
+                errno: error.raw_os_error(),
+                message: format!("listen {addr}: cannot duplicate the socket: {error}"),
+            })?;
+            Ok((socket, actual))
+        });
+        match socket {
+            Ok((socket, actual)) => {
+                let message = MasterMessage::ListenReply { requested: addr, result: Ok(actual) };
+                self.send_with_fd(worker, &message, Some(socket));
+            }
+            Err(error) => {
+                let failed = Event::ListenFailed {
+                    worker,
+                    addr: addr.clone(),
+                    error: error.message.clone(),
+                };
+                let message = MasterMessage::ListenReply { requested: addr, result: Err(error) };
+                self.send_with_fd(worker, &message, None);
+                events.push_back(failed);
+            }
         }
     }
 

@@ -78,6 +78,9 @@ pub enum Error {
         /// The error.
         source: io::Error,
     },
+    /// The master stopped its workers and gave up, for example because no
+    /// worker could listen on its address at startup (port in use).
+    Failed(String),
 }
 
 impl fmt::Display for Error {
@@ -85,6 +88,7 @@ impl fmt::Display for Error {
         match self {
             Error::Options(error) => error.fmt(f),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Failed(why) => f.write_str(why),
         }
     }
 }
@@ -94,6 +98,7 @@ impl std::error::Error for Error {
         match self {
             Error::Options(error) => Some(error),
             Error::Io { source, .. } => Some(source),
+            Error::Failed(_) => None,
         }
     }
 }
@@ -111,6 +116,7 @@ impl From<Error> for io::Error {
             Error::Io { context, source } => {
                 io::Error::new(source.kind(), format!("{context}: {source}"))
             }
+            Error::Failed(why) => io::Error::other(why),
         }
     }
 }
@@ -193,7 +199,10 @@ impl Master {
     ///
     /// # Errors
     ///
-    /// The event loop or the signal handlers cannot be set up.
+    /// The event loop or the signal handlers cannot be set up
+    /// ([`Error::Io`]), or the master gave up after stopping its workers
+    /// ([`Error::Failed`]: no worker could get its listening socket before
+    /// any had started).
     pub fn run(self) -> Result<(), Error> {
         event_loop::run(self.options, self.command).map(drop)
     }

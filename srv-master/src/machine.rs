@@ -34,7 +34,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use log::Level;
-use srv_proto::{ListenAddr, MasterMessage, PROTOCOL_VERSION, WorkerMessage};
+use srv_proto::{ListenAddr, ListenError, MasterMessage, PROTOCOL_VERSION, WorkerMessage};
 
 use crate::backoff::restart_delay;
 use crate::options::{MAX_WORKERS, Options, Require};
@@ -127,6 +127,16 @@ pub enum Event {
         /// What was wrong.
         error: String,
     },
+    /// The master could not provide the socket a worker asked for (the
+    /// worker got the error in its `ListenReply`).
+    ListenFailed {
+        /// The worker.
+        worker: WorkerId,
+        /// The address it asked for.
+        addr: ListenAddr,
+        /// Why, naming the address.
+        error: String,
+    },
     /// A worker's end of the channel closed.
     ChannelClosed {
         /// The worker.
@@ -156,6 +166,9 @@ pub enum Action {
     Listen(WorkerId, ListenAddr),
     /// `SIGKILL` the worker.
     Kill(WorkerId),
+    /// Close every listening socket the master holds: it is shutting down,
+    /// so new connections should be refused rather than queue for nobody.
+    CloseListeners,
     /// Write one log line.
     Log(Level, String),
     /// Every worker is gone after a shutdown: exit with this code.
@@ -169,6 +182,7 @@ impl fmt::Display for Action {
             Action::Send(worker, message) => write!(f, "send {worker} {message:?}"),
             Action::Listen(worker, addr) => write!(f, "listen {worker} {addr}"),
             Action::Kill(worker) => write!(f, "kill {worker}"),
+            Action::CloseListeners => f.write_str("close listeners"),
             Action::Log(level, line) => write!(f, "log {level}: {line}"),
             Action::Exit(code) => write!(f, "exit {code}"),
         }
@@ -254,6 +268,10 @@ pub struct Machine {
     phase: Phase,
     recycle: Option<Recycle>,
     restarts: Vec<Restart>,
+    /// Some worker has started at least once.
+    ever_started: bool,
+    /// Why the master is stopping on its own, if it is.
+    failure: Option<String>,
 }
 
 impl Machine {
@@ -271,6 +289,8 @@ impl Machine {
             phase: Phase::Running,
             recycle: None,
             restarts: Vec::new(),
+            ever_started: false,
+            failure: None,
         };
         let mut actions = Vec::new();
         for _ in 0..target {
@@ -318,6 +338,19 @@ impl Machine {
             Event::Message { worker, message } => self.on_message(now, worker, message, actions),
             Event::ProtocolError { worker, error } => {
                 self.kill_as_failed(now, worker, &format!("broke the protocol: {error}"), actions);
+            }
+            Event::ListenFailed { worker, addr, error } => {
+                if self.phase == Phase::Running && !self.ever_started {
+                    // No worker has served yet: the configuration cannot
+                    // work (port in use, permission denied), and restarting
+                    // workers would only repeat the failure. Fail fast, as
+                    // a process monitor expects.
+                    let why = format!("cannot listen on {addr}: {error}");
+                    self.stop(now, &why, Some(why.clone()), actions);
+                } else {
+                    let name = self.name(worker);
+                    log(actions, Level::Warn, format!("{name}: {error}"));
+                }
             }
             Event::ChannelClosed { worker } => {
                 if let Some(record) = self.workers.get_mut(&worker)
@@ -368,6 +401,12 @@ impl Machine {
     /// `SIGTTIN`/`SIGTTOU`).
     pub fn target(&self) -> usize {
         self.target
+    }
+
+    /// Why the master stopped on its own (it then exits 1), `None` after a
+    /// shutdown by signal.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
     }
 
     /// The number of workers that are started and not retiring.
@@ -467,7 +506,9 @@ impl Machine {
 
     fn on_signal(&mut self, now: Instant, signal: Signal, actions: &mut Vec<Action>) {
         match (signal, self.phase) {
-            (Signal::Int | Signal::Term, Phase::Running) => self.shutdown(now, signal, actions),
+            (Signal::Int | Signal::Term, Phase::Running) => {
+                self.stop(now, &signal.to_string(), None, actions);
+            }
             (Signal::Int | Signal::Term, Phase::ShuttingDown { .. }) => {
                 self.phase = Phase::ShuttingDown { forced: true };
                 let left: Vec<WorkerId> = self
@@ -509,15 +550,28 @@ impl Machine {
         }
     }
 
-    fn shutdown(&mut self, now: Instant, signal: Signal, actions: &mut Vec<Action>) {
+    /// Begins the graceful shutdown, because of `cause` (a signal, or a
+    /// `failure` that makes the master exit non-zero).
+    fn stop(
+        &mut self,
+        now: Instant,
+        cause: &str,
+        failure: Option<String>,
+        actions: &mut Vec<Action>,
+    ) {
         self.phase = Phase::ShuttingDown { forced: false };
+        if let Some(failure) = &failure {
+            log(actions, Level::Error, format!("{failure}: stopping"));
+        }
+        self.failure = failure;
+        actions.push(Action::CloseListeners);
         self.restarts.clear();
         if let Some(recycle) = self.recycle.take() {
             let left = recycle.queue.len() + usize::from(recycle.current.is_some());
             log(
                 actions,
                 Level::Info,
-                format!("recycle stopped by {signal} with {left} workers not replaced"),
+                format!("recycle stopped by {cause} with {left} workers not replaced"),
             );
         }
         let timeout = self.options.shutdown.timeout;
@@ -525,7 +579,7 @@ impl Machine {
             actions,
             Level::Info,
             format!(
-                "{signal}: shutting down {} workers (grace {} ms)",
+                "{cause}: shutting down {} workers (grace {} ms)",
                 self.workers.len(),
                 timeout.as_millis()
             ),
@@ -679,7 +733,19 @@ impl Machine {
                 log(actions, Level::Info, format!("{name} listening on {addr}"));
                 self.progress(now, worker, Require::Listen, actions);
             }
-            WorkerMessage::ListenRequest { addr } => actions.push(Action::Listen(worker, addr)),
+            WorkerMessage::ListenRequest { addr } => match (&record.state, self.phase) {
+                (State::Killed, _) => {}
+                (_, Phase::Running) => actions.push(Action::Listen(worker, addr)),
+                // The listeners are closed: binding again would reopen them.
+                (_, _) => {
+                    let error = ListenError {
+                        errno: None,
+                        message: format!("listen {addr}: the master is shutting down"),
+                    };
+                    let reply = MasterMessage::ListenReply { requested: addr, result: Err(error) };
+                    actions.push(Action::Send(worker, reply));
+                }
+            },
             WorkerMessage::Exit { code } => record.exit_code = Some(code),
             other => {
                 let why = format!("sent a message this master does not handle: {other:?}");
@@ -713,6 +779,7 @@ impl Machine {
         }
         record.state = State::Started;
         record.started_at = Some(now);
+        self.ever_started = true;
         let took = now.saturating_duration_since(record.spawned_at).as_millis();
         let name = self.name(worker);
         log(actions, Level::Info, format!("{name} started ({require}) in {took} ms"));
@@ -865,7 +932,7 @@ impl Machine {
             self.phase = Phase::Exited;
             let how = if forced { "forced shutdown" } else { "shutdown" };
             log(actions, Level::Info, format!("{how} complete: all workers exited"));
-            actions.push(Action::Exit(0));
+            actions.push(Action::Exit(if self.failure.is_some() { 1 } else { 0 }));
         }
     }
 }

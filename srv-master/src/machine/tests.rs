@@ -29,6 +29,7 @@
 //! | `exit-msg ID code=N` | the message `Exit { code }` |
 //! | `exited IDS [code=N or signal=N]` | `Exited`, with exit code 0 unless given |
 //! | `closed IDS` | `ChannelClosed` |
+//! | `listen-fails IDS [ADDR]` | `ListenFailed` (the shell could not bind) |
 //! | `garbage IDS` | `ProtocolError` |
 //! | `spawn-fails [N]` | none: the next `N` spawns (default 1) report `SpawnFailed` |
 //! | `deadline` | none: writes `MS next deadline D` into the transcript |
@@ -108,6 +109,8 @@ struct Shell {
     processes: BTreeMap<u32, Process>,
     failing_spawns: usize,
     exits: usize,
+    /// `CloseListeners` was seen: a `Listen` would bind again.
+    listeners_closed: bool,
     /// Names the run in the message of a broken invariant (a seed).
     label: String,
 }
@@ -126,6 +129,7 @@ impl Shell {
             processes: BTreeMap::new(),
             failing_spawns: 0,
             exits: 0,
+            listeners_closed: false,
             label: String::new(),
         };
         let mut answers = VecDeque::new();
@@ -203,6 +207,11 @@ impl Shell {
                 each(&|worker| Event::Exited { worker, status })
             }
             "closed" => each(&|worker| Event::ChannelClosed { worker }),
+            "listen-fails" => each(&|worker| Event::ListenFailed {
+                worker,
+                addr: addr.clone(),
+                error: format!("bind {addr}: Address already in use (os error 98)"),
+            }),
             "garbage" => {
                 each(&|worker| Event::ProtocolError { worker, error: "bad frame".to_owned() })
             }
@@ -269,6 +278,10 @@ impl Shell {
             | Action::Listen(worker, _)
             | Action::Kill(worker) => *worker,
             Action::Log(..) => return,
+            Action::CloseListeners => {
+                self.listeners_closed = true;
+                return;
+            }
             Action::Exit(_) => {
                 self.exits += 1;
                 return;
@@ -291,6 +304,7 @@ impl Shell {
         };
         let broken = match &action {
             Action::Spawn(_) => Some("a second Spawn"),
+            Action::Listen(..) if self.listeners_closed => Some("a Listen after CloseListeners"),
             _ if process.gone => Some("an action after its exit"),
             // `Listen` and `Refused` for a killed worker are allowed: the
             // machine answers `ListenRequest` and a bad `Hello` whatever the
@@ -797,6 +811,7 @@ fn a_closed_channel_of_a_retiring_worker_leaves_only_the_retire_deadline() {
         ",
         "
         0 spawn worker 1
+        500 close listeners
         500 send worker 1 Disconnect
         1100 next deadline 15500
         15500 kill worker 1
@@ -823,6 +838,7 @@ fn an_exit_reported_after_a_deadline_passed_is_not_killed() {
         0 log INFO: worker 2 spawned (pid 1002)
         0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
         2500 log WARN: worker 2 (pid 1002) exited unasked (exit code 1); restarting in 5000 ms
+        3000 close listeners
         3000 log INFO: SIGTERM: shutting down 1 workers (grace 15000 ms)
         3000 log INFO: worker 1 (pid 1001) disconnecting
         3000 send worker 1 Disconnect
@@ -858,6 +874,7 @@ fn shutdown_disconnects_every_worker_and_exits_after_the_last() {
         0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
         0 log INFO: worker 2 (pid 1002) started (online) in 0 ms
         0 log INFO: worker 3 (pid 1003) started (online) in 0 ms
+        1000 close listeners
         1000 log INFO: SIGTERM: shutting down 3 workers (grace 15000 ms)
         1000 log INFO: worker 1 (pid 1001) disconnecting
         1000 send worker 1 Disconnect
@@ -891,6 +908,7 @@ fn shutdown_kills_a_worker_that_ignores_disconnect_at_the_timeout() {
         "
         0 spawn worker 1
         0 spawn worker 2
+        1000 close listeners
         1000 send worker 1 Disconnect
         1000 send worker 2 Disconnect
         16000 kill worker 2
@@ -922,6 +940,7 @@ fn a_second_sigterm_or_sigint_kills_every_worker_at_once() {
                 0 log INFO: worker 2 spawned (pid 1002)
                 0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
                 0 log INFO: worker 2 (pid 1002) started (online) in 0 ms
+                1000 close listeners
                 1000 log INFO: SIGINT: shutting down 2 workers (grace 15000 ms)
                 1000 log INFO: worker 1 (pid 1001) disconnecting
                 1000 send worker 1 Disconnect
@@ -962,6 +981,7 @@ fn nothing_is_restarted_during_shutdown() {
         0 spawn worker 2
         0 spawn worker 3
         100 next deadline 5100
+        200 close listeners
         200 send worker 2 Disconnect
         200 send worker 3 Disconnect
         200 next deadline 15200
@@ -983,6 +1003,7 @@ fn shutdown_with_no_live_worker_exits_at_once() {
         ",
         "
         0 spawn worker 1
+        200 close listeners
         200 exit 0
         next deadline none
         ",
@@ -1007,6 +1028,7 @@ fn signals_during_shutdown_are_ignored() {
         0 spawn worker 1
         0 log INFO: worker 1 spawned (pid 1001)
         0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
+        100 close listeners
         100 log INFO: SIGTERM: shutting down 1 workers (grace 15000 ms)
         100 log INFO: worker 1 (pid 1001) disconnecting
         100 send worker 1 Disconnect
@@ -1237,6 +1259,7 @@ fn a_sigterm_during_a_recycle_stops_it_and_shuts_everything_down() {
         1000 log INFO: SIGHUP: recycling 2 workers
         1000 spawn worker 3
         1000 log INFO: worker 3 spawned (pid 1003)
+        1100 close listeners
         1100 log INFO: recycle stopped by SIGTERM with 2 workers not replaced
         1100 log INFO: SIGTERM: shutting down 3 workers (grace 15000 ms)
         1100 log INFO: worker 1 (pid 1001) disconnecting
@@ -1585,4 +1608,79 @@ fn random_run(seed: u64) {
     }
     shell.settle();
     shell.check_exited();
+}
+
+#[test]
+fn a_listen_failure_before_any_worker_started_stops_the_master_with_exit_1() {
+    check_logs(
+        options(2),
+        "
+        0 hello 1 2
+        0 listen-request 1
+        0 listen-fails 1
+        10 exited 1 code=1
+        10 exited 2
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        0 listen worker 1 127.0.0.1:8080
+        0 log ERROR: cannot listen on 127.0.0.1:8080: bind 127.0.0.1:8080: Address already in use (os error 98): stopping
+        0 close listeners
+        0 log INFO: cannot listen on 127.0.0.1:8080: bind 127.0.0.1:8080: Address already in use (os error 98): shutting down 2 workers (grace 15000 ms)
+        0 log INFO: worker 1 (pid 1001) disconnecting
+        0 send worker 1 Disconnect
+        0 log INFO: worker 2 (pid 1002) disconnecting
+        0 send worker 2 Disconnect
+        10 log INFO: worker 1 (pid 1001) exited (exit code 1) as asked
+        10 log INFO: worker 2 (pid 1002) exited (exit code 0) as asked
+        10 log INFO: shutdown complete: all workers exited
+        10 exit 1
+        next deadline none
+        ",
+    );
+}
+
+#[test]
+fn a_listen_failure_once_serving_only_fails_that_worker() {
+    check(
+        options(1),
+        "
+        0 up 1
+        100 SIGHUP
+        110 hello 2
+        110 listen-request 2 127.0.0.1:9090
+        110 listen-fails 2 127.0.0.1:9090
+        120 exited 2 code=1
+        ",
+        "
+        0 spawn worker 1
+        100 spawn worker 2
+        110 listen worker 2 127.0.0.1:9090
+        next deadline none
+        ",
+    );
+}
+
+#[test]
+fn a_listen_request_during_shutdown_is_refused_without_binding() {
+    check(
+        options(1),
+        "
+        0 hello 1
+        100 SIGTERM
+        110 listen-request 1
+        120 exited 1
+        ",
+        "
+        0 spawn worker 1
+        100 close listeners
+        100 send worker 1 Disconnect
+        110 send worker 1 ListenReply { requested: Tcp(127.0.0.1:8080), result: Err(ListenError { errno: None, message: \"listen 127.0.0.1:8080: the master is shutting down\" }) }
+        120 exit 0
+        next deadline none
+        ",
+    );
 }
