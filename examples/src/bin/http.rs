@@ -5,6 +5,7 @@
 //! cargo run --release --bin http -- --port 8080 --workers 4
 //! curl http://127.0.0.1:8080/            # ok <worker pid>
 //! curl http://127.0.0.1:8080/sleep?ms=500 # slept 500
+//! curl http://127.0.0.1:8080/exe          # exe <hash of the binary> <pid>
 //! ```
 //!
 //! One binary is both master and worker (as in `hello`): started by hand it
@@ -47,7 +48,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::process::ExitCode;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -73,7 +74,8 @@ const OPTIONS: &str = "\
   --restart-delay MS    wait before replacing a crashed worker (default 5000)
   --standalone          serve in this process, without a master
 
-GET / answers `ok <worker pid>`; GET /sleep?ms=N waits N ms (at most 60000).";
+GET / answers `ok <worker pid>`; GET /sleep?ms=N waits N ms (at most 60000);
+GET /exe answers `exe <hash of the worker's executable file> <worker pid>`.";
 
 /// How long an idle connection may stay open after the disconnect, waiting
 /// for one last request.
@@ -110,6 +112,11 @@ const MAX_BODY_LEN: u64 = 1024 * 1024;
 
 /// The longest `/sleep`, in milliseconds; larger values are capped.
 const MAX_SLEEP_MS: u64 = 60_000;
+
+/// The 64-bit FNV-1a hash of the executable file this worker runs, or why
+/// it could not be computed; set once when the worker starts (see
+/// [`exe_hash`]) and shown by `GET /exe`.
+static EXE_HASH: OnceLock<Result<u64, String>> = OnceLock::new();
 
 /// Back-off after an unexpected `accept` error (for example out of
 /// descriptors), so that `poll` reporting the socket readable again and
@@ -224,6 +231,7 @@ fn millis(name: &str, value: &str) -> anyhow::Result<Duration> {
 /// The worker: accept until disconnected, then drain and return.
 fn serve(worker: Worker, args: &Args) -> anyhow::Result<()> {
     let pid = std::process::id();
+    EXE_HASH.get_or_init(exe_hash);
     let requested = args.addr.to_string();
     let listener = worker.listen_tcp(&requested)?;
     // Several workers accept on this one socket, and one of them may win the
@@ -257,6 +265,27 @@ fn serve(worker: Worker, args: &Args) -> anyhow::Result<()> {
         log::warn!("http worker {pid} exiting with {left} connections still open");
     }
     Ok(())
+}
+
+/// Hashes the bytes of the executable file this process runs, so that
+/// `GET /exe` tells which binary a worker was started from: after the file
+/// on disk is replaced and the workers are recycled, the new workers answer
+/// with another hash than the old ones.
+///
+/// `/proc/self/exe` opens the file this process was started from even after
+/// it was replaced or deleted, where a path would open the new file.
+fn exe_hash() -> Result<u64, String> {
+    let bytes =
+        std::fs::read("/proc/self/exe").map_err(|error| format!("read /proc/self/exe: {error}"))?;
+    Ok(fnv1a_64(&bytes))
+}
+
+/// 64-bit FNV-1a: tiny, stable across Rust versions (unlike
+/// `DefaultHasher`), and good enough to tell two binaries apart.
+fn fnv1a_64(bytes: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET_BASIS, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME))
 }
 
 fn describe(reason: &DisconnectReason) -> String {
@@ -627,6 +656,7 @@ impl Response {
             405 => "Method Not Allowed",
             413 => "Content Too Large",
             431 => "Request Header Fields Too Large",
+            500 => "Internal Server Error",
             501 => "Not Implemented",
             505 => "HTTP Version Not Supported",
             _ => "Unknown",
@@ -650,11 +680,11 @@ impl Response {
     }
 }
 
-/// The two pages: `/` and `/sleep?ms=N`.
+/// The pages: `/`, `/sleep?ms=N` and `/exe`.
 fn route(request: &Request) -> Response {
     let (path, query) = request.target.split_once('?').unwrap_or((&request.target, ""));
     match path {
-        "/" | "/sleep" if !matches!(request.method.as_str(), "GET" | "HEAD") => Response {
+        "/" | "/sleep" | "/exe" if !matches!(request.method.as_str(), "GET" | "HEAD") => Response {
             status: 405,
             extra_header: "Allow: GET, HEAD\r\n",
             body: "only GET and HEAD\n".to_owned(),
@@ -672,6 +702,24 @@ fn route(request: &Request) -> Response {
             thread::sleep(Duration::from_millis(ms));
             Response::ok(format!("slept {ms}\n"))
         }
+        "/exe" => match EXE_HASH.get() {
+            Some(Ok(hash)) => Response::ok(format!("exe {hash:016x} {}\n", std::process::id())),
+            Some(Err(why)) => Response::error(500, why),
+            // Only a worker serves, and it hashes before it accepts.
+            None => Response::error(500, "the executable was not hashed"),
+        },
         _ => Response::error(404, "not found"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_64_matches_the_published_test_vectors() {
+        assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
     }
 }
