@@ -42,8 +42,9 @@ use srv_proto::{Channel, ListenAddr, ListenError, MasterMessage, Received, Worke
 use crate::Error;
 use crate::listeners::Listeners;
 use crate::machine::{Action, Event, ExitStatus, Machine, Signal, WorkerId};
+use crate::notify::Notifier;
 use crate::options::Options;
-use crate::spawn::spawn_worker;
+use crate::spawn::{Credentials, spawn_worker};
 
 const SIGNALS: Token = Token(0);
 
@@ -63,6 +64,7 @@ struct Child {
 struct Shell {
     poll: Poll,
     options: Options,
+    credentials: Option<Credentials>,
     command: Box<dyn FnMut() -> Command>,
     children: HashMap<WorkerId, Child>,
     by_pid: HashMap<Pid, WorkerId>,
@@ -82,6 +84,9 @@ fn io_error(context: &str) -> impl FnOnce(io::Error) -> Error + '_ {
 
 /// Runs the master until every worker is gone after a shutdown.
 pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Result<i32, Error> {
+    let credentials =
+        Credentials::resolve(options.worker.user.as_deref(), options.worker.group.as_deref())
+            .map_err(Error::Failed)?;
     let poll = Poll::new().map_err(io_error("cannot create the event loop"))?;
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGTTIN, SIGTTOU, SIGCHLD])
         .map_err(io_error("cannot install signal handlers"))?;
@@ -91,23 +96,26 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
     let mut shell = Shell {
         poll,
         options: options.clone(),
+        credentials,
         command,
         children: HashMap::new(),
         by_pid: HashMap::new(),
-        listeners: Listeners::default(),
+        listeners: Listeners::from_env(),
         unread: Vec::new(),
         exit_code: None,
     };
     log::info!(target: "srv", "master {} starting {} workers", std::process::id(), options.worker.count);
+    let mut notifier = Notifier::from_env(Instant::now());
     let (mut machine, actions) = Machine::new(options, Instant::now());
     shell.carry_out(&mut machine, Instant::now(), actions, VecDeque::new());
+    notifier.update(Instant::now(), machine.status());
 
     let mut events = Events::with_capacity(256);
     while shell.exit_code.is_none() {
         let timeout = if shell.unread.is_empty() {
-            machine
-                .next_deadline()
-                .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+            let deadline =
+                [machine.next_deadline(), notifier.next_deadline()].into_iter().flatten().min();
+            deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
         } else {
             Some(std::time::Duration::ZERO)
         };
@@ -153,7 +161,9 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
             shell.reap(&mut happened);
         }
         happened.push_back(Event::Tick);
-        shell.carry_out(&mut machine, Instant::now(), Vec::new(), happened);
+        let now = Instant::now();
+        shell.carry_out(&mut machine, now, Vec::new(), happened);
+        notifier.update(now, machine.status());
     }
     match (shell.exit_code, machine.failure()) {
         (Some(0) | None, _) => Ok(0),
@@ -237,16 +247,17 @@ impl Shell {
     fn spawn(&mut self, worker: WorkerId, events: &mut VecDeque<Event>) {
         let command = (self.command)();
         let spawned =
-            spawn_worker(command, worker, self.options.worker.ignore_sigint).and_then(|spawned| {
-                let fd = spawned.channel.as_raw_fd();
-                spawned.channel.set_nonblocking(true)?;
-                self.poll.registry().register(
-                    &mut SourceFd(&fd),
-                    token(worker),
-                    Interest::READABLE,
-                )?;
-                Ok(spawned)
-            });
+            spawn_worker(command, worker, self.options.worker.ignore_sigint, self.credentials)
+                .and_then(|spawned| {
+                    let fd = spawned.channel.as_raw_fd();
+                    spawned.channel.set_nonblocking(true)?;
+                    self.poll.registry().register(
+                        &mut SourceFd(&fd),
+                        token(worker),
+                        Interest::READABLE,
+                    )?;
+                    Ok(spawned)
+                });
         match spawned {
             Ok(spawned) => {
                 let pid = Pid::from_raw(spawned.pid as i32);

@@ -39,6 +39,7 @@ mod backoff;
 mod event_loop;
 mod listeners;
 mod machine;
+mod notify;
 mod options;
 #[allow(unsafe_code)]
 mod spawn;
@@ -50,10 +51,12 @@ use std::path::PathBuf;
 use std::process::Command;
 
 pub use backoff::{MIN_BACKOFF_STEP, restart_delay};
-pub use machine::{Action, CHANNEL_CLOSE_GRACE, Event, ExitStatus, Machine, Signal, WorkerId};
+pub use machine::{
+    Action, CHANNEL_CLOSE_GRACE, Event, ExitStatus, Machine, ServicePhase, Signal, Status, WorkerId,
+};
 pub use options::{
-    MAX_WORKERS, Options, OptionsError, RecycleOptions, Require, RestartOptions, ShutdownOptions,
-    WorkerOptions,
+    ListenOptions, MAX_WORKERS, Options, OptionsError, RecycleOptions, Require, RestartOptions,
+    ShutdownOptions, WorkerOptions,
 };
 
 /// Whether this process was started by an srv master as one of its workers.

@@ -6,6 +6,11 @@
 //! (port 0 included), or for the actual address of a socket held, get the
 //! same socket.
 //!
+//! Sockets passed by a service manager (systemd socket activation:
+//! `LISTEN_FDS`, `LISTEN_PID`) are adopted at startup and handed to workers
+//! whose `listen` names their local address, so even a restart of the master
+//! itself loses no queued connection.
+//!
 //! Unix-domain socket files are removed when stale (nobody accepts on them)
 //! before binding, and removed again when the master drops its listeners.
 
@@ -39,6 +44,47 @@ pub(crate) struct Listeners {
 }
 
 impl Listeners {
+    /// The sockets a service manager passed to this process (none unless
+    /// `LISTEN_PID` is this process), keyed by their local address.
+    /// Descriptors that are not TCP or Unix stream sockets are skipped with a
+    /// warning.
+    pub(crate) fn from_env() -> Listeners {
+        let mut passed = listenfd::ListenFd::from_env();
+        let mut listeners = Listeners::default();
+        for index in 0..passed.len() {
+            let adopted = match passed.take_tcp_listener(index) {
+                Ok(listener) => listener.map(|listener| {
+                    (listener.local_addr().map(ListenAddr::Tcp), OwnedFd::from(listener))
+                }),
+                Err(_) => match passed.take_unix_listener(index) {
+                    Ok(listener) => listener.map(|listener| {
+                        let actual = listener.local_addr().and_then(|addr| {
+                            addr.as_pathname()
+                                .map(|path| ListenAddr::Unix(path.to_owned()))
+                                .ok_or_else(|| io::Error::other("unnamed unix socket"))
+                        });
+                        (actual, OwnedFd::from(listener))
+                    }),
+                    Err(error) => {
+                        log::warn!(target: "srv", "ignoring socket {index} passed by the service manager: {error}");
+                        None
+                    }
+                },
+            };
+            let Some((actual, socket)) = adopted else { continue };
+            match actual {
+                Ok(actual) => {
+                    log::info!(target: "srv", "adopted {actual} from the service manager");
+                    listeners.held.insert(actual.clone(), Held { socket, actual });
+                }
+                Err(error) => {
+                    log::warn!(target: "srv", "ignoring socket {index} passed by the service manager: {error}");
+                }
+            }
+        }
+        listeners
+    }
+
     /// The socket for `requested` and its actual address, binding it first
     /// if no socket is held for it. The `bool` says whether it was bound now.
     pub(crate) fn get_or_bind(

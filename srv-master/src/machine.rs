@@ -189,6 +189,45 @@ impl fmt::Display for Action {
     }
 }
 
+/// What the master is doing as a whole, as a service manager sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServicePhase {
+    /// Not every worker has started yet, ever.
+    Starting,
+    /// Every worker started once; serving.
+    Ready,
+    /// A recycle is in progress.
+    Reloading,
+    /// Shutting down.
+    Stopping,
+}
+
+/// A summary of the master's state: [`Machine::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// What the master is doing.
+    pub phase: ServicePhase,
+    /// Workers started and serving.
+    pub started: usize,
+    /// Workers wanted.
+    pub target: usize,
+    /// Worker processes, in any state.
+    pub workers: usize,
+}
+
+impl fmt::Display for Status {
+    /// A line for `STATUS=`, such as `4/4 workers ready`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Status { phase, started, target, workers } = *self;
+        match phase {
+            ServicePhase::Starting => write!(f, "starting: {started}/{target} workers ready"),
+            ServicePhase::Ready => write!(f, "{started}/{target} workers ready"),
+            ServicePhase::Reloading => write!(f, "recycling: {started}/{target} workers ready"),
+            ServicePhase::Stopping => write!(f, "stopping: {workers} workers left"),
+        }
+    }
+}
+
 /// How long a worker whose channel closed may take to exit before it is
 /// killed as broken.
 pub const CHANNEL_CLOSE_GRACE: Duration = Duration::from_millis(1000);
@@ -270,6 +309,8 @@ pub struct Machine {
     restarts: Vec<Restart>,
     /// Some worker has started at least once.
     ever_started: bool,
+    /// All of `worker.count` have been started at once at least once.
+    ever_ready: bool,
     /// Why the master is stopping on its own, if it is.
     failure: Option<String>,
 }
@@ -290,6 +331,7 @@ impl Machine {
             recycle: None,
             restarts: Vec::new(),
             ever_started: false,
+            ever_ready: false,
             failure: None,
         };
         let mut actions = Vec::new();
@@ -363,6 +405,21 @@ impl Machine {
             Event::Exited { worker, status } => self.on_exit(now, worker, status, actions),
         }
         self.step_recycle(now, actions);
+        if !self.ever_ready && self.is_ready() {
+            self.ever_ready = true;
+        }
+    }
+
+    /// What the master is doing, for a service manager (systemd's
+    /// `READY=1`, `RELOADING=1`, `STOPPING=1`, `STATUS=`).
+    pub fn status(&self) -> Status {
+        let phase = match (self.phase, &self.recycle) {
+            (Phase::ShuttingDown { .. } | Phase::Exited, _) => ServicePhase::Stopping,
+            (Phase::Running, Some(_)) => ServicePhase::Reloading,
+            (Phase::Running, None) if self.ever_ready => ServicePhase::Ready,
+            (Phase::Running, None) => ServicePhase::Starting,
+        };
+        Status { phase, started: self.started(), target: self.target, workers: self.workers.len() }
     }
 
     /// The earliest time at which [`Machine::handle`] has something to do
@@ -735,7 +792,21 @@ impl Machine {
             }
             WorkerMessage::ListenRequest { addr } => match (&record.state, self.phase) {
                 (State::Killed, _) => {}
-                (_, Phase::Running) => actions.push(Action::Listen(worker, addr)),
+                (_, Phase::Running)
+                    if self.options.listen.allow.is_empty()
+                        || self.options.listen.allow.contains(&addr) =>
+                {
+                    actions.push(Action::Listen(worker, addr));
+                }
+                (_, Phase::Running) => {
+                    let name = self.name(worker);
+                    let message = format!("listen {addr}: not in listen.allow");
+                    log(actions, Level::Warn, format!("{name} refused: {message}"));
+                    // EACCES: the worker's `io::Error` says "permission denied".
+                    let error = ListenError { errno: Some(nix::libc::EACCES), message };
+                    let reply = MasterMessage::ListenReply { requested: addr, result: Err(error) };
+                    actions.push(Action::Send(worker, reply));
+                }
                 // The listeners are closed: binding again would reopen them.
                 (_, _) => {
                     let error = ListenError {

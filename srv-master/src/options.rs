@@ -35,6 +35,26 @@ pub struct Options {
     pub shutdown: ShutdownOptions,
     /// `restart.*`: replacing crashed workers.
     pub restart: RestartOptions,
+    /// `listen.*`: which addresses workers may ask the master to bind.
+    pub listen: ListenOptions,
+}
+
+/// `listen.*` options.
+///
+/// ```
+/// let mut options = srv_master::Options::default();
+/// options.listen.allow = vec!["0.0.0.0:80".parse().unwrap(), "unix:/run/app.sock".parse().unwrap()];
+/// options.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ListenOptions {
+    /// `listen.allow`: when not empty, the only addresses the master binds
+    /// for its workers; a worker asking for any other gets an error and
+    /// nothing is bound, so a compromised worker cannot make a root master
+    /// open arbitrary ports (default: empty, anything goes).
+    pub allow: Vec<srv_proto::ListenAddr>,
 }
 
 /// `worker.*` options.
@@ -54,6 +74,13 @@ pub struct WorkerOptions {
     /// and replaced (default 2000 ms).
     #[serde(with = "millis")]
     pub timeout: Duration,
+    /// `worker.user`: run workers as this user (name or numeric uid); the
+    /// master must be root. Supplementary groups are dropped (default: the
+    /// master's own user).
+    pub user: Option<String>,
+    /// `worker.group`: run workers with this group (name or numeric gid);
+    /// defaults to the primary group of `worker.user`.
+    pub group: Option<String>,
 }
 
 /// `recycle.*` options.
@@ -111,6 +138,8 @@ impl Default for WorkerOptions {
             ignore_sigint: true,
             require: Require::Online,
             timeout: Duration::from_millis(2000),
+            user: None,
+            group: None,
         }
     }
 }
@@ -176,6 +205,12 @@ impl Options {
         }
         if self.restart.max_delay < self.restart.delay {
             return error("restart.max_delay", "must not be below restart.delay");
+        }
+        if self.worker.user.as_deref() == Some("") {
+            return error("worker.user", "must not be empty");
+        }
+        if self.worker.group.as_deref() == Some("") {
+            return error("worker.group", "must not be empty");
         }
         Ok(())
     }

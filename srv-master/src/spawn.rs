@@ -6,8 +6,12 @@
 //! environment and the program. Between `fork` and `exec` the child only
 //! makes async-signal-safe calls: `dup2` (or `fcntl` to clear close-on-exec
 //! when the end already sits at the fixed number, since `dup2(fd, fd)` does
-//! nothing) and `sigaction` to ignore `SIGINT`. The standard library resets
-//! the signal mask in the child itself.
+//! nothing), `sigaction` to ignore `SIGINT`, and, to drop privileges,
+//! `setgroups`, `setgid` and `setuid` (in that order: once the user is
+//! changed, the groups can no longer be). The standard library resets the
+//! signal mask in the child itself. User and group names are resolved
+//! before, in the master ([`Credentials::resolve`]), since NSS lookups are
+//! not async-signal-safe.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -20,6 +24,16 @@ use nix::sys::signal::{SigHandler, Signal, signal};
 use srv_proto::env::{CHANNEL_FD, ENV_CHANNEL_FD, ENV_WORKER_ID};
 
 use crate::machine::WorkerId;
+
+/// Variables the service manager meant for the master only.
+const MASTER_ONLY_ENV: [&str; 6] = [
+    "NOTIFY_SOCKET",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+];
 
 /// A worker process just started.
 #[derive(Debug)]
@@ -39,14 +53,22 @@ pub(crate) fn spawn_worker(
     mut command: Command,
     worker: WorkerId,
     ignore_sigint: bool,
+    credentials: Option<Credentials>,
 ) -> io::Result<Spawned> {
     let program = command.get_program().to_owned();
     let (master_end, child_end) = UnixStream::pair()?;
     let child_fd = child_end.as_raw_fd();
     command.env(ENV_CHANNEL_FD, CHANNEL_FD.to_string()).env(ENV_WORKER_ID, worker.0.to_string());
+    // What systemd told the master is the master's alone: a worker that
+    // notified or adopted sockets itself would confuse the service manager.
+    for name in MASTER_ONLY_ENV {
+        command.env_remove(name);
+    }
     // SAFETY: the closure runs in the forked child before exec and makes only
     // async-signal-safe calls (dup2, fcntl, sigaction through nix's thin
-    // wrappers); it allocates nothing, takes no locks and logs nothing.
+    // wrappers, setgroups, setgid, setuid); it allocates nothing, takes no
+    // locks and logs nothing. In the child only this thread exists, so
+    // glibc's set*id broadcast to other threads has nobody to signal.
     // `child_fd` is open in the child: it was open in the parent at fork.
     unsafe {
         command.pre_exec(move || {
@@ -58,6 +80,13 @@ pub(crate) fn spawn_worker(
             }
             if ignore_sigint {
                 signal(Signal::SIGINT, SigHandler::SigIgn)?;
+            }
+            if let Some(Credentials { uid, gid }) = credentials
+                && (nix::libc::setgroups(0, std::ptr::null()) < 0
+                    || nix::libc::setgid(gid) < 0
+                    || nix::libc::setuid(uid) < 0)
+            {
+                return Err(io::Error::last_os_error());
             }
             Ok(())
         });
@@ -72,4 +101,67 @@ pub(crate) fn spawn_worker(
     // The child is reaped with waitpid(-1) by the event loop, not through
     // `Child`; dropping `Child` neither waits nor kills.
     Ok(Spawned { pid: child.id(), channel: master_end })
+}
+
+/// The user and group workers run as (`worker.user`, `worker.group`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Credentials {
+    uid: nix::libc::uid_t,
+    gid: nix::libc::gid_t,
+}
+
+impl Credentials {
+    /// Resolves names (or numeric ids) to ids, before any fork. `None` when
+    /// neither option is set.
+    ///
+    /// # Errors
+    ///
+    /// An unknown user or group, or a master that is not root but asked to
+    /// run workers as another user; the message names the option.
+    pub(crate) fn resolve(
+        user: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<Option<Credentials>, String> {
+        use nix::unistd::{Gid, Group, Uid, User};
+        if user.is_none() && group.is_none() {
+            return Ok(None);
+        }
+        let user = match user {
+            Some(name) => {
+                let found = match name.parse::<u32>() {
+                    Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+                    Err(_) => User::from_name(name),
+                };
+                match found {
+                    Ok(Some(user)) => Some(user),
+                    Ok(None) => return Err(format!("worker.user: no such user '{name}'")),
+                    Err(errno) => {
+                        return Err(format!("worker.user: cannot look up '{name}': {errno}"));
+                    }
+                }
+            }
+            None => None,
+        };
+        let gid = match group {
+            Some(name) => {
+                let found = match name.parse::<u32>() {
+                    Ok(gid) => Group::from_gid(Gid::from_raw(gid)),
+                    Err(_) => Group::from_name(name),
+                };
+                match found {
+                    Ok(Some(group)) => group.gid,
+                    Ok(None) => return Err(format!("worker.group: no such group '{name}'")),
+                    Err(errno) => {
+                        return Err(format!("worker.group: cannot look up '{name}': {errno}"));
+                    }
+                }
+            }
+            None => user.as_ref().map_or_else(Gid::current, |user| user.gid),
+        };
+        let uid = user.map_or_else(Uid::current, |user| user.uid);
+        if !Uid::effective().is_root() && (uid != Uid::current() || gid != Gid::current()) {
+            return Err("worker.user and worker.group need the master to run as root".to_owned());
+        }
+        Ok(Some(Credentials { uid: uid.as_raw(), gid: gid.as_raw() }))
+    }
 }

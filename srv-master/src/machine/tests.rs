@@ -33,6 +33,7 @@
 //! | `garbage IDS` | `ProtocolError` |
 //! | `spawn-fails [N]` | none: the next `N` spawns (default 1) report `SpawnFailed` |
 //! | `deadline` | none: writes `MS next deadline D` into the transcript |
+//! | `status` | none: writes `MS status S` (the `STATUS=` line) into the transcript |
 //!
 //! The fake shell also checks every action against what a real shell relies
 //! on, and panics with the recent history when one breaks it: one `Spawn` per
@@ -217,6 +218,11 @@ impl Shell {
             }
             "spawn-fails" => {
                 self.failing_spawns += ids.first().map_or(1, |n| n.0 as usize);
+                vec![]
+            }
+            "status" => {
+                let line = format!("{ms} status {}", self.machine.status());
+                self.transcript.push(line);
                 vec![]
             }
             "deadline" => {
@@ -1681,6 +1687,67 @@ fn a_listen_request_during_shutdown_is_refused_without_binding() {
         110 send worker 1 ListenReply { requested: Tcp(127.0.0.1:8080), result: Err(ListenError { errno: None, message: \"listen 127.0.0.1:8080: the master is shutting down\" }) }
         120 exit 0
         next deadline none
+        ",
+    );
+}
+
+#[test]
+fn listen_allow_refuses_other_addresses_without_binding() {
+    let mut options = options(1);
+    options.listen.allow = vec!["0.0.0.0:80".parse().unwrap()];
+    check_logs(
+        options,
+        "
+        0 hello 1
+        10 listen-request 1 0.0.0.0:80
+        20 listen-request 1 0.0.0.0:22
+        ",
+        "
+        0 spawn worker 1
+        0 log INFO: worker 1 spawned (pid 1001)
+        10 listen worker 1 0.0.0.0:80
+        20 log WARN: worker 1 (pid 1001) refused: listen 0.0.0.0:22: not in listen.allow
+        20 send worker 1 ListenReply { requested: Tcp(0.0.0.0:22), result: Err(ListenError { errno: Some(13), message: \"listen 0.0.0.0:22: not in listen.allow\" }) }
+        next deadline 2000
+        ",
+    );
+}
+
+#[test]
+fn status_follows_start_recycle_and_shutdown() {
+    check(
+        options(2),
+        "
+        0 status
+        0 up 1
+        0 status
+        0 up 2
+        0 status
+        10 exited 1 code=1
+        10 status
+        5010 tick
+        5020 up 3
+        6000 SIGHUP
+        6000 status
+        6100 SIGTERM
+        6100 status
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 status starting: 0/2 workers ready
+        0 status starting: 1/2 workers ready
+        0 status 2/2 workers ready
+        10 status 1/2 workers ready
+        5010 spawn worker 3
+        6000 spawn worker 4
+        6000 status recycling: 2/2 workers ready
+        6100 close listeners
+        6100 send worker 2 Disconnect
+        6100 send worker 3 Disconnect
+        6100 send worker 4 Disconnect
+        6100 status stopping: 3 workers left
+        next deadline 21100
         ",
     );
 }

@@ -1,0 +1,159 @@
+//! Telling systemd what the master is doing (`sd_notify`), when
+//! `NOTIFY_SOCKET` is set.
+//!
+//! [`notifications`] is pure: from the previous and the current
+//! [`Status`] it decides what to send: `READY=1` once every worker first
+//! started, `RELOADING=1` (with `MONOTONIC_USEC`, as `Type=notify-reload`
+//! requires) when a recycle begins and `READY=1` when it ends, `STOPPING=1`
+//! at shutdown, and `STATUS=` whenever the human line changes.
+//! [`Notifier`] sends them, and `WATCHDOG=1` at half of `WATCHDOG_USEC`.
+
+use std::time::{Duration, Instant};
+
+use sd_notify::NotifyState;
+
+use crate::machine::{ServicePhase, Status};
+
+/// One state change for the service manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Notification {
+    Ready,
+    Reloading,
+    Stopping,
+    Status(String),
+}
+
+/// What to send when the status goes from `before` (`None`: nothing sent
+/// yet) to `after`.
+pub(crate) fn notifications(before: Option<&Status>, after: &Status) -> Vec<Notification> {
+    let mut out = Vec::new();
+    let phase_before = before.map(|status| status.phase);
+    if phase_before != Some(after.phase) {
+        match after.phase {
+            ServicePhase::Starting => {}
+            ServicePhase::Ready => out.push(Notification::Ready),
+            ServicePhase::Reloading => out.push(Notification::Reloading),
+            ServicePhase::Stopping => out.push(Notification::Stopping),
+        }
+    }
+    let line = after.to_string();
+    if before.map(ToString::to_string) != Some(line.clone()) {
+        out.push(Notification::Status(line));
+    }
+    out
+}
+
+/// Sends notifications to `NOTIFY_SOCKET`, if set.
+#[derive(Debug)]
+pub(crate) struct Notifier {
+    enabled: bool,
+    last: Option<Status>,
+    /// Half of `WATCHDOG_USEC`, and when to ping next.
+    watchdog: Option<(Duration, Instant)>,
+    /// A failure was logged already; later ones go to debug.
+    complained: bool,
+}
+
+impl Notifier {
+    pub(crate) fn from_env(now: Instant) -> Notifier {
+        let enabled = std::env::var_os("NOTIFY_SOCKET").is_some();
+        let watchdog =
+            sd_notify::watchdog_enabled().filter(|_| enabled).map(|usec| (usec / 2, now));
+        Notifier { enabled, last: None, watchdog, complained: false }
+    }
+
+    /// When the watchdog must next be pinged.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.watchdog.map(|(_, at)| at)
+    }
+
+    /// Sends what changed since the last call, and the watchdog ping if due.
+    pub(crate) fn update(&mut self, now: Instant, status: Status) {
+        if !self.enabled {
+            return;
+        }
+        let changes = notifications(self.last.as_ref(), &status);
+        self.last = Some(status);
+        let mut states: Vec<NotifyState<'_>> = Vec::new();
+        for change in &changes {
+            match change {
+                Notification::Ready => states.push(NotifyState::Ready),
+                Notification::Reloading => {
+                    states.push(NotifyState::Reloading);
+                    if let Ok(usec) = NotifyState::monotonic_usec_now() {
+                        states.push(usec);
+                    }
+                }
+                Notification::Stopping => states.push(NotifyState::Stopping),
+                Notification::Status(line) => states.push(NotifyState::Status(line)),
+            }
+        }
+        if let Some((half, at)) = &mut self.watchdog
+            && *at <= now
+        {
+            states.push(NotifyState::Watchdog);
+            *at = now + *half;
+        }
+        if states.is_empty() {
+            return;
+        }
+        if let Err(error) = sd_notify::notify(&states) {
+            if self.complained {
+                log::debug!(target: "srv", "cannot notify the service manager: {error}");
+            } else {
+                log::warn!(target: "srv", "cannot notify the service manager: {error}");
+                self.complained = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(phase: ServicePhase, started: usize) -> Status {
+        Status { phase, started, target: 4, workers: started }
+    }
+
+    fn sent(before: Option<Status>, after: Status) -> Vec<String> {
+        notifications(before.as_ref(), &after)
+            .into_iter()
+            .map(|notification| match notification {
+                Notification::Ready => "READY=1".to_owned(),
+                Notification::Reloading => "RELOADING=1".to_owned(),
+                Notification::Stopping => "STOPPING=1".to_owned(),
+                Notification::Status(line) => format!("STATUS={line}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ready_once_all_started_then_only_status_changes() {
+        use ServicePhase::*;
+        assert_eq!(sent(None, status(Starting, 0)), ["STATUS=starting: 0/4 workers ready"]);
+        assert_eq!(
+            sent(Some(status(Starting, 3)), status(Ready, 4)),
+            ["READY=1", "STATUS=4/4 workers ready"]
+        );
+        assert_eq!(sent(Some(status(Ready, 4)), status(Ready, 4)), Vec::<String>::new());
+        assert_eq!(sent(Some(status(Ready, 4)), status(Ready, 3)), ["STATUS=3/4 workers ready"]);
+    }
+
+    #[test]
+    fn reload_and_stop() {
+        use ServicePhase::*;
+        assert_eq!(
+            sent(Some(status(Ready, 4)), status(Reloading, 4)),
+            ["RELOADING=1", "STATUS=recycling: 4/4 workers ready"]
+        );
+        assert_eq!(
+            sent(Some(status(Reloading, 4)), status(Ready, 4)),
+            ["READY=1", "STATUS=4/4 workers ready"]
+        );
+        assert_eq!(
+            sent(Some(status(Ready, 4)), status(Stopping, 0)),
+            ["STOPPING=1", "STATUS=stopping: 0 workers left"]
+        );
+    }
+}
