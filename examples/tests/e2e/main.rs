@@ -1,0 +1,23 @@
+//! End-to-end tests of the master's lifecycle: real processes, real
+//! signals. They drive the `hello` example and the `misbehave` test worker
+//! (`examples/src/bin/misbehave.rs`), whose misbehaviour is chosen by flags.
+//!
+//! Run them with `cargo xtask test-e2e`, or directly with
+//! `cargo test --release -p srv-examples --features e2e --test e2e`.
+//!
+//! Every test owns its masters through [`harness::Master`], a guard that
+//! kills everything it started when dropped, even when the test panics.
+//! Tests run in parallel: each has its own master, process group and port 0.
+#![allow(clippy::print_stderr, reason = "the harness prints the captured output of failing tests")]
+
+mod harness;
+mod http_support;
+#[path = "../../../xtask/src/load.rs"]
+mod load;
+
+mod cleanup;
+mod failures;
+mod hello;
+mod recycle;
+mod shutdown;
+mod startup;

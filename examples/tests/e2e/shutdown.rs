@@ -1,0 +1,196 @@
+//! Shutdown: SIGTERM and SIGINT disconnect every worker, a worker that does
+//! not leave is killed after `shutdown.timeout`, a second signal forces it,
+//! and Ctrl+C (SIGINT to the whole process group) reaches workers only as
+//! a disconnect.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::harness::{Exit, Master, count, find_from, log_interval_ms, misbehave, reports};
+
+/// The master's log lines `(pid N) <what>` for every pid in `pids`: each
+/// must appear exactly once.
+fn assert_each_once(master: &Master, lines: &[String], pids: &[nix::unistd::Pid], what: &str) {
+    for pid in pids {
+        let needle = format!("(pid {pid}) {what}");
+        if count(lines, &needle) != 1 {
+            master.fail(&format!("expected one line with {needle:?}"));
+        }
+    }
+}
+
+fn assert_none_alive(master: &Master, pids: &[nix::unistd::Pid]) {
+    let alive: Vec<_> = pids.iter().filter(|&&pid| master.is_alive(pid)).collect();
+    if !alive.is_empty() {
+        master.fail(&format!("workers {alive:?} outlived the master"));
+    }
+}
+
+#[test]
+fn sigterm_disconnects_every_worker_and_exits_0() {
+    let mut master = Master::start(
+        misbehave(),
+        &["--workers", "3", "--slow-exit-ms", "300", "--only-worker-ids", "2"],
+    );
+    master.wait_for_count("started (online)", 3);
+    let workers = master.worker_pids();
+    master.signal(Signal::SIGTERM);
+    assert_eq!(master.wait_exit(), Exit::Code(0));
+    let lines = master.lines();
+    let disconnected: Vec<_> =
+        reports(&lines, "disconnected (Requested)").iter().map(|r| r.pid).collect();
+    let exiting: Vec<_> = reports(&lines, "exiting (code 0)").iter().map(|r| r.pid).collect();
+    for pid in &workers {
+        assert!(disconnected.contains(pid), "worker pid {pid} was disconnected");
+        assert!(exiting.contains(pid), "worker pid {pid} exited on its own");
+    }
+    assert_each_once(&master, &lines, &workers, "exited (exit code 0) as asked");
+    // The master waited for the slow worker.
+    let slow = reports(&lines, "exiting").into_iter().find(|report| report.id == 2).unwrap();
+    let slow_exit = find_from(&lines, 0, &format!("worker 2 pid {} exiting", slow.pid)).unwrap();
+    let complete = find_from(&lines, 0, "shutdown complete: all workers exited")
+        .unwrap_or_else(|| master.fail("no shutdown complete line"));
+    assert!(slow_exit < complete, "the master exited before its slow worker");
+    assert_none_alive(&master, &workers);
+}
+
+#[test]
+fn worker_ignoring_disconnect_is_killed_after_shutdown_timeout() {
+    let mut master = Master::start(
+        misbehave(),
+        &[
+            "--workers",
+            "2",
+            "--ignore-disconnect",
+            "--only-worker-ids",
+            "1",
+            "--shutdown-timeout",
+            "1000",
+        ],
+    );
+    master.wait_for_count("started (online)", 2);
+    let workers = master.worker_pids();
+    let signalled = Instant::now();
+    master.signal(Signal::SIGTERM);
+    // Killed after the grace, and not much later either.
+    assert_eq!(master.wait_exit_within(Duration::from_secs(4)), Exit::Code(0));
+    let took = signalled.elapsed();
+    assert!(
+        took >= Duration::from_millis(1000),
+        "exited {took:?} after SIGTERM, before shutdown.timeout"
+    );
+    let lines = master.lines();
+    let stubborn =
+        reports(&lines, "disconnected").into_iter().find(|report| report.id == 1).unwrap();
+    assert_each_once(
+        &master,
+        &lines,
+        &[stubborn.pid],
+        "did not exit in time after disconnect; killing it",
+    );
+    assert_each_once(&master, &lines, &[stubborn.pid], "exited (signal 9) after being killed");
+    let polite: Vec<_> = workers.iter().copied().filter(|&pid| pid != stubborn.pid).collect();
+    assert_each_once(&master, &lines, &polite, "exited (exit code 0) as asked");
+    let shutting_down = find_from(&lines, 0, "SIGTERM: shutting down 2 workers").unwrap();
+    let killing = find_from(&lines, 0, "did not exit in time").unwrap();
+    let grace = log_interval_ms(&lines[shutting_down], &lines[killing]);
+    assert!(grace >= 1000 - 2, "killed {grace} ms after the disconnect");
+    assert_none_alive(&master, &workers);
+}
+
+#[test]
+fn second_sigterm_forces_shutdown_at_once() {
+    let mut master = Master::start(
+        misbehave(),
+        &["--workers", "2", "--ignore-disconnect", "--shutdown-timeout", "60000"],
+    );
+    master.wait_for_count("started (online)", 2);
+    let workers = master.worker_pids();
+    master.signal(Signal::SIGTERM);
+    // Both workers got the disconnect, and ignore it.
+    master.wait_until_within(Duration::from_secs(5), "both workers disconnected", |lines| {
+        reports(lines, "disconnected").len() == 2
+    });
+    master.signal(Signal::SIGTERM);
+    assert_eq!(master.wait_exit_within(Duration::from_secs(5)), Exit::Code(0));
+    let lines = master.lines();
+    assert_eq!(count(&lines, "SIGTERM again: forcing shutdown, killing 2 workers"), 1);
+    assert_eq!(count(&lines, "forced shutdown complete"), 1);
+    assert_each_once(&master, &lines, &workers, "exited (signal 9) after being killed");
+    assert_none_alive(&master, &workers);
+}
+
+#[test]
+fn ctrl_c_reaches_workers_only_as_disconnect() {
+    let mut master = Master::start(misbehave(), &["--workers", "2"]);
+    master.wait_for_count("started (online)", 2);
+    let workers = master.worker_pids();
+    master.signal_group(Signal::SIGINT);
+    assert_eq!(master.wait_exit(), Exit::Code(0));
+    let lines = master.lines();
+    assert_eq!(count(&lines, "SIGINT: shutting down 2 workers"), 1);
+    let disconnected: Vec<_> =
+        reports(&lines, "disconnected (Requested)").iter().map(|r| r.pid).collect();
+    for pid in &workers {
+        assert!(disconnected.contains(pid), "worker pid {pid} saw the disconnect");
+    }
+    assert_each_once(&master, &lines, &workers, "exited (exit code 0) as asked");
+    assert_eq!(count(&lines, "(signal 2)"), 0, "no worker died of SIGINT");
+    assert_none_alive(&master, &workers);
+}
+
+#[test]
+fn without_ignore_sigint_ctrl_c_kills_workers() {
+    let mut master = Master::start(misbehave(), &["--workers", "2", "--no-ignore-sigint"]);
+    master.wait_for_count("started (online)", 2);
+    let workers = master.worker_pids();
+    master.signal_group(Signal::SIGINT);
+    assert_eq!(master.wait_exit(), Exit::Code(0));
+    let lines = master.lines();
+    // Whether the master handles its SIGINT before or after reaping a
+    // worker, the worker's exit is logged as by signal 2.
+    for pid in &workers {
+        let needle = format!("(pid {pid}) exited (signal 2)");
+        if count(&lines, &needle) != 1 {
+            master.fail(&format!("expected one line with {needle:?}"));
+        }
+    }
+    assert_eq!(reports(&lines, "exiting").len(), 0, "no worker exited on its own");
+    assert_none_alive(&master, &workers);
+}
+
+/// FIXME: fails with srv-master as of this writing. A worker that dies with
+/// a message of the master unread in its socket makes the master's read
+/// fail with `ECONNRESET`, and `Shell::read_channel` (srv-master
+/// `event_loop.rs`) reports every read error other than `WouldBlock` as
+/// `Event::ProtocolError`: the log says the worker "broke the protocol",
+/// the master sends a needless `SIGKILL`, and the exit is booked "after
+/// being killed". A reset is the peer going away, like end of file
+/// (`Event::ChannelClosed`). Ctrl+C with `--no-ignore-sigint` hits the same
+/// race most of the time; this test makes it deterministic by stopping the
+/// worker so that the disconnect stays unread.
+#[test]
+fn worker_dying_with_a_disconnect_unread_is_not_a_protocol_error() {
+    let mut master = Master::start(misbehave(), &["--workers", "2"]);
+    let lines = master.wait_for_count("started (online)", 2);
+    let first = reports(&lines, "started").into_iter().find(|report| report.id == 1).unwrap();
+    // Stopped, worker 1 cannot read the disconnect the master sends it.
+    master.signal_worker(first.pid, Signal::SIGSTOP);
+    master.signal(Signal::SIGTERM);
+    // The master disconnects workers in id order, so once worker 2 has its
+    // disconnect, worker 1's waits in its socket.
+    master.wait_until("worker 2 disconnected", |lines| {
+        reports(lines, "disconnected").iter().any(|report| report.id == 2)
+    });
+    // Now worker 1 dies, as by a crash, without reading it.
+    master.signal_worker(first.pid, Signal::SIGKILL);
+    assert_eq!(master.wait_exit(), Exit::Code(0));
+    let lines = master.lines();
+    assert_eq!(
+        count(&lines, "broke the protocol"),
+        0,
+        "a worker that died is not a protocol error"
+    );
+    assert_each_once(&master, &lines, &[first.pid], "exited (signal 9) as asked");
+}
