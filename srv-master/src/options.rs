@@ -3,8 +3,12 @@
 //! Durations are milliseconds in config files (`timeout = 2000`) and
 //! [`Duration`]s in Rust. Deserialisation rejects unknown keys, so a typo in
 //! a config file is an error naming the key rather than a silent default.
+//! [`Options::from_file`] loads TOML or JSON (see the `file` module).
+
+mod file;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -58,6 +62,19 @@ pub struct ListenOptions {
 }
 
 /// `worker.*` options.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let mut options = srv_master::Options::default();
+/// options.worker.count = 2;
+/// options.worker.timeout = Duration::from_secs(10); // a slow-starting server
+/// options.validate().unwrap();
+///
+/// // The same in a config file:
+/// let from_file = srv_master::Options::from_toml_str("[worker]\ncount = 2\ntimeout = 10000\n");
+/// assert_eq!(from_file.unwrap(), options);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -84,6 +101,13 @@ pub struct WorkerOptions {
 }
 
 /// `recycle.*` options.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let options = srv_master::Options::from_toml_str("[recycle]\ntimeout = 60000\n").unwrap();
+/// assert_eq!(options.recycle.timeout, Duration::from_secs(60));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -95,6 +119,18 @@ pub struct RecycleOptions {
 }
 
 /// `shutdown.*` options.
+///
+/// Keep the process monitor's own stop timeout above `shutdown.timeout`
+/// (systemd's `TimeoutStopSec`, a container's stop grace period), or it
+/// kills the workers first.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let mut options = srv_master::Options::default();
+/// options.shutdown.timeout = Duration::from_secs(25);
+/// options.validate().unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -106,6 +142,16 @@ pub struct ShutdownOptions {
 }
 
 /// `restart.*` options.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let options = srv_master::Options::from_json_str(
+///     r#"{ "restart": { "delay": 1000, "max_delay": 30000 } }"#,
+/// ).unwrap();
+/// assert_eq!(options.restart.delay, Duration::from_secs(1));
+/// assert_eq!(options.restart.max_delay, Duration::from_secs(30));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -121,6 +167,14 @@ pub struct RestartOptions {
 }
 
 /// The state in which a worker counts as started (`worker.require`).
+///
+/// ```
+/// use srv_master::Require;
+///
+/// assert_eq!("listen".parse::<Require>().unwrap(), Require::Listen);
+/// assert_eq!(Require::default().to_string(), "online");
+/// assert_eq!("ready".parse::<Require>().unwrap_err().key, "worker.require");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Require {
@@ -166,34 +220,79 @@ impl Default for RestartOptions {
 }
 
 /// The most workers one master runs; more is surely a typo.
+///
+/// ```
+/// let mut options = srv_master::Options::default();
+/// options.worker.count = srv_master::MAX_WORKERS + 1;
+/// assert_eq!(options.validate().unwrap_err().key, "worker.count");
+/// ```
 pub const MAX_WORKERS: usize = 1024;
 
-/// An invalid option, naming its key.
+/// An invalid option, naming its key (and the config file, if any).
+///
+/// ```
+/// let error = srv_master::Options::from_toml_str("[worker]\ncount = \"many\"\n").unwrap_err();
+/// assert_eq!(error.key, "worker.count");
+/// assert_eq!(error.problem, "invalid type: string \"many\", expected usize");
+/// assert_eq!(error.file, None);
+/// assert_eq!(
+///     error.to_string(),
+///     "invalid option worker.count: invalid type: string \"many\", expected usize"
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OptionsError {
-    /// The dotted key, for example `worker.count`.
-    pub key: &'static str,
+    /// The dotted key, for example `worker.count`; empty when the error is
+    /// not about one key (a syntax error, an unreadable file).
+    pub key: String,
     /// What is wrong with its value.
     pub problem: String,
+    /// The config file, when the options came from one
+    /// ([`Options::from_file`]).
+    pub file: Option<PathBuf>,
 }
 
 impl fmt::Display for OptionsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid option {}: {}", self.key, self.problem)
+        if let Some(file) = &self.file {
+            write!(f, "{}: ", file.display())?;
+        }
+        if self.key.is_empty() {
+            f.write_str(&self.problem)
+        } else {
+            write!(f, "invalid option {}: {}", self.key, self.problem)
+        }
+    }
+}
+
+impl OptionsError {
+    fn new(key: &str, problem: &str) -> OptionsError {
+        OptionsError { key: key.to_owned(), problem: problem.to_owned(), file: None }
     }
 }
 
 impl std::error::Error for OptionsError {}
 
 impl Options {
-    /// Checks every option, naming the first bad key.
+    /// Checks every option, naming the first bad key. [`crate::Master`]
+    /// and the `from_*` loaders call it.
+    ///
+    /// ```
+    /// let mut options = srv_master::Options::default();
+    /// options.validate()?;
+    /// options.worker.count = 0;
+    /// let error = options.validate().unwrap_err();
+    /// assert_eq!(error.to_string(), "invalid option worker.count: must be at least 1");
+    /// # Ok::<(), srv_master::OptionsError>(())
+    /// ```
     ///
     /// # Errors
     ///
-    /// `worker.count` of 0 or over [`MAX_WORKERS`]; `worker.timeout` of 0;
-    /// `restart.max_delay` below `restart.delay`.
+    /// `worker.count` of 0 or over [`MAX_WORKERS`]; `worker.timeout`,
+    /// `recycle.timeout` or `shutdown.timeout` of 0; `restart.max_delay`
+    /// below `restart.delay`; an empty `worker.user` or `worker.group`.
     pub fn validate(&self) -> Result<(), OptionsError> {
-        let error = |key, problem: &str| Err(OptionsError { key, problem: problem.to_owned() });
+        let error = |key, problem: &str| Err(OptionsError::new(key, problem));
         if self.worker.count == 0 {
             return error("worker.count", "must be at least 1");
         }
@@ -202,6 +301,13 @@ impl Options {
         }
         if self.worker.timeout.is_zero() {
             return error("worker.timeout", "must be more than 0 ms");
+        }
+        // No grace at all would kill every worker with its requests in flight.
+        if self.recycle.timeout.is_zero() {
+            return error("recycle.timeout", "must be more than 0 ms");
+        }
+        if self.shutdown.timeout.is_zero() {
+            return error("shutdown.timeout", "must be more than 0 ms");
         }
         if self.restart.max_delay < self.restart.delay {
             return error("restart.max_delay", "must not be below restart.delay");
@@ -223,10 +329,10 @@ impl FromStr for Require {
         match text {
             "online" => Ok(Require::Online),
             "listen" => Ok(Require::Listen),
-            _ => Err(OptionsError {
-                key: "worker.require",
-                problem: format!("'{text}' is neither 'online' nor 'listen'"),
-            }),
+            _ => Err(OptionsError::new(
+                "worker.require",
+                &format!("'{text}' is neither 'online' nor 'listen'"),
+            )),
         }
     }
 }
@@ -273,10 +379,12 @@ mod tests {
     #[test]
     fn validation_names_the_key() {
         type Change = fn(&mut Options);
-        let cases: [(Change, &str); 4] = [
+        let cases: [(Change, &str); 6] = [
             (|o| o.worker.count = 0, "worker.count"),
             (|o| o.worker.count = MAX_WORKERS + 1, "worker.count"),
             (|o| o.worker.timeout = Duration::ZERO, "worker.timeout"),
+            (|o| o.recycle.timeout = Duration::ZERO, "recycle.timeout"),
+            (|o| o.shutdown.timeout = Duration::ZERO, "shutdown.timeout"),
             (|o| o.restart.max_delay = Duration::from_millis(1), "restart.max_delay"),
         ];
         for (change, key) in cases {
