@@ -13,6 +13,11 @@
 //! arguments; started by a master it is a worker. `--standalone` serves in
 //! this very process, without a master.
 //!
+//! `--config FILE` loads srv's options from a TOML or JSON file
+//! (`Options::from_file`); the option flags given with it override the file.
+//! Workers get the same arguments, so each reads the file again when it
+//! starts; a worker uses the options only for its drain limit.
+//!
 //! A worker asks the master for the shared listening socket, reports
 //! `online`, then accepts in a `poll(2)` loop on two descriptors: the
 //! listening socket and `Worker::disconnect_fd`. Each connection gets a
@@ -59,12 +64,14 @@ use srv_master::{Master, Options};
 use srv_worker::{DisconnectReason, Worker};
 
 const SYNOPSIS: &str = "\
-usage: http --port PORT [--workers N] [--addr IP] [--require online|listen]
-            [--worker-timeout MS] [--recycle-timeout MS] [--shutdown-timeout MS]
-            [--restart-delay MS] [--standalone]";
+usage: http --port PORT [--config FILE] [--workers N] [--addr IP]
+            [--require online|listen] [--worker-timeout MS] [--recycle-timeout MS]
+            [--shutdown-timeout MS] [--restart-delay MS] [--standalone]";
 
 const OPTIONS: &str = "\
   --port PORT           TCP port to serve on; 0 picks a free one (see the log)
+  --config FILE         srv options from a .toml or .json file ([worker] count = 4);
+                        the options below override it
   --workers N           number of worker processes (default 4)
   --addr IP             address to bind (default 127.0.0.1)
   --require STATE       what counts as a started worker (default online)
@@ -169,7 +176,9 @@ impl Args {
     fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<Args>> {
         let mut ip: IpAddr = [127, 0, 0, 1].into();
         let mut port = None;
-        let mut options = Options::default();
+        let mut config = None;
+        // Applied in order over the config file, whatever their place.
+        let mut overrides: Vec<(String, String)> = Vec::new();
         let mut standalone = false;
         while let Some(arg) = args.next() {
             // Accept both `--name value` and `--name=value`.
@@ -187,23 +196,23 @@ impl Args {
                 "-h" | "--help" => return Ok(None),
                 "--port" => port = Some(parse(name, &value()?)?),
                 "--addr" => ip = parse(name, &value()?)?,
-                "--workers" => options.worker.count = parse(name, &value()?)?,
-                "--require" => options.worker.require = parse(name, &value()?)?,
-                "--worker-timeout" => options.worker.timeout = millis(name, &value()?)?,
-                "--recycle-timeout" => options.recycle.timeout = millis(name, &value()?)?,
-                "--shutdown-timeout" => options.shutdown.timeout = millis(name, &value()?)?,
-                "--restart-delay" => {
-                    options.restart.delay = millis(name, &value()?)?;
-                    // Raise the cap of the doubling delay along, rather than
-                    // refuse a delay above its default.
-                    options.restart.max_delay =
-                        options.restart.max_delay.max(options.restart.delay);
+                "--config" => config = Some(std::path::PathBuf::from(value()?)),
+                "--workers" | "--require" | "--worker-timeout" | "--recycle-timeout"
+                | "--shutdown-timeout" | "--restart-delay" => {
+                    overrides.push((name.to_owned(), value()?));
                 }
                 "--standalone" if inline.is_none() => standalone = true,
                 _ => bail!("unknown argument {arg}"),
             }
         }
         let port: u16 = port.context("--port is required")?;
+        let mut options = match &config {
+            Some(path) => Options::from_file(path)?,
+            None => Options::default(),
+        };
+        for (name, value) in &overrides {
+            set_option(&mut options, name, value)?;
+        }
         options.validate()?;
         Ok(Some(Args { addr: SocketAddr::new(ip, port), options, standalone }))
     }
@@ -214,6 +223,25 @@ impl Args {
     fn drain_limit(&self) -> Duration {
         self.options.recycle.timeout.max(self.options.shutdown.timeout)
     }
+}
+
+/// Sets the option of the command-line flag `name`.
+fn set_option(options: &mut Options, name: &str, value: &str) -> anyhow::Result<()> {
+    match name {
+        "--workers" => options.worker.count = parse(name, value)?,
+        "--require" => options.worker.require = parse(name, value)?,
+        "--worker-timeout" => options.worker.timeout = millis(name, value)?,
+        "--recycle-timeout" => options.recycle.timeout = millis(name, value)?,
+        "--shutdown-timeout" => options.shutdown.timeout = millis(name, value)?,
+        "--restart-delay" => {
+            options.restart.delay = millis(name, value)?;
+            // Raise the cap of the doubling delay along, rather than refuse
+            // a delay above its default.
+            options.restart.max_delay = options.restart.max_delay.max(options.restart.delay);
+        }
+        _ => bail!("{name} is not an option flag"),
+    }
+    Ok(())
 }
 
 fn parse<T>(name: &str, value: &str) -> anyhow::Result<T>

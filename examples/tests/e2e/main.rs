@@ -16,6 +16,7 @@ mod http_support;
 mod load;
 
 mod cleanup;
+mod config;
 mod failures;
 mod hello;
 mod recycle;
