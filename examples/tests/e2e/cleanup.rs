@@ -11,7 +11,10 @@ fn a_panicking_test_leaves_no_process_behind() {
     let result = panic::catch_unwind(AssertUnwindSafe(|| {
         // Workers that ignore disconnects would outlive a master killed
         // without care.
-        let master = Master::start(misbehave(), &["--workers", "2", "--ignore-disconnect"]);
+        let master = Master::start(
+            misbehave(),
+            &["--workers", "2", "--worker-timeout", "10000", "--ignore-disconnect"],
+        );
         master.wait_for_count("started (online)", 2);
         let mut seen = pids.lock().unwrap();
         seen.push(master.pid());

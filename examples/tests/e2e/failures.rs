@@ -51,6 +51,8 @@ fn crashed_worker_is_replaced_after_restart_delay_and_not_before() {
         &[
             "--workers",
             "2",
+            "--worker-timeout",
+            "10000",
             "--crash-after-ms",
             "200",
             "--only-worker-ids",

@@ -337,15 +337,16 @@ impl Master {
 impl Drop for Master {
     fn drop(&mut self) {
         // The master is not reaped yet, so its pid and process group id are
-        // still ours: first the workers we know of, then the master, then
-        // the group for anything the log did not name.
+        // still ours: first the master (so it spawns no replacements), then
+        // the workers we know of, then the group for anything the log did
+        // not name (a worker spawned just before the master died).
+        let _ = self.child.kill();
         let workers = self.seen_pids();
         for &pid in &workers {
             if self.is_alive(pid) {
                 let _ = kill(pid, Signal::SIGKILL);
             }
         }
-        let _ = self.child.kill();
         match killpg(self.pid, Signal::SIGKILL) {
             Ok(()) | Err(Errno::ESRCH) => {}
             Err(errno) => eprintln!("cannot kill process group {}: {errno}", self.pid),
@@ -416,6 +417,20 @@ pub(crate) fn is_alive(pid: Pid) -> bool {
     // `pid (comm) state ...`; comm may contain spaces and parentheses.
     let state = stat.rfind(')').and_then(|end| stat[end + 1..].trim_start().chars().next());
     !matches!(state, None | Some('Z' | 'X' | 'x'))
+}
+
+/// Whether every thread of `pid` is stopped (by `SIGSTOP`), from
+/// `/proc/<pid>/task/*/stat`. `kill` returns before the target stops: a
+/// thread may still run a system call that was already under way.
+pub(crate) fn is_stopped(pid: Pid) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut states = tasks.map(|task| {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+        stat.rfind(')').and_then(|end| stat[end + 1..].trim_start().chars().next())
+    });
+    states.all(|state| matches!(state, Some('T' | 't')))
 }
 
 /// The number of lines containing `needle`.

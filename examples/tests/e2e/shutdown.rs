@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::harness::{Exit, Master, count, find_from, log_interval_ms, misbehave, reports};
+use crate::harness::{
+    Exit, Master, count, find_from, is_stopped, log_interval_ms, misbehave, reports,
+};
 
 /// The master's log lines `(pid N) <what>` for every pid in `pids`: each
 /// must appear exactly once.
@@ -31,7 +33,16 @@ fn assert_none_alive(master: &Master, pids: &[nix::unistd::Pid]) {
 fn sigterm_disconnects_every_worker_and_exits_0() {
     let mut master = Master::start(
         misbehave(),
-        &["--workers", "3", "--slow-exit-ms", "300", "--only-worker-ids", "2"],
+        &[
+            "--workers",
+            "3",
+            "--worker-timeout",
+            "10000",
+            "--slow-exit-ms",
+            "300",
+            "--only-worker-ids",
+            "2",
+        ],
     );
     master.wait_for_count("started (online)", 3);
     let workers = master.worker_pids();
@@ -62,6 +73,8 @@ fn worker_ignoring_disconnect_is_killed_after_shutdown_timeout() {
         &[
             "--workers",
             "2",
+            "--worker-timeout",
+            "10000",
             "--ignore-disconnect",
             "--only-worker-ids",
             "1",
@@ -103,7 +116,15 @@ fn worker_ignoring_disconnect_is_killed_after_shutdown_timeout() {
 fn second_sigterm_forces_shutdown_at_once() {
     let mut master = Master::start(
         misbehave(),
-        &["--workers", "2", "--ignore-disconnect", "--shutdown-timeout", "60000"],
+        &[
+            "--workers",
+            "2",
+            "--worker-timeout",
+            "10000",
+            "--ignore-disconnect",
+            "--shutdown-timeout",
+            "60000",
+        ],
     );
     master.wait_for_count("started (online)", 2);
     let workers = master.worker_pids();
@@ -123,7 +144,7 @@ fn second_sigterm_forces_shutdown_at_once() {
 
 #[test]
 fn ctrl_c_reaches_workers_only_as_disconnect() {
-    let mut master = Master::start(misbehave(), &["--workers", "2"]);
+    let mut master = Master::start(misbehave(), &["--workers", "2", "--worker-timeout", "10000"]);
     master.wait_for_count("started (online)", 2);
     let workers = master.worker_pids();
     master.signal_group(Signal::SIGINT);
@@ -142,7 +163,10 @@ fn ctrl_c_reaches_workers_only_as_disconnect() {
 
 #[test]
 fn without_ignore_sigint_ctrl_c_kills_workers() {
-    let mut master = Master::start(misbehave(), &["--workers", "2", "--no-ignore-sigint"]);
+    let mut master = Master::start(
+        misbehave(),
+        &["--workers", "2", "--worker-timeout", "10000", "--no-ignore-sigint"],
+    );
     master.wait_for_count("started (online)", 2);
     let workers = master.worker_pids();
     master.signal_group(Signal::SIGINT);
@@ -172,11 +196,12 @@ fn without_ignore_sigint_ctrl_c_kills_workers() {
 /// worker so that the disconnect stays unread.
 #[test]
 fn worker_dying_with_a_disconnect_unread_is_not_a_protocol_error() {
-    let mut master = Master::start(misbehave(), &["--workers", "2"]);
+    let mut master = Master::start(misbehave(), &["--workers", "2", "--worker-timeout", "10000"]);
     let lines = master.wait_for_count("started (online)", 2);
     let first = reports(&lines, "started").into_iter().find(|report| report.id == 1).unwrap();
     // Stopped, worker 1 cannot read the disconnect the master sends it.
     master.signal_worker(first.pid, Signal::SIGSTOP);
+    master.wait_until("worker 1 stopped", |_| is_stopped(first.pid));
     master.signal(Signal::SIGTERM);
     // The master disconnects workers in id order, so once worker 2 has its
     // disconnect, worker 1's waits in its socket.

@@ -8,7 +8,7 @@ use crate::harness::{Exit, Master, count, misbehave, reports};
 
 #[test]
 fn n_workers_start() {
-    let master = Master::start(misbehave(), &["--workers", "3"]);
+    let master = Master::start(misbehave(), &["--workers", "3", "--worker-timeout", "10000"]);
     let lines = master.wait_for_count("started (online)", 3);
     let workers = master.worker_pids();
     assert_eq!(workers.len(), 3, "3 workers spawned: {workers:?}");
@@ -43,7 +43,16 @@ fn require_listen_kills_workers_that_only_go_online() {
 fn require_listen_starts_workers_that_listen() {
     let master = Master::start(
         misbehave(),
-        &["--workers", "2", "--require", "listen", "--listen", "127.0.0.1:0"],
+        &[
+            "--workers",
+            "2",
+            "--worker-timeout",
+            "10000",
+            "--require",
+            "listen",
+            "--listen",
+            "127.0.0.1:0",
+        ],
     );
     let lines = master.wait_for_count("started (listen)", 2);
     assert_eq!(count(&lines, "did not report"), 0);
