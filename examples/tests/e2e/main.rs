@@ -15,6 +15,7 @@ mod http_support;
 #[path = "../../../xtask/src/load.rs"]
 mod load;
 
+mod axum;
 mod cleanup;
 mod config;
 mod failures;
