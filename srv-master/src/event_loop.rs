@@ -330,7 +330,16 @@ impl Shell {
         let Some(channel) = child.channel.as_mut() else { return };
         let mut broken = None;
         for _ in 0..READS_PER_TURN {
-            match channel.receive() {
+            let received = match channel.receive() {
+                // A reset is how the channel closes when the worker died with
+                // a message from the master still unread: a close, not a
+                // protocol error.
+                Err(error) if error.kind() == io::ErrorKind::ConnectionReset => {
+                    Ok(Received::Closed)
+                }
+                res => res,
+            };
+            match received {
                 Ok(Received::Bytes(_)) => {}
                 Ok(Received::Closed) => {
                     events.push_back(Event::ChannelClosed { worker });

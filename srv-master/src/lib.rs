@@ -99,8 +99,9 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Options(error) => Some(error),
-            Error::Io { source, .. } => Some(source),
+            // Both messages already include their cause: returning it here
+            // too would print it twice ("Caused by: ...").
+            Error::Options(_) | Error::Io { .. } => None,
             Error::Failed(_) => None,
         }
     }

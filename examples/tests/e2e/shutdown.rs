@@ -184,14 +184,10 @@ fn without_ignore_sigint_ctrl_c_kills_workers() {
     assert_none_alive(&master, &workers);
 }
 
-/// FIXME: fails with srv-master as of this writing. A worker that dies with
-/// a message of the master unread in its socket makes the master's read
-/// fail with `ECONNRESET`, and `Shell::read_channel` (srv-master
-/// `event_loop.rs`) reports every read error other than `WouldBlock` as
-/// `Event::ProtocolError`: the log says the worker "broke the protocol",
-/// the master sends a needless `SIGKILL`, and the exit is booked "after
-/// being killed". A reset is the peer going away, like end of file
-/// (`Event::ChannelClosed`). Ctrl+C with `--no-ignore-sigint` hits the same
+/// A worker that dies with a message of the master unread in its socket
+/// makes the master's read fail with `ECONNRESET`: that is the peer going
+/// away, like end of file, not a protocol error (no needless `SIGKILL`, the
+/// exit booked "as asked"). Ctrl+C with `--no-ignore-sigint` hits the same
 /// race most of the time; this test makes it deterministic by stopping the
 /// worker so that the disconnect stays unread.
 #[test]
