@@ -12,7 +12,9 @@
 //!   `EINTR`.
 //! - `SIGCHLD` only says "some children may have exited": signals coalesce,
 //!   so the loop calls `waitpid(-1, WNOHANG)` until nothing is left. This
-//!   also reaps orphans re-parented to the master when it runs as PID 1.
+//!   also reaps orphans re-parented to the master: the master is a child
+//!   subreaper (`PR_SET_CHILD_SUBREAPER`), so what a worker leaves behind
+//!   comes to it rather than to init, and as PID 1 every orphan does.
 //! - Before reporting a worker's exit, the loop reads what is left in its
 //!   channel, so an `Online` or `Exit` sent just before exiting is handled
 //!   before the exit.
@@ -87,6 +89,12 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
     let credentials =
         Credentials::resolve(options.worker.user.as_deref(), options.worker.group.as_deref())
             .map_err(Error::Failed)?;
+    // Processes that workers leave behind are re-parented to the master, not
+    // to init, so that the master reaps them (the `waitpid(-1)` loop) and no
+    // zombie outlives its worker; as PID 1 this happens anyway.
+    if let Err(errno) = nix::sys::prctl::set_child_subreaper(true) {
+        log::warn!(target: "srv", "cannot become a child subreaper: {errno}");
+    }
     let poll = Poll::new().map_err(io_error("cannot create the event loop"))?;
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGTTIN, SIGTTOU, SIGCHLD])
         .map_err(io_error("cannot install signal handlers"))?;
@@ -404,7 +412,7 @@ impl Shell {
                 }
             };
             let Some(worker) = self.by_pid.remove(&pid) else {
-                log::debug!(target: "srv", "reaped orphan pid {pid} ({status})");
+                log::info!(target: "srv", "reaped orphan pid {pid} ({status})");
                 continue;
             };
             // What the worker sent before it exited comes first.
