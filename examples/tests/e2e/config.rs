@@ -1,8 +1,13 @@
 //! `http --config FILE`: srv's options from a TOML file, command-line flags
 //! over it, and a file with an unknown key refused with the dotted key.
+//! Also: the deployment examples in `deploy/` agree with their sample config
+//! file (stop timeouts above `shutdown.timeout`, one listening address).
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use srv_master::Options;
 
 use crate::harness::{Exit, Master, count};
 use crate::http_support::{get_ok, http, start_on_port_0, wait_addr, wait_serving};
@@ -79,4 +84,73 @@ fn a_config_file_with_an_unknown_key_is_refused_naming_the_dotted_key() {
     if count(&lines, "spawned") != 0 {
         master.fail("a worker was started despite the bad config file");
     }
+}
+
+/// `deploy/` of the repository.
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+fn read_deploy_file(name: &str) -> String {
+    let path = deploy_dir().join(name);
+    fs::read_to_string(&path).unwrap_or_else(|error| panic!("read {}: {error}", path.display()))
+}
+
+/// The number right after `prefix` in `text`, for example the `25` of
+/// `TimeoutStopSec=25`; panics naming `file` if there is none.
+fn number_after(file: &str, text: &str, prefix: &str) -> u64 {
+    let start = text.find(prefix).unwrap_or_else(|| panic!("{file}: no {prefix:?}"));
+    let rest = &text[start + prefix.len()..];
+    let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    rest[..digits].parse().unwrap_or_else(|_| panic!("{file}: no number after {prefix:?}"))
+}
+
+#[test]
+fn the_deployment_examples_agree_with_their_config_file() {
+    let config = deploy_dir().join("srv-http.toml");
+    let options = Options::from_file(&config).unwrap_or_else(|error| panic!("{error}"));
+    // It says it lists the defaults.
+    assert_eq!(options, Options::default(), "deploy/srv-http.toml differs from the defaults");
+    let shutdown = options.shutdown.timeout;
+
+    // Every process monitor waits longer than the master's own grace before
+    // it kills the workers.
+    let stop_timeouts = [
+        ("systemd/srv-http.service", "\nTimeoutStopSec="),
+        ("upstart/srv-http.conf", "\nkill timeout "),
+        ("container.md", "--stop-timeout "),
+        ("container.md", "stop_grace_period: "),
+        ("container.md", "terminationGracePeriodSeconds: "),
+    ];
+    for (file, prefix) in stop_timeouts {
+        let seconds = number_after(file, &read_deploy_file(file), prefix);
+        assert!(
+            Duration::from_secs(seconds) > shutdown,
+            "{file}: {}{seconds} s is not above shutdown.timeout ({shutdown:?})",
+            prefix.trim_start()
+        );
+    }
+
+    // The socket unit listens where the workers ask, or the master would
+    // not adopt its socket.
+    let service = read_deploy_file("systemd/srv-http.service");
+    let socket = read_deploy_file("systemd/srv-http.socket");
+    let listen = socket
+        .lines()
+        .find_map(|line| line.strip_prefix("ListenStream="))
+        .expect("srv-http.socket: no ListenStream=");
+    let exec_start = service
+        .lines()
+        .find_map(|line| line.strip_prefix("ExecStart="))
+        .expect("srv-http.service: no ExecStart=");
+    let addr = word_after(exec_start, "--addr");
+    let port = word_after(exec_start, "--port");
+    assert_eq!(listen, format!("{addr}:{port}"), "ListenStream= and ExecStart= disagree");
+}
+
+/// The word after `flag` in a command line.
+fn word_after<'a>(command: &'a str, flag: &str) -> &'a str {
+    let mut words = command.split_whitespace();
+    words.find(|&word| word == flag).unwrap_or_else(|| panic!("no {flag} in {command:?}"));
+    words.next().unwrap_or_else(|| panic!("no value after {flag} in {command:?}"))
 }
