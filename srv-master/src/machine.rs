@@ -382,17 +382,7 @@ impl Machine {
                 self.kill_as_failed(now, worker, &format!("broke the protocol: {error}"), actions);
             }
             Event::ListenFailed { worker, addr, error } => {
-                if self.phase == Phase::Running && !self.ever_started {
-                    // No worker has served yet: the configuration cannot
-                    // work (port in use, permission denied), and restarting
-                    // workers would only repeat the failure. Fail fast, as
-                    // a process monitor expects.
-                    let why = format!("cannot listen on {addr}: {error}");
-                    self.stop(now, &why, Some(why.clone()), actions);
-                } else {
-                    let name = self.name(worker);
-                    log(actions, Level::Warn, format!("{name}: {error}"));
-                }
+                self.listen_failed(now, worker, &addr, &error, actions);
             }
             Event::ChannelClosed { worker } => {
                 if let Some(record) = self.workers.get_mut(&worker)
@@ -799,13 +789,14 @@ impl Machine {
                     actions.push(Action::Listen(worker, addr));
                 }
                 (_, Phase::Running) => {
-                    let name = self.name(worker);
                     let message = format!("listen {addr}: not in listen.allow");
-                    log(actions, Level::Warn, format!("{name} refused: {message}"));
                     // EACCES: the worker's `io::Error` says "permission denied".
-                    let error = ListenError { errno: Some(nix::libc::EACCES), message };
-                    let reply = MasterMessage::ListenReply { requested: addr, result: Err(error) };
+                    let error =
+                        ListenError { errno: Some(nix::libc::EACCES), message: message.clone() };
+                    let reply =
+                        MasterMessage::ListenReply { requested: addr.clone(), result: Err(error) };
                     actions.push(Action::Send(worker, reply));
+                    self.listen_failed(now, worker, &addr, &message, actions);
                 }
                 // The listeners are closed: binding again would reopen them.
                 (_, _) => {
@@ -822,6 +813,28 @@ impl Machine {
                 let why = format!("sent a message this master does not handle: {other:?}");
                 self.kill_as_failed(now, worker, &why, actions);
             }
+        }
+    }
+
+    /// A worker could not get the socket it asked for. Before any worker has
+    /// served, the configuration cannot work (port in use, permission
+    /// denied, not allowed), and restarting workers would only repeat the
+    /// failure: fail fast, as a process monitor expects. Once serving, only
+    /// that worker fails (it gets the error).
+    fn listen_failed(
+        &mut self,
+        now: Instant,
+        worker: WorkerId,
+        addr: &ListenAddr,
+        error: &str,
+        actions: &mut Vec<Action>,
+    ) {
+        if self.phase == Phase::Running && !self.ever_started {
+            let why = format!("cannot listen on {addr}: {error}");
+            self.stop(now, &why, Some(why.clone()), actions);
+        } else {
+            let name = self.name(worker);
+            log(actions, Level::Warn, format!("{name}: {error}"));
         }
     }
 

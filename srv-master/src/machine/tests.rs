@@ -1693,22 +1693,44 @@ fn a_listen_request_during_shutdown_is_refused_without_binding() {
 
 #[test]
 fn listen_allow_refuses_other_addresses_without_binding() {
-    let mut options = options(1);
-    options.listen.allow = vec!["0.0.0.0:80".parse().unwrap()];
+    let allow = || {
+        let mut options = options(1);
+        options.listen.allow = vec!["0.0.0.0:80".parse().unwrap()];
+        options
+    };
+    // Once serving, only the asking worker gets the error.
     check_logs(
-        options,
+        allow(),
         "
-        0 hello 1
+        0 up 1
         10 listen-request 1 0.0.0.0:80
         20 listen-request 1 0.0.0.0:22
         ",
         "
         0 spawn worker 1
         0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
         10 listen worker 1 0.0.0.0:80
-        20 log WARN: worker 1 (pid 1001) refused: listen 0.0.0.0:22: not in listen.allow
         20 send worker 1 ListenReply { requested: Tcp(0.0.0.0:22), result: Err(ListenError { errno: Some(13), message: \"listen 0.0.0.0:22: not in listen.allow\" }) }
-        next deadline 2000
+        20 log WARN: worker 1 (pid 1001): listen 0.0.0.0:22: not in listen.allow
+        next deadline none
+        ",
+    );
+    // Before any worker served, it is a configuration error: stop.
+    check(
+        allow(),
+        "
+        0 hello 1
+        20 listen-request 1 0.0.0.0:22
+        30 exited 1 code=1
+        ",
+        "
+        0 spawn worker 1
+        20 send worker 1 ListenReply { requested: Tcp(0.0.0.0:22), result: Err(ListenError { errno: Some(13), message: \"listen 0.0.0.0:22: not in listen.allow\" }) }
+        20 close listeners
+        20 send worker 1 Disconnect
+        30 exit 1
+        next deadline none
         ",
     );
 }
