@@ -64,11 +64,11 @@ pub(crate) fn spawn_worker(
     for name in MASTER_ONLY_ENV {
         command.env_remove(name);
     }
+    // In the child only this thread exists, so glibc's set*id broadcast to
+    // other threads has nobody to signal.
     // SAFETY: the closure runs in the forked child before exec and makes only
-    // async-signal-safe calls (dup2, fcntl, sigaction through nix's thin
-    // wrappers, setgroups, setgid, setuid); it allocates nothing, takes no
-    // locks and logs nothing. In the child only this thread exists, so
-    // glibc's set*id broadcast to other threads has nobody to signal.
+    // async-signal-safe calls (dup2, fcntl, sigaction, setgroups, setgid,
+    // setuid); it allocates nothing, takes no locks and logs nothing.
     // `child_fd` is open in the child: it was open in the parent at fork.
     unsafe {
         command.pre_exec(move || {

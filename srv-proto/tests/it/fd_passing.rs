@@ -178,7 +178,9 @@ fn descriptors_trickled_without_frames_are_bounded() {
     master.stream().set_read_timeout(Some(TIMEOUT)).unwrap();
     let error = loop {
         match master.receive() {
-            Ok(Received::Bytes(_)) => assert!(matches!(master.next_message::<WorkerMessage>(), Ok(None))),
+            Ok(Received::Bytes(_)) => {
+                assert!(matches!(master.next_message::<WorkerMessage>(), Ok(None)))
+            }
             Ok(Received::Closed) => panic!("closed before the limit"),
             Err(error) => break error,
         }
