@@ -119,6 +119,17 @@ impl Master {
     /// Starts `program args` as a master in its own process group; no wait
     /// of this guard lasts past `timeout` from now.
     pub(crate) fn start_with_timeout(program: &str, args: &[&str], timeout: Duration) -> Master {
+        Master::start_with(program, args, timeout, |_| {})
+    }
+
+    /// Starts `program args` like [`Master::start_with_timeout`], letting
+    /// `configure` change the command last (environment, for example).
+    pub(crate) fn start_with(
+        program: &str,
+        args: &[&str],
+        timeout: Duration,
+        configure: impl FnOnce(&mut Command),
+    ) -> Master {
         let command_line = std::iter::once(program).chain(args.iter().copied()).collect::<Vec<_>>();
         let command_line = command_line.join(" ");
         let mut command = Command::new(program);
@@ -134,6 +145,7 @@ impl Master {
             .env("RUST_LOG", "info")
             .env_remove("SRV_CHANNEL_FD")
             .env_remove("SRV_WORKER_ID");
+        configure(&mut command);
         let started = Instant::now();
         let mut child = command
             .spawn()

@@ -20,6 +20,8 @@ mod cleanup;
 mod config;
 mod failures;
 mod hello;
+mod privileges;
 mod recycle;
 mod shutdown;
 mod startup;
+mod systemd;

@@ -1,0 +1,198 @@
+//! Running under systemd: readiness notification (`NOTIFY_SOCKET`) and
+//! socket activation (`LISTEN_FDS`), tested without systemd.
+//!
+//! The notification tests bind the datagram socket themselves and read what
+//! the master sends. The activation tests bind a listening socket, pass it
+//! at fd 3 with `LISTEN_FDS=1` and `LISTEN_PID` set to the master's pid, as
+//! `systemd-socket-activate` does: a shell moves the descriptor into place,
+//! sets `LISTEN_PID=$$` and `exec`s the master, which keeps the shell's pid.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::sys::signal::Signal;
+
+use crate::harness::{Exit, Master, TEST_TIMEOUT, count};
+use crate::http_support::{get_ok, http, start_on_port_0, wait_addr, wait_serving};
+
+/// A private directory under the temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("srv-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Reads notification datagrams into `got` until `done` holds for them, or
+/// fails the test at `deadline`.
+fn read_until(
+    master: &Master,
+    socket: &UnixDatagram,
+    got: &mut Vec<String>,
+    deadline: Instant,
+    what: &str,
+    done: impl Fn(&[String]) -> bool,
+) {
+    let mut buf = [0u8; 4096];
+    while !done(got) {
+        if Instant::now() >= deadline {
+            master.fail(&format!("timed out waiting for {what}; notifications so far: {got:#?}"));
+        }
+        match socket.recv(&mut buf) {
+            Ok(n) => got.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(error) => master.fail(&format!("reading notifications: {error}")),
+        }
+    }
+}
+
+fn position(got: &[String], from: usize, needle: &str) -> Option<usize> {
+    got.iter()
+        .skip(from)
+        .position(|message| message.lines().any(|line| line == needle))
+        .map(|i| i + from)
+}
+
+#[test]
+fn notify_says_ready_reloading_stopping_and_status_and_pings_the_watchdog() {
+    let dir = TempDir::new("notify");
+    let path = dir.0.join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut master =
+        Master::start_with(http(), &["--port", "0", "--workers", "2"], TEST_TIMEOUT, |command| {
+            command.env("NOTIFY_SOCKET", &path).env("WATCHDOG_USEC", "200000");
+        });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got = Vec::new();
+
+    read_until(&master, &socket, &mut got, deadline, "READY=1", |got| {
+        position(got, 0, "READY=1").is_some()
+    });
+    let ready = position(&got, 0, "READY=1").unwrap();
+    assert!(
+        got[ready].lines().any(|line| line == "STATUS=2/2 workers ready"),
+        "READY=1 comes with the status line: {got:#?}"
+    );
+    assert!(
+        got[..ready].iter().any(|message| message.contains("STATUS=starting: ")),
+        "a starting status comes before READY=1: {got:#?}"
+    );
+    // WATCHDOG_USEC=200000: a ping about every 100 ms.
+    read_until(&master, &socket, &mut got, deadline, "three watchdog pings", |got| {
+        got.iter().filter(|message| message.lines().any(|line| line == "WATCHDOG=1")).count() >= 3
+    });
+    // What systemd told the master is not the workers' business.
+    for pid in master.worker_pids() {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let environ = String::from_utf8_lossy(&environ);
+        for name in ["NOTIFY_SOCKET=", "WATCHDOG_USEC="] {
+            assert!(
+                !environ.split('\0').any(|var| var.starts_with(name)),
+                "worker {pid} has {name}"
+            );
+        }
+    }
+
+    let before_reload = got.len();
+    master.signal(Signal::SIGHUP);
+    read_until(&master, &socket, &mut got, deadline, "RELOADING=1 then READY=1", |got| {
+        position(got, before_reload, "RELOADING=1")
+            .is_some_and(|reloading| position(got, reloading + 1, "READY=1").is_some())
+    });
+    let reloading = position(&got, before_reload, "RELOADING=1").unwrap();
+    assert!(
+        got[reloading].lines().any(|line| line.starts_with("MONOTONIC_USEC=")),
+        "RELOADING=1 carries MONOTONIC_USEC for Type=notify-reload: {got:#?}"
+    );
+    master.wait_until("the recycle logged complete", |lines| count(lines, "recycle complete") == 1);
+
+    let before_stop = got.len();
+    master.signal(Signal::SIGTERM);
+    read_until(&master, &socket, &mut got, deadline, "STOPPING=1", |got| {
+        position(got, before_stop, "STOPPING=1").is_some()
+    });
+    assert_eq!(master.wait_exit(), Exit::Code(0));
+}
+
+/// The command that starts `http` as systemd's socket activation would,
+/// with `listener` at fd 3.
+fn activated_http(listener: &TcpListener, workers: &str) -> Master {
+    let fd = listener.as_raw_fd();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let move_to_3 = if fd == 3 { String::new() } else { format!("exec 3<&{fd} {fd}<&-; ") };
+    let script =
+        format!("{move_to_3}LISTEN_FDS=1 LISTEN_PID=$$ LISTEN_FDNAMES=http exec \"$0\" \"$@\"");
+    // The listener must survive `exec` into the shell: clear close-on-exec
+    // just for this spawn. Another test spawning meanwhile inherits a copy,
+    // which only keeps the socket open a little longer.
+    fcntl(listener, FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
+    let args = ["-c", &script, http(), "--port", &port, "--workers", workers];
+    let master = Master::start("/bin/sh", &args);
+    fcntl(listener, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).unwrap();
+    master
+}
+
+#[test]
+fn socket_activation_adopts_the_passed_socket_and_a_restart_loses_no_queued_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+
+    let mut first = activated_http(&listener, "2");
+    first.wait_until("the socket adopted", |lines| {
+        count(lines, &format!("adopted {addr} from the service manager")) == 1
+    });
+    wait_serving(&first, 2);
+    get_ok(&first, addr, "/");
+    let bound = first.lines().iter().filter(|line| line.contains("] listening on ")).count();
+    assert_eq!(bound, 0, "the master bound nothing itself");
+    first.signal(Signal::SIGTERM);
+    assert_eq!(first.wait_exit(), Exit::Code(0));
+
+    // No master now: the connection waits in the backlog of the socket the
+    // service manager (this test) holds.
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+
+    let second = activated_http(&listener, "1");
+    let pids = wait_serving(&second, 1);
+    let mut response = String::new();
+    client.read_to_string(&mut response).unwrap_or_else(|error| {
+        second.fail(&format!("the queued connection was lost: {error}; got {response:?}"))
+    });
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let pid = pids.iter().next().unwrap();
+    assert!(
+        response.ends_with(&format!("ok {pid}\n")),
+        "served by the new master's worker: {response}"
+    );
+}
+
+#[test]
+fn without_activation_the_master_binds_itself() {
+    let master = start_on_port_0(http(), &["--workers", "1"]);
+    let addr = wait_addr(&master);
+    wait_serving(&master, 1);
+    get_ok(&master, addr, "/");
+    assert_eq!(count(&master.lines(), "from the service manager"), 0);
+}
