@@ -631,6 +631,14 @@ impl Machine {
                 timeout.as_millis()
             ),
         );
+        // A worker already retiring (the old worker of a recycle, one that
+        // SIGTTOU removed) keeps its grace only as far as the shutdown's:
+        // every worker is gone within shutdown.timeout of the signal.
+        for record in self.workers.values_mut() {
+            if let State::Retiring { deadline } = &mut record.state {
+                *deadline = (*deadline).min(now + timeout);
+            }
+        }
         let live: Vec<WorkerId> =
             self.workers.iter().filter(|(_, w)| w.state.is_live()).map(|(id, _)| *id).collect();
         for worker in live {

@@ -925,6 +925,75 @@ fn shutdown_kills_a_worker_that_ignores_disconnect_at_the_timeout() {
 }
 
 #[test]
+fn shutdown_cuts_the_grace_of_a_worker_already_retiring_to_the_shutdown_timeout() {
+    // Recycled workers retire with recycle.timeout (20 s); a SIGTERM then
+    // gives them no more than shutdown.timeout (1 s) from the signal.
+    let mut longer = options(2);
+    longer.recycle.timeout = Duration::from_millis(20_000);
+    longer.shutdown.timeout = Duration::from_millis(1000);
+    check(
+        longer,
+        "
+        0 up 1 2
+        1000 SIGHUP
+        1000 up 3 4
+        2000 SIGTERM
+        2000 deadline
+        2100 exited 1 3 4
+        2999 tick
+        3000 tick
+        3010 exited 2 signal=9
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        1000 spawn worker 3
+        1000 send worker 1 Disconnect
+        1000 spawn worker 4
+        1000 send worker 2 Disconnect
+        2000 close listeners
+        2000 send worker 3 Disconnect
+        2000 send worker 4 Disconnect
+        2000 next deadline 3000
+        3000 kill worker 2
+        3010 exit 0
+        next deadline none
+        ",
+    );
+    // A grace that ends before the shutdown's is kept, not extended.
+    let shorter = {
+        let mut options = options(1);
+        options.recycle.timeout = Duration::from_millis(1500);
+        options.shutdown.timeout = Duration::from_millis(15_000);
+        options
+    };
+    check(
+        shorter,
+        "
+        0 up 1
+        1000 SIGHUP
+        1000 up 2
+        2000 SIGTERM
+        2000 deadline
+        2000 exited 2
+        2500 tick
+        2510 exited 1 signal=9
+        ",
+        "
+        0 spawn worker 1
+        1000 spawn worker 2
+        1000 send worker 1 Disconnect
+        2000 close listeners
+        2000 send worker 2 Disconnect
+        2000 next deadline 2500
+        2500 kill worker 1
+        2510 exit 0
+        next deadline none
+        ",
+    );
+}
+
+#[test]
 fn a_second_sigterm_or_sigint_kills_every_worker_at_once() {
     for second in ["SIGTERM", "SIGINT"] {
         check_logs(
