@@ -350,6 +350,15 @@ impl Shell {
             match received {
                 Ok(Received::Bytes(_)) => {}
                 Ok(Received::Closed) => {
+                    // Every complete frame was taken after the read before:
+                    // what is left is a frame the close cut short.
+                    let pending = channel.pending();
+                    if pending > 0 {
+                        let error = format!(
+                            "the channel closed inside a frame ({pending} bytes of it arrived)"
+                        );
+                        events.push_back(Event::ProtocolError { worker, error });
+                    }
                     events.push_back(Event::ChannelClosed { worker });
                     broken = Some(None);
                     break;

@@ -142,6 +142,14 @@ impl Channel {
         !self.outgoing.is_empty()
     }
 
+    /// Bytes received but not yet returned as messages: once
+    /// [`Channel::next_message`] returned `Ok(None)`, the start of a frame
+    /// still incomplete. Non-zero at end of file, it means the peer closed
+    /// its end in the middle of a frame.
+    pub fn pending(&self) -> usize {
+        self.decoder.pending()
+    }
+
     /// Reads once from the socket into the decoder.
     ///
     /// Non-blocking callers repeat until `WouldBlock`, taking messages with

@@ -118,6 +118,7 @@ fn peer_closed_is_received_after_the_frames_it_sent() {
     assert_eq!(message, WorkerMessage::Exit { code: 3 });
     assert_eq!(master.receive().unwrap(), Received::Closed);
     assert_eq!(master.receive().unwrap(), Received::Closed);
+    assert_eq!(master.pending(), 0);
 }
 
 #[test]
@@ -133,6 +134,8 @@ fn peer_closed_in_the_middle_of_a_frame_is_closed_with_bytes_pending() {
     assert_eq!(master.receive().unwrap(), Received::Bytes(bytes.len() - 1));
     assert_eq!(master.next_message::<WorkerMessage>().map(|next| next.is_none()), Ok(true));
     assert_eq!(master.receive().unwrap(), Received::Closed);
+    // The caller can tell the close cut a frame short.
+    assert_eq!(master.pending(), bytes.len() - 1);
 }
 
 #[test]
