@@ -13,6 +13,15 @@
 //! from `Starting` to `Started`. A worker leaves this machine's books only
 //! when the shell reports that it exited (it was reaped).
 //!
+//! # Hostile workers
+//!
+//! A worker that breaks the protocol (bytes the shell cannot decode, a
+//! message before `Hello`, a second `Hello`), closes its channel without
+//! exiting, or floods the channel with more than
+//! [`MAX_MESSAGES_PER_WINDOW`] messages within [`FLOOD_WINDOW`] (a
+//! well-behaved worker sends a handful in its whole life) is killed and
+//! replaced like a crashed one.
+//!
 //! # Counting
 //!
 //! While running, the number of workers that are starting or started, plus
@@ -232,6 +241,16 @@ impl fmt::Display for Status {
 /// killed as broken.
 pub const CHANNEL_CLOSE_GRACE: Duration = Duration::from_millis(1000);
 
+/// The window over which a worker's messages are counted (see
+/// [`MAX_MESSAGES_PER_WINDOW`]).
+pub const FLOOD_WINDOW: Duration = Duration::from_millis(1000);
+
+/// The most messages a worker may send within one [`FLOOD_WINDOW`]; one
+/// more floods the channel, and the worker is killed. A well-behaved worker
+/// sends `Hello`, a `ListenRequest` and a `Listening` per address, `Online`
+/// and maybe `Exit`: a handful in its whole life.
+pub const MAX_MESSAGES_PER_WINDOW: u32 = 1000;
+
 #[derive(Debug)]
 struct Worker {
     pid: Option<u32>,
@@ -247,6 +266,9 @@ struct Worker {
     /// When the worker closed its channel without exiting, the time by
     /// which it must have exited.
     closed_deadline: Option<Instant>,
+    /// When the current [`FLOOD_WINDOW`] began, and the messages in it.
+    window_start: Instant,
+    window_messages: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -483,6 +505,8 @@ impl Machine {
                 started_at: None,
                 streak,
                 closed_deadline: None,
+                window_start: now,
+                window_messages: 0,
             },
         );
         actions.push(Action::Spawn(worker));
@@ -758,6 +782,20 @@ impl Machine {
         actions: &mut Vec<Action>,
     ) {
         let Some(record) = self.workers.get_mut(&worker) else { return };
+        if now.saturating_duration_since(record.window_start) >= FLOOD_WINDOW {
+            record.window_start = now;
+            record.window_messages = 0;
+        }
+        record.window_messages = record.window_messages.saturating_add(1);
+        if record.window_messages > MAX_MESSAGES_PER_WINDOW {
+            // Killed at the first message over the limit; the rest of the
+            // flood is ignored.
+            let why = format!(
+                "flooded the channel: more than {MAX_MESSAGES_PER_WINDOW} messages within {} ms",
+                FLOOD_WINDOW.as_millis()
+            );
+            return self.kill_as_failed(now, worker, &why, actions);
+        }
         if !record.greeted {
             let WorkerMessage::Hello { protocol_version, pid } = message else {
                 let why = format!("sent {message:?} before Hello");

@@ -23,6 +23,7 @@
 //! | `SIGINT` `SIGTERM` `SIGHUP` `SIGTTIN` `SIGTTOU` | `Signal` |
 //! | `hello IDS [version=N]` | `Hello`, with [`PROTOCOL_VERSION`] unless given |
 //! | `online IDS` | `Online` |
+//! | `flood IDS n=N` | `N` times `Online` |
 //! | `up IDS` | `Hello`, then `Online` |
 //! | `listen-request ID [ADDR]` | `ListenRequest` (`127.0.0.1:8080` unless given) |
 //! | `listening ID [ADDR]` | `Listening` (`127.0.0.1:8080` unless given) |
@@ -187,6 +188,11 @@ impl Shell {
             "SIGTTOU" => vec![Event::Signal(Signal::Ttou)],
             "hello" => each(&hello),
             "online" => each(&|worker| message(worker, WorkerMessage::Online)),
+            "flood" => {
+                let n = values.get("n").map_or(1, |n| *n as usize);
+                let online = |worker| vec![message(worker, WorkerMessage::Online); n];
+                ids.iter().flat_map(|worker| online(*worker)).collect()
+            }
             "up" => ids
                 .iter()
                 .flat_map(|worker| [hello(*worker), message(*worker, WorkerMessage::Online)])
@@ -556,6 +562,52 @@ fn a_hello_with_another_protocol_version_is_refused() {
         10 log WARN: worker 1 (pid 1001) protocol version mismatch: worker speaks 2, master speaks 1; restarting in 5000 ms
         next deadline 5010
         "#,
+    );
+}
+
+#[test]
+fn a_worker_flooding_the_channel_is_killed_and_replaced() {
+    // Up to the limit within one window is fine (`up` is two messages); the
+    // next window starts counting afresh; one message over the limit is a
+    // flood.
+    check_logs(
+        options(2),
+        "
+        0 up 1 2
+        10 flood 1 n=997
+        999 online 1
+        1000 flood 1 n=1000
+        1500 flood 1 n=1
+        1600 online 2
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
+        0 log INFO: worker 2 (pid 1002) started (online) in 0 ms
+        1500 kill worker 1
+        1500 log WARN: worker 1 (pid 1001) flooded the channel: more than 1000 messages within 1000 ms; restarting in 5000 ms
+        next deadline 6500
+        ",
+    );
+}
+
+#[test]
+fn the_rest_of_a_flood_is_ignored() {
+    check(
+        options(1),
+        "
+        0 up 1
+        10 flood 1 n=5000
+        20 exited 1 signal=9
+        ",
+        "
+        0 spawn worker 1
+        10 kill worker 1
+        next deadline 5010
+        ",
     );
 }
 
@@ -1638,7 +1690,10 @@ fn random_run(seed: u64) {
                 }
             }
             70..73 => lines.extend(rng.pick(&live).map(|id| format!("closed {id}"))),
-            73..75 => lines.extend(rng.pick(&live).map(|id| format!("garbage {id}"))),
+            73..75 => {
+                let line = ["garbage", "flood n=1001"][rng.below(2) as usize];
+                lines.extend(rng.pick(&live).map(|id| format!("{line} {id}")));
+            }
             75..77 => {
                 let version = [PROTOCOL_VERSION, PROTOCOL_VERSION + 1][rng.below(2) as usize];
                 lines.extend(rng.pick(&live).map(|id| format!("hello {id} version={version}")));
