@@ -53,7 +53,7 @@ use std::process::Command;
 pub use backoff::{MIN_BACKOFF_STEP, restart_delay};
 pub use machine::{
     Action, CHANNEL_CLOSE_GRACE, Event, ExitStatus, FLOOD_WINDOW, MAX_MESSAGES_PER_WINDOW, Machine,
-    ServicePhase, Signal, Status, WorkerId,
+    REFUSED_GRACE, ServicePhase, Signal, Status, WorkerId,
 };
 pub use options::{
     ListenOptions, MAX_WORKERS, Options, OptionsError, RecycleOptions, Require, RestartOptions,

@@ -13,6 +13,10 @@
 //! from `Starting` to `Started`. A worker leaves this machine's books only
 //! when the shell reports that it exited (it was reaped).
 //!
+//! A worker that says `Hello` with another protocol version is `Refused`:
+//! it gets a `Refused` message naming both versions and [`REFUSED_GRACE`]
+//! to exit by itself, so that its own log says why, before it is killed.
+//!
 //! # Hostile workers
 //!
 //! A worker that breaks the protocol (bytes the shell cannot decode, a
@@ -241,6 +245,10 @@ impl fmt::Display for Status {
 /// killed as broken.
 pub const CHANNEL_CLOSE_GRACE: Duration = Duration::from_millis(1000);
 
+/// How long a worker refused for its protocol version may take to exit
+/// before it is killed.
+pub const REFUSED_GRACE: Duration = Duration::from_millis(1000);
+
 /// The window over which a worker's messages are counted (see
 /// [`MAX_MESSAGES_PER_WINDOW`]).
 pub const FLOOD_WINDOW: Duration = Duration::from_millis(1000);
@@ -281,6 +289,10 @@ enum State {
     Started,
     /// Asked to disconnect; killed at `deadline`.
     Retiring {
+        deadline: Instant,
+    },
+    /// Refused for its protocol version; killed at `deadline`.
+    Refused {
         deadline: Instant,
     },
     /// `SIGKILL` sent; waiting to be reaped.
@@ -401,7 +413,12 @@ impl Machine {
             }
             Event::Message { worker, message } => self.on_message(now, worker, message, actions),
             Event::ProtocolError { worker, error } => {
-                self.kill_as_failed(now, worker, &format!("broke the protocol: {error}"), actions);
+                // A refused worker may speak another protocol: only its exit
+                // (or the refusal's deadline) matters now.
+                if !self.is_refused(worker) {
+                    let why = format!("broke the protocol: {error}");
+                    self.kill_as_failed(now, worker, &why, actions);
+                }
             }
             Event::ListenFailed { worker, addr, error } => {
                 self.listen_failed(now, worker, &addr, &error, actions);
@@ -439,7 +456,9 @@ impl Machine {
     pub fn next_deadline(&self) -> Option<Instant> {
         let workers = self.workers.values().flat_map(|worker| {
             let state = match worker.state {
-                State::Starting { deadline, .. } | State::Retiring { deadline } => Some(deadline),
+                State::Starting { deadline, .. }
+                | State::Retiring { deadline }
+                | State::Refused { deadline } => Some(deadline),
                 State::Started | State::Killed => None,
             };
             // Only a live worker is killed at its closed deadline (`advance`);
@@ -536,6 +555,16 @@ impl Machine {
                         actions,
                         Level::Warn,
                         format!("{name} did not exit in time after disconnect; killing it"),
+                    );
+                    self.set_state(worker, State::Killed);
+                    actions.push(Action::Kill(worker));
+                }
+                State::Refused { deadline } if deadline <= now => {
+                    let name = self.name(worker);
+                    log(
+                        actions,
+                        Level::Warn,
+                        format!("{name} did not exit in time after being refused; killing it"),
                     );
                     self.set_state(worker, State::Killed);
                     actions.push(Action::Kill(worker));
@@ -782,6 +811,11 @@ impl Machine {
         actions: &mut Vec<Action>,
     ) {
         let Some(record) = self.workers.get_mut(&worker) else { return };
+        if matches!(record.state, State::Refused { .. }) {
+            // It was told to go; what it sent meanwhile (a srv-worker sends
+            // its first requests right after `Hello`) is moot.
+            return;
+        }
         if now.saturating_duration_since(record.window_start) >= FLOOD_WINDOW {
             record.window_start = now;
             record.window_messages = 0;
@@ -805,9 +839,7 @@ impl Machine {
                 let reason = format!(
                     "protocol version mismatch: worker speaks {protocol_version}, master speaks {PROTOCOL_VERSION}"
                 );
-                actions
-                    .push(Action::Send(worker, MasterMessage::Refused { reason: reason.clone() }));
-                return self.kill_as_failed(now, worker, &reason, actions);
+                return self.refuse(now, worker, reason, actions);
             }
             record.greeted = true;
             if record.pid.is_some_and(|spawned| spawned != pid) {
@@ -925,6 +957,30 @@ impl Machine {
         }
     }
 
+    /// Whether `worker` was refused and is being given time to exit.
+    fn is_refused(&self, worker: WorkerId) -> bool {
+        self.workers.get(&worker).is_some_and(|w| matches!(w.state, State::Refused { .. }))
+    }
+
+    /// Refuses a worker for its protocol version: it gets `Refused` with
+    /// `reason` and [`REFUSED_GRACE`] to exit, and its replacement is
+    /// scheduled like a crashed worker's. A worker not live any more (being
+    /// killed, or retiring) is killed at once instead.
+    fn refuse(
+        &mut self,
+        now: Instant,
+        worker: WorkerId,
+        reason: String,
+        actions: &mut Vec<Action>,
+    ) {
+        if !self.workers.get(&worker).is_some_and(|w| w.state.is_live()) {
+            return self.kill_as_failed(now, worker, &reason, actions);
+        }
+        actions.push(Action::Send(worker, MasterMessage::Refused { reason: reason.clone() }));
+        self.set_state(worker, State::Refused { deadline: now + REFUSED_GRACE });
+        self.fail(now, worker, &reason, actions);
+    }
+
     /// A live worker failed: kill it and decide on its replacement.
     fn kill_as_failed(
         &mut self,
@@ -1019,6 +1075,9 @@ impl Machine {
             }
             State::Killed => {
                 log(actions, Level::Info, format!("{name} exited ({status}) after being killed"))
+            }
+            State::Refused { .. } => {
+                log(actions, Level::Info, format!("{name} exited ({status}) after being refused"))
             }
             State::Started
                 if exit_code.is_some_and(|code| status == ExitStatus::Code(code))

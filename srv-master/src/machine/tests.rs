@@ -548,20 +548,72 @@ fn a_message_before_hello_fails_the_worker() {
 }
 
 #[test]
-fn a_hello_with_another_protocol_version_is_refused() {
+fn a_hello_with_another_protocol_version_is_refused_and_may_exit_by_itself() {
+    // What a refused worker sends meanwhile is ignored: a srv-worker sends
+    // its first requests right after `Hello`, and a newer one may send
+    // messages this master cannot decode.
     check_logs(
         options(1),
         "
         10 hello 1 version=2
+        10 deadline
+        11 listen-request 1
+        12 garbage 1
+        500 exited 1 code=1
+        5010 tick
         ",
         r#"
         0 spawn worker 1
         0 log INFO: worker 1 spawned (pid 1001)
         10 send worker 1 Refused { reason: "protocol version mismatch: worker speaks 2, master speaks 1" }
-        10 kill worker 1
         10 log WARN: worker 1 (pid 1001) protocol version mismatch: worker speaks 2, master speaks 1; restarting in 5000 ms
+        10 next deadline 1010
+        500 log INFO: worker 1 (pid 1001) exited (exit code 1) after being refused
+        5010 spawn worker 2
+        5010 log INFO: worker 2 spawned (pid 1002)
+        next deadline 7010
+        "#,
+    );
+}
+
+#[test]
+fn a_refused_worker_that_does_not_exit_is_killed_after_the_grace() {
+    check_logs(
+        options(1),
+        "
+        10 hello 1 version=2
+        1009 tick
+        1010 tick
+        1020 exited 1 signal=9
+        ",
+        r#"
+        0 spawn worker 1
+        0 log INFO: worker 1 spawned (pid 1001)
+        10 send worker 1 Refused { reason: "protocol version mismatch: worker speaks 2, master speaks 1" }
+        10 log WARN: worker 1 (pid 1001) protocol version mismatch: worker speaks 2, master speaks 1; restarting in 5000 ms
+        1010 log WARN: worker 1 (pid 1001) did not exit in time after being refused; killing it
+        1010 kill worker 1
+        1020 log INFO: worker 1 (pid 1001) exited (signal 9) after being killed
         next deadline 5010
         "#,
+    );
+}
+
+#[test]
+fn a_refusal_during_shutdown_kills_at_once() {
+    check(
+        options(1),
+        "
+        10 SIGTERM
+        20 hello 1 version=2
+        ",
+        "
+        0 spawn worker 1
+        10 close listeners
+        10 send worker 1 Disconnect
+        20 kill worker 1
+        next deadline none
+        ",
     );
 }
 
