@@ -14,6 +14,10 @@
 //! each worker is this binary again with the same arguments. The master
 //! reads the master flags; every worker reads the worker flags.
 //!
+//! Master flag `--worker-program PATH`: the master runs `PATH` (no
+//! arguments) as each worker instead of this binary, to test programs that
+//! cannot be executed at all.
+//!
 //! Worker flags:
 //!
 //! - `--never-online`: never report online.
@@ -27,7 +31,23 @@
 //! - `--online-delay-ms N`: wait `N` ms before listening and reporting online.
 //! - `--only-worker-ids 1,2`: only the workers with these ids
 //!   (`Worker::id`, counted from 1, never reused) misbehave; the others
-//!   behave. `--listen` is not a misbehaviour and applies to every worker.
+//!   behave. `--listen` and `--serve-http` are not misbehaviours and apply
+//!   to every worker (but a hostile one).
+//! - `--serve-http`: accept on the `--listen` socket (TCP) and answer every
+//!   connection with `200`, body `ok <pid>\n`, then close it; stop accepting
+//!   on disconnect and finish the connections in flight.
+//! - `--hostile KIND`: instead of using srv-worker, take the raw channel
+//!   (`srv_proto::env::take_inherited_channel`) and break the protocol, then
+//!   sleep until killed (unless the kind says otherwise). Kinds, all but
+//!   `out-of-order` and `bad-version` after a valid `Hello`:
+//!   `garbage` (a frame whose payload is no message), `oversized` (a length
+//!   prefix over `MAX_FRAME_LEN`), `truncated` (half a frame, then close the
+//!   channel), `unknown` (a frame with an out-of-range enum variant),
+//!   `out-of-order` (`Online` before `Hello`), `flood` (100,000 `Online`),
+//!   `fds` (`Hello` with two descriptors attached), `close-early` (close
+//!   the channel, stay alive), `grandchildren` (start `sleep 30`, do not
+//!   wait for it, exit 3), `bad-version` (`Hello` with protocol version
+//!   999; print the master's answer and exit 1).
 //!
 //! Every worker writes these lines to stderr, each with one `write` so the
 //! lines of several processes sharing the pipe do not interleave:
@@ -38,6 +58,9 @@
 //! misbehave: worker <id> pid <pid> online
 //! misbehave: worker <id> pid <pid> disconnected (<reason>)
 //! misbehave: worker <id> pid <pid> exiting (code <code>)
+//! misbehave: worker <id> pid <pid> hostile: <kind>
+//! misbehave: worker <id> pid <pid> spawned grandchild pid <pid>
+//! misbehave: worker <id> pid <pid> refused: <reason>
 //! ```
 //!
 //! `SIGINT` is left alone: unless the master makes workers ignore it (the
@@ -47,11 +70,22 @@
 //! delays it honours from its own log lines.
 #![allow(clippy::print_stderr, reason = "reporting on stderr is what this test worker does")]
 
-use std::io::Write;
-use std::time::Duration;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use srv_master::{Master, Options};
+use srv_proto::{Channel, MAX_FRAME_LEN, MasterMessage, PROTOCOL_VERSION, Received, WorkerMessage};
 use srv_worker::Worker;
 
 /// What the workers do, from the worker flags.
@@ -65,33 +99,118 @@ struct Behaviour {
     online_delay: Option<Duration>,
     /// `None`: every worker misbehaves.
     only_worker_ids: Option<Vec<u32>>,
+    hostile: Option<Hostile>,
+    serve_http: bool,
 }
+
+impl Behaviour {
+    /// Whether the worker `id` misbehaves (`--only-worker-ids`).
+    fn applies_to(&self, id: u32) -> bool {
+        self.only_worker_ids.as_ref().is_none_or(|ids| ids.contains(&id))
+    }
+}
+
+/// How a `--hostile` worker breaks the protocol (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hostile {
+    Garbage,
+    Oversized,
+    Truncated,
+    Unknown,
+    OutOfOrder,
+    Flood,
+    Fds,
+    CloseEarly,
+    Grandchildren,
+    BadVersion,
+}
+
+const HOSTILE_KINDS: [(&str, Hostile); 10] = [
+    ("garbage", Hostile::Garbage),
+    ("oversized", Hostile::Oversized),
+    ("truncated", Hostile::Truncated),
+    ("unknown", Hostile::Unknown),
+    ("out-of-order", Hostile::OutOfOrder),
+    ("flood", Hostile::Flood),
+    ("fds", Hostile::Fds),
+    ("close-early", Hostile::CloseEarly),
+    ("grandchildren", Hostile::Grandchildren),
+    ("bad-version", Hostile::BadVersion),
+];
+
+impl FromStr for Hostile {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Hostile> {
+        match HOSTILE_KINDS.iter().find(|(name, _)| *name == text) {
+            Some((_, kind)) => Ok(*kind),
+            None => {
+                let names: Vec<&str> = HOSTILE_KINDS.iter().map(|(name, _)| *name).collect();
+                bail!("--hostile {text}: not one of {}", names.join(", "))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Hostile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name =
+            HOSTILE_KINDS.iter().find(|(_, kind)| kind == self).map_or("?", |(name, _)| name);
+        f.write_str(name)
+    }
+}
+
+/// The number of `Online` messages of `--hostile flood`.
+const FLOOD_MESSAGES: usize = 100_000;
+
+/// The protocol version `--hostile bad-version` claims.
+const BAD_PROTOCOL_VERSION: u32 = 999;
+
+/// How long `--serve-http` waits for a request, and for the client to close
+/// after the answer.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 
 const USAGE: &str = "usage: misbehave [--workers N] [--require online|listen] \
     [--worker-timeout MS] [--restart-delay MS] [--max-restart-delay MS] \
     [--shutdown-timeout MS] [--recycle-timeout MS] [--no-ignore-sigint] \
     [--never-online] [--crash-after-ms MS] [--ignore-disconnect] [--slow-exit-ms MS] \
-    [--listen ADDR] [--online-delay-ms MS] [--only-worker-ids ID,ID,...]";
+    [--listen ADDR] [--online-delay-ms MS] [--only-worker-ids ID,ID,...] \
+    [--hostile KIND] [--serve-http] [--worker-program PATH]";
 
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
-    // Take the channel before anything else, as srv-worker asks.
-    let worker = Worker::from_env()?;
-    let (options, behaviour) = parse_args(std::env::args().skip(1))?;
-    match worker {
+    // Parsing starts no thread, so the channel is still taken before any
+    // thread runs, as srv-worker asks.
+    let (options, behaviour, worker_program) = parse_args(std::env::args().skip(1))?;
+    let worker_id: Option<u32> =
+        std::env::var(srv_proto::env::ENV_WORKER_ID).ok().and_then(|id| id.parse().ok());
+    if let (Some(kind), Some(id)) = (behaviour.hostile, worker_id)
+        && behaviour.applies_to(id)
+        && let Some(channel) = srv_proto::env::take_inherited_channel()?
+    {
+        return run_hostile(id, channel, kind);
+    }
+    match Worker::from_env()? {
         Some(worker) => run_worker(&worker, &behaviour),
         None => {
-            Master::current_exe(options)?.run()?;
+            let master = match worker_program {
+                Some(program) => Master::new(options, move || Command::new(&program))?,
+                None => Master::current_exe(options)?,
+            };
+            master.run()?;
             Ok(())
         }
     }
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<(Options, Behaviour)> {
+fn parse_args(
+    mut args: impl Iterator<Item = String>,
+) -> anyhow::Result<(Options, Behaviour, Option<PathBuf>)> {
     let mut options = Options::default();
     let mut behaviour = Behaviour::default();
+    let mut worker_program = None;
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value; {USAGE}"));
         match arg.as_str() {
@@ -117,10 +236,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<(Options
                     .collect::<anyhow::Result<Vec<u32>>>()?;
                 behaviour.only_worker_ids = Some(ids);
             }
+            "--hostile" => behaviour.hostile = Some(value()?.parse()?),
+            "--serve-http" => behaviour.serve_http = true,
+            "--worker-program" => worker_program = Some(PathBuf::from(value()?)),
             other => bail!("unknown argument {other}; {USAGE}"),
         }
     }
-    Ok((options, behaviour))
+    Ok((options, behaviour, worker_program))
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: &str) -> anyhow::Result<T>
@@ -149,7 +271,7 @@ fn crash(id: u32, code: i32) -> ! {
 
 fn run_worker(worker: &Worker, behaviour: &Behaviour) -> anyhow::Result<()> {
     let id = worker.id().unwrap_or(0);
-    let misbehaves = behaviour.only_worker_ids.as_ref().is_none_or(|ids| ids.contains(&id));
+    let misbehaves = behaviour.applies_to(id);
     say(id, "started");
 
     if misbehaves && let Some(after) = behaviour.crash_after {
@@ -164,8 +286,9 @@ fn run_worker(worker: &Worker, behaviour: &Behaviour) -> anyhow::Result<()> {
     if misbehaves && let Some(delay) = behaviour.online_delay {
         std::thread::sleep(delay);
     }
-    // Kept open until the process exits.
-    let _listener = match &behaviour.listen {
+    // Kept open until the process exits (or, with `--serve-http`, until
+    // the disconnect).
+    let listener = match &behaviour.listen {
         Some(addr) => {
             let listener = worker.listen(addr)?;
             say(id, &format!("listening on {}", listener.local_addr()?));
@@ -178,7 +301,14 @@ fn run_worker(worker: &Worker, behaviour: &Behaviour) -> anyhow::Result<()> {
         say(id, "online");
     }
 
-    let reason = worker.wait_disconnect();
+    let reason = if behaviour.serve_http {
+        let listener = listener.context("--serve-http needs --listen")?.into_tcp()?;
+        serve_http(worker, listener)?
+    } else {
+        let reason = worker.wait_disconnect();
+        drop(listener);
+        reason
+    };
     say(id, &format!("disconnected ({reason:?})"));
     if misbehaves && behaviour.ignore_disconnect {
         // Only SIGKILL ends this worker (or a crash timer).
@@ -191,4 +321,171 @@ fn run_worker(worker: &Worker, behaviour: &Behaviour) -> anyhow::Result<()> {
     }
     say(id, "exiting (code 0)");
     Ok(())
+}
+
+/// `--serve-http`: answers every connection until the disconnect, then
+/// waits for the connections in flight. Returns the disconnect reason.
+fn serve_http(
+    worker: &Worker,
+    listener: TcpListener,
+) -> anyhow::Result<srv_worker::DisconnectReason> {
+    // Several workers accept on this socket and `poll` wakes them all: the
+    // losers must not block in `accept`.
+    listener.set_nonblocking(true).context("set the listening socket non-blocking")?;
+    let disconnect_fd = worker.disconnect_fd().context("create the disconnect pipe")?;
+    let mut connections: Vec<JoinHandle<()>> = Vec::new();
+    while !worker.is_disconnected() {
+        let mut fds = [
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(disconnect_fd, PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(errno) => return Err(io::Error::from(errno)).context("poll"),
+        }
+        while !worker.is_disconnected() {
+            match listener.accept() {
+                Ok((stream, _)) => connections.push(thread::spawn(move || answer_http(stream))),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(error) => return Err(error).context("accept"),
+            }
+        }
+        connections.retain(|connection| !connection.is_finished());
+    }
+    // The socket lives on in the master and the other workers.
+    drop(listener);
+    for connection in connections {
+        // A panicking connection thread already printed its panic.
+        let _ = connection.join();
+    }
+    Ok(worker.wait_disconnect())
+}
+
+/// Reads one request head, answers `200 ok <pid>` with `Connection: close`,
+/// and closes without a reset: shut down the sending side, then read until
+/// the client closes.
+fn answer_http(mut stream: TcpStream) {
+    let mut answer = || -> io::Result<()> {
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
+        stream.set_write_timeout(Some(HTTP_TIMEOUT))?;
+        let mut head = Vec::new();
+        let mut chunk = [0; 1024];
+        while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk)?;
+            if n == 0 || head.len() > 8 * 1024 {
+                return Ok(());
+            }
+            head.extend_from_slice(&chunk[..n]);
+        }
+        let body = format!("ok {}\n", std::process::id());
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(response.as_bytes())?;
+        stream.shutdown(Shutdown::Write)?;
+        let deadline = Instant::now() + HTTP_TIMEOUT;
+        while Instant::now() < deadline && stream.read(&mut chunk)? > 0 {}
+        Ok(())
+    };
+    // The client sees whatever went wrong; nobody else cares.
+    let _ = answer();
+}
+
+/// `--hostile KIND`: breaks the protocol on the raw channel (see the module
+/// docs). Write errors are ignored: the master may close the channel or
+/// kill this process at the first bad byte, and that is the point.
+fn run_hostile(id: u32, channel: UnixStream, kind: Hostile) -> anyhow::Result<()> {
+    say(id, &format!("hostile: {kind}"));
+    let hello =
+        |protocol_version| WorkerMessage::Hello { protocol_version, pid: std::process::id() };
+    let mut bytes = Vec::new();
+    let frame = |message: &WorkerMessage, bytes: &mut Vec<u8>| {
+        srv_proto::frame::encode(message, bytes).context("encode a message")
+    };
+    if !matches!(kind, Hostile::OutOfOrder | Hostile::BadVersion | Hostile::Fds) {
+        frame(&hello(PROTOCOL_VERSION), &mut bytes)?;
+    }
+    match kind {
+        // A sound length prefix, then bytes that are no message.
+        Hostile::Garbage => {
+            bytes.extend_from_slice(&[6, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 0xff, 0xff])
+        }
+        Hostile::Oversized => {
+            let len = u32::try_from(MAX_FRAME_LEN + 1).context("MAX_FRAME_LEN fits in u32")?;
+            bytes.extend_from_slice(&len.to_le_bytes());
+            bytes.extend_from_slice(&[0; 16]);
+        }
+        // A frame announcing 5 bytes, of which 2 come.
+        Hostile::Truncated => bytes.extend_from_slice(&[5, 0, 0, 0, 1, 2]),
+        // Variant 9 of a five-variant enum.
+        Hostile::Unknown => bytes.extend_from_slice(&[1, 0, 0, 0, 9]),
+        Hostile::OutOfOrder => frame(&WorkerMessage::Online, &mut bytes)?,
+        Hostile::Flood => {
+            for _ in 0..FLOOD_MESSAGES {
+                frame(&WorkerMessage::Online, &mut bytes)?;
+            }
+        }
+        Hostile::Fds => {
+            frame(&hello(PROTOCOL_VERSION), &mut bytes)?;
+            let null = std::fs::File::open("/dev/null").context("open /dev/null")?;
+            let fds = [null.as_fd(), null.as_fd()];
+            let _ = srv_proto::fd::send_with_fds(channel.as_fd(), &bytes, &fds);
+            bytes.clear();
+        }
+        Hostile::BadVersion => frame(&hello(BAD_PROTOCOL_VERSION), &mut bytes)?,
+        Hostile::CloseEarly | Hostile::Grandchildren => {}
+    }
+    let _ = { &channel }.write_all(&bytes);
+    match kind {
+        Hostile::Truncated | Hostile::CloseEarly => drop(channel),
+        Hostile::Grandchildren => {
+            let grandchild = Command::new("sleep")
+                .arg("30")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("spawn sleep 30")?;
+            say(id, &format!("spawned grandchild pid {}", grandchild.id()));
+            // Not waited for: it is left to the master, the subreaper.
+            crash(id, 3);
+        }
+        Hostile::BadVersion => {
+            say(id, &format!("refused: {}", read_refusal(channel)));
+            crash(id, 1);
+        }
+        _ => {}
+    }
+    // Only SIGKILL ends this worker.
+    loop {
+        thread::park();
+    }
+}
+
+/// The master's answer to a bad `Hello`, in words.
+fn read_refusal(channel: UnixStream) -> String {
+    if let Err(error) = channel.set_read_timeout(Some(Duration::from_secs(10))) {
+        return format!("cannot set a read timeout: {error}");
+    }
+    let mut channel = Channel::new(channel);
+    loop {
+        match channel.next_message::<MasterMessage>() {
+            Ok(Some((MasterMessage::Refused { reason }, _))) => return reason,
+            Ok(Some((other, _))) => return format!("not refused but sent {other:?}"),
+            Ok(None) => {}
+            Err(error) => return format!("undecodable answer: {error}"),
+        }
+        match channel.receive() {
+            Ok(Received::Bytes(_)) => {}
+            Ok(Received::Closed) => return "no answer: the channel closed".to_owned(),
+            Err(error) => return format!("no answer: {error}"),
+        }
+    }
 }
