@@ -1,0 +1,226 @@
+//! Crash loops: a worker that crashes right after it starts, and a worker
+//! program that cannot be executed at all, are restarted with a bounded
+//! exponential backoff from `restart.delay` to `restart.max_delay`; a worker
+//! that stays up long enough resets it; every log line names the next
+//! delay; and the master does not busy-loop meanwhile.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::harness::{Master, count, log_interval_ms, misbehave, pids_after, wait_until};
+
+/// `restart.delay` and `restart.max_delay` of these tests: the delays go
+/// 100, 200, 400, 800, 800, ...
+const DELAY_MS: &str = "100";
+const MAX_DELAY_MS: &str = "800";
+const EXPECTED_DELAYS: [u64; 5] = [100, 200, 400, 800, 800];
+
+/// Log timestamps are truncated to the millisecond (see `failures.rs`).
+const TIMESTAMP_SLACK_MS: i64 = 2;
+
+/// How long the master's CPU time is watched while it keeps failing to
+/// start a worker, and the most it may use meanwhile: a master that waits
+/// for its deadlines uses a few milliseconds; one that spins uses all of it.
+const CPU_WINDOW: Duration = Duration::from_secs(10);
+const MAX_CPU: Duration = Duration::from_millis(300);
+
+/// The delay of every `restarting in N ms` line among `lines` that also
+/// contains `needle`, in order, with the index of the line.
+fn restart_delays(lines: &[String], needle: &str) -> Vec<(usize, u64)> {
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, line)| line.contains(needle))
+        .filter_map(|(index, line)| {
+            let rest = &line[line.find("; restarting in ")? + "; restarting in ".len()..];
+            Some((index, rest.strip_suffix(" ms")?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Fails unless the first delays are [`EXPECTED_DELAYS`], and each next
+/// line containing `next` (the next attempt) came no sooner than the delay
+/// its restart line announced.
+fn assert_backoff(master: &Master, lines: &[String], delays: &[(usize, u64)], next: &str) {
+    let values: Vec<u64> = delays.iter().map(|(_, delay)| *delay).collect();
+    if values.len() < EXPECTED_DELAYS.len() || values[..EXPECTED_DELAYS.len()] != EXPECTED_DELAYS {
+        master.fail(&format!("restart delays {values:?}, expected {EXPECTED_DELAYS:?} first"));
+    }
+    for &(index, delay) in &delays[..EXPECTED_DELAYS.len()] {
+        let Some(offset) = lines[index + 1..].iter().position(|line| line.contains(next)) else {
+            master.fail(&format!("no {next:?} after line {:?}", lines[index]));
+        };
+        let waited = log_interval_ms(&lines[index], &lines[index + 1 + offset]);
+        if waited < delay as i64 - TIMESTAMP_SLACK_MS {
+            master.fail(&format!(
+                "next attempt {waited} ms after {:?}, before its delay",
+                lines[index]
+            ));
+        }
+    }
+}
+
+#[test]
+fn a_worker_crashing_at_start_backs_off_to_the_cap_and_a_stable_worker_resets_it() {
+    // Workers 1 to 5 crash at once; worker 6 behaves.
+    let master = Master::start(
+        misbehave(),
+        &[
+            "--workers",
+            "1",
+            "--worker-timeout",
+            "10000",
+            "--crash-after-ms",
+            "0",
+            "--only-worker-ids",
+            "1,2,3,4,5",
+            "--restart-delay",
+            DELAY_MS,
+            "--max-restart-delay",
+            MAX_DELAY_MS,
+        ],
+    );
+    let lines = master.wait_for_count("started (online)", 1);
+    let delays = restart_delays(&lines, "exited unasked (exit code 3)");
+    assert_backoff(&master, &lines, &delays, "spawned (pid ");
+    if delays.len() != EXPECTED_DELAYS.len() || !lines.iter().any(|l| l.contains("worker 6 (pid "))
+    {
+        master.fail("expected five crashes, then worker 6 started");
+    }
+
+    // Worker 6 stays up longer than restart.max_delay, so its crash starts
+    // a new streak: the delay is restart.delay again.
+    let stable = pids_after(&lines, "spawned (pid ")[5];
+    let started = master
+        .timed_lines()
+        .into_iter()
+        .find(|line| line.text.contains(&format!("(pid {stable}) started (online)")))
+        .expect("waited for it")
+        .at;
+    wait_until(started + Duration::from_millis(1200), || false);
+    master.signal_worker(stable, Signal::SIGKILL);
+    let needle = format!("(pid {stable}) exited unasked (signal 9); restarting in 100 ms");
+    master.wait_until_within(Duration::from_secs(5), &needle, |lines| count(lines, &needle) == 1);
+    let lines = master.wait_for_count("started (online)", 2);
+    if !lines
+        .iter()
+        .any(|line| line.contains("worker 7 (pid ") && line.contains("started (online)"))
+    {
+        master.fail("worker 7 did not replace worker 6");
+    }
+}
+
+/// A directory of its own under the system's temporary directory, removed
+/// when dropped.
+struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.subsec_nanos());
+        let name = format!("srv-e2e-{tag}-{}-{nanos}", std::process::id());
+        let path = std::env::temp_dir().join(name);
+        fs::create_dir(&path).unwrap_or_else(|error| panic!("create {}: {error}", path.display()));
+        TempDir { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Err(error) = fs::remove_dir_all(&self.path) {
+            eprintln!("cannot remove {}: {error}", self.path.display());
+        }
+    }
+}
+
+/// The user and system CPU time of `pid` so far, from `/proc/<pid>/stat`
+/// (`utime` and `stime`, fields 14 and 15, in clock ticks).
+fn cpu_time(master: &Master, pid: Pid) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|error| master.fail(&format!("read /proc/{pid}/stat: {error}")));
+    // `pid (comm) state ...`: fields from the state on, after the last ')'.
+    let fields: Vec<&str> =
+        stat[stat.rfind(')').expect("a comm") + 1..].split_whitespace().collect();
+    // The state is field 3, so field N is at index N - 3.
+    let ticks = |field: usize| -> u64 {
+        fields.get(field - 3).and_then(|value| value.parse().ok()).unwrap_or_else(|| {
+            master.fail(&format!("no field {field} in /proc/{pid}/stat: {stat:?}"))
+        })
+    };
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|ticks| u64::try_from(ticks).ok())
+        .filter(|&ticks| ticks > 0)
+        .unwrap_or(100);
+    Duration::from_millis((ticks(14) + ticks(15)) * 1000 / per_second)
+}
+
+/// The master of `misbehave --worker-program program` keeps failing to
+/// spawn: each failure names the path and the error, the delays back off,
+/// and the master uses next to no CPU for [`CPU_WINDOW`].
+fn unspawnable_program_backs_off_without_spinning(program: &str, error: &str) {
+    let mut master = Master::start(
+        misbehave(),
+        &[
+            "--workers",
+            "1",
+            "--worker-program",
+            program,
+            "--restart-delay",
+            DELAY_MS,
+            "--max-restart-delay",
+            MAX_DELAY_MS,
+        ],
+    );
+    let failed = format!("could not be spawned: cannot execute {program}: {error}");
+    master.wait_for_count(&failed, 1);
+    let (window_start, cpu_before) = (Instant::now(), cpu_time(&master, master.pid()));
+    wait_until(window_start + CPU_WINDOW, || false);
+    let cpu = cpu_time(&master, master.pid()).saturating_sub(cpu_before);
+    if master.try_exit().is_some() {
+        master.fail("the master exited; it should keep trying");
+    }
+    eprintln!("crashloop: master CPU time over {CPU_WINDOW:?} of failing spawns: {cpu:?}");
+    if cpu > MAX_CPU {
+        master.fail(&format!("the master used {cpu:?} of CPU in {CPU_WINDOW:?}: a busy loop"));
+    }
+    let lines = master.lines();
+    let delays = restart_delays(&lines, &failed);
+    assert_backoff(&master, &lines, &delays, &failed);
+    // Attempts are at least the capped delay apart once it is reached.
+    let attempts = count(&lines, "could not be spawned");
+    let most = 5 + CPU_WINDOW.as_millis() as usize / 800 + 1;
+    if attempts > most || attempts != delays.len() {
+        master.fail(&format!(
+            "{attempts} attempts to spawn ({} delays), expected at most {most}",
+            delays.len()
+        ));
+    }
+}
+
+#[test]
+fn a_missing_worker_program_is_named_and_backs_off_without_a_busy_loop() {
+    let dir = TempDir::new("missing");
+    let program = dir.path.join("nope");
+    let program = program.to_str().expect("temporary paths are UTF-8");
+    unspawnable_program_backs_off_without_spinning(program, "No such file or directory");
+}
+
+#[test]
+fn a_worker_program_that_is_not_executable_is_named_and_backs_off_without_a_busy_loop() {
+    let dir = TempDir::new("noexec");
+    let program = dir.path.join("not-executable");
+    fs::write(&program, "#!/bin/sh\nexit 0\n").expect("write the program");
+    fs::set_permissions(&program, fs::Permissions::from_mode(0o644)).expect("chmod -x");
+    let program = program.to_str().expect("temporary paths are UTF-8");
+    unspawnable_program_backs_off_without_spinning(program, "Permission denied");
+}

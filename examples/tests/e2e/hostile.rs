@@ -1,0 +1,211 @@
+//! Hostile or buggy workers: each breaks the protocol its own way
+//! (`misbehave --hostile KIND`); the master logs what it did, kills it and
+//! replaces it, while the other workers keep serving HTTP under load
+//! without a failed request.
+//!
+//! Every test starts two well-behaved workers that serve HTTP on a shared
+//! port (`misbehave --serve-http`), puts them under load, and then adds the
+//! hostile one with `SIGTTIN`: worker 3, the only id `--only-worker-ids`
+//! names, so its replacement (worker 4) behaves.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::harness::{Master, count, misbehave, reports, wait_until};
+use crate::http_support::{LoadGuard, assert_lossless, wait_addr};
+use crate::load::{LoadConfig, Mode};
+
+/// How the hostile worker's process ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The master kills it.
+    Killed,
+    /// It exits by itself: the master's line about the exit, after
+    /// `exited `.
+    Exits(&'static str),
+}
+
+/// Starts the master with two HTTP workers and the hostile worker 3 in
+/// waiting; puts them under load; adds worker 3; waits for the master's
+/// line containing `expected` about worker 3, for worker 3's end, and for
+/// its replacement. Returns the master (still running) and the lines.
+fn hostile_episode(kind: &str, expected: &str, end: End) -> (Master, Vec<String>) {
+    let master = Master::start(
+        misbehave(),
+        &[
+            "--workers",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--serve-http",
+            "--hostile",
+            kind,
+            "--only-worker-ids",
+            "3",
+            "--restart-delay",
+            "100",
+            "--worker-timeout",
+            "10000",
+        ],
+    );
+    let addr = wait_addr(&master);
+    let lines = master.wait_for_count("started (online)", 2);
+    let healthy: BTreeSet<Pid> =
+        reports(&lines, "online").iter().map(|report| report.pid).collect();
+    let load = LoadGuard::start(LoadConfig {
+        threads: 2,
+        mode: Mode::NewConnection,
+        max_requests: 1_000_000,
+        max_duration: Duration::from_secs(25),
+        timeout: Duration::from_secs(5),
+        ..LoadConfig::new(addr)
+    });
+    load.wait_progress(&master, 20, Duration::from_secs(5));
+
+    master.signal(Signal::SIGTTIN);
+    let lines = master.wait_until_within(
+        Duration::from_secs(10),
+        &format!("worker 3 logged as {expected:?}"),
+        |lines| {
+            lines.iter().any(|line| line.contains("] worker 3 (pid ") && line.contains(expected))
+        },
+    );
+    let hostile = reports(&lines, &format!("hostile: {kind}"));
+    let [hostile] = hostile.as_slice() else {
+        master.fail(&format!("expected one hostile worker, got {hostile:?}"));
+    };
+    if hostile.id != 3 {
+        master.fail(&format!("worker {} was hostile, not worker 3", hostile.id));
+    }
+    let ended = match end {
+        End::Killed => {
+            format!("worker 3 (pid {}) exited (signal 9) after being killed", hostile.pid)
+        }
+        End::Exits(how) => format!("worker 3 (pid {}) exited {how}", hostile.pid),
+    };
+    master.wait_until_within(Duration::from_secs(10), &ended, |lines| count(lines, &ended) == 1);
+    // The replacement behaves and serves.
+    master.wait_until_within(Duration::from_secs(10), "worker 4 started", |lines| {
+        lines
+            .iter()
+            .any(|line| line.contains("worker 4 (pid ") && line.contains("started (online)"))
+    });
+    load.wait_progress(&master, 20, Duration::from_secs(5));
+    let report = load.stop();
+    assert_lossless(&master, &report, 40);
+
+    // The well-behaved workers never stopped.
+    let lines = master.lines();
+    for pid in &healthy {
+        if !master.is_alive(*pid) || count(&lines, &format!("(pid {pid}) exited")) != 0 {
+            master.fail(&format!("the well-behaved worker pid {pid} did not survive"));
+        }
+    }
+    let exits = count(&lines, ") exited");
+    if exits != 1 {
+        master.fail(&format!("expected one worker exit (worker 3), got {exits}"));
+    }
+    (master, lines)
+}
+
+#[test]
+fn garbage_is_a_protocol_error() {
+    hostile_episode("garbage", "broke the protocol: undecodable message", End::Killed);
+}
+
+#[test]
+fn an_oversized_length_prefix_is_a_protocol_error() {
+    hostile_episode(
+        "oversized",
+        "broke the protocol: frame of 65537 bytes exceeds the maximum of 65536",
+        End::Killed,
+    );
+}
+
+#[test]
+fn a_truncated_frame_then_close_is_a_protocol_error() {
+    hostile_episode(
+        "truncated",
+        "broke the protocol: the channel closed inside a frame",
+        End::Killed,
+    );
+}
+
+#[test]
+fn an_unknown_message_is_a_protocol_error() {
+    hostile_episode("unknown", "broke the protocol: undecodable message", End::Killed);
+}
+
+#[test]
+fn a_message_before_hello_fails_the_worker() {
+    hostile_episode("out-of-order", "sent Online before Hello", End::Killed);
+}
+
+#[test]
+fn a_flood_of_messages_fails_the_worker() {
+    hostile_episode("flood", "flooded the channel", End::Killed);
+}
+
+#[test]
+fn file_descriptors_where_none_are_expected_are_a_protocol_error() {
+    hostile_episode(
+        "fds",
+        "broke the protocol: 2 file descriptors arrived that no frame carries",
+        End::Killed,
+    );
+}
+
+#[test]
+fn a_channel_closed_by_a_live_worker_fails_it_after_the_grace() {
+    hostile_episode("close-early", "closed its channel but did not exit", End::Killed);
+}
+
+#[test]
+fn a_worker_that_leaves_a_grandchild_and_exits_is_replaced_and_the_orphan_reaped() {
+    let (master, lines) = hostile_episode(
+        "grandchildren",
+        "exited unasked (exit code 3); restarting in",
+        End::Exits("unasked (exit code 3)"),
+    );
+    let grandchild = reports(&lines, "spawned grandchild pid ");
+    let [grandchild] = grandchild.as_slice() else {
+        master.fail(&format!("expected one grandchild, got {grandchild:?}"));
+    };
+    let pid: Pid = grandchild.event["spawned grandchild pid ".len()..]
+        .parse()
+        .map(Pid::from_raw)
+        .unwrap_or_else(|_| master.fail(&format!("no pid in {grandchild:?}")));
+    // The orphan is the master's now (a child subreaper), not init's.
+    let parent = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|line| line.starts_with("PPid:"))?;
+        line["PPid:".len()..].trim().parse::<i32>().ok().map(Pid::from_raw)
+    };
+    if !wait_until(std::time::Instant::now() + Duration::from_secs(5), || {
+        parent() == Some(master.pid())
+    }) {
+        master.fail(&format!("the orphan pid {pid} has parent {:?}, not the master", parent()));
+    }
+    // When it ends, the master reaps it.
+    master.signal_worker(pid, Signal::SIGKILL);
+    let reaped = format!("reaped orphan pid {pid} (signal 9)");
+    master.wait_until_within(Duration::from_secs(5), &reaped, |lines| count(lines, &reaped) == 1);
+}
+
+#[test]
+fn a_protocol_version_mismatch_is_refused_naming_both_versions() {
+    let both = format!(
+        "protocol version mismatch: worker speaks 999, master speaks {}",
+        srv_proto::PROTOCOL_VERSION
+    );
+    let (master, lines) =
+        hostile_episode("bad-version", &both, End::Exits("(exit code 1) after being refused"));
+    // The worker got `Refused` with the same words.
+    let refused = reports(&lines, "refused: ");
+    if refused.len() != 1 || refused[0].event != format!("refused: {both}") {
+        master.fail(&format!("the worker should print \"refused: {both}\", got {refused:?}"));
+    }
+}
