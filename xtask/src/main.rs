@@ -14,6 +14,7 @@
     reason = "printing progress and results is what this tool is for"
 )]
 
+mod bench;
 mod ci;
 mod e2e;
 mod load;
@@ -36,7 +37,12 @@ commands:
                         fmt, clippy, test (includes the tidy checks), test-e2e, doc
   test-e2e [-- args]    the end-to-end tests (release build, real processes);
                         args go to the test binary, e.g. `-- --nocapture recycle`
-  bench                 benchmarks (not implemented yet)
+  bench [--runs N] [--quick]
+                        benchmarks against the reference server (release build):
+                        startup, recycle, lossless recycles under load, crash recovery,
+                        master cost, throughput; a markdown table on stdout and
+                        target/bench/results.json. 3 runs by default; --quick does
+                        1 shortened run, to check that the tool works
   fuzz [-- args]        fuzz the frame decoder with cargo-fuzz, if it is installed;
                         args go to `cargo fuzz run decoder`
   help                  this message
@@ -69,10 +75,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
             let extra = rest.strip_prefix(&["--".to_owned()]).unwrap_or(rest);
             run_step(&mut e2e::command(extra))?;
         }
-        "bench" => {
-            eprintln!("cargo xtask bench: not implemented yet");
-            return Ok(ExitCode::FAILURE);
-        }
+        "bench" => return bench::run(rest),
         "fuzz" => fuzz(rest)?,
         "help" | "--help" | "-h" => print!("{USAGE}"),
         other => bail!("unknown command `{other}`\n\n{USAGE}"),
