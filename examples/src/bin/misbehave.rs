@@ -7,7 +7,7 @@
 //!           [--shutdown-timeout MS] [--recycle-timeout MS] [--no-ignore-sigint]
 //!           [--never-online] [--crash-after-ms MS] [--ignore-disconnect]
 //!           [--slow-exit-ms MS] [--listen ADDR] [--online-delay-ms MS]
-//!           [--only-worker-ids 1,2]
+//!           [--only-worker-ids 1,2] [--orphan-ms MS]
 //! ```
 //!
 //! Like `hello`, one binary is both: without a master it is the master, and
@@ -29,6 +29,11 @@
 //!   before reporting online (`127.0.0.1:0` is fine: every worker of one
 //!   master gets the same socket).
 //! - `--online-delay-ms N`: wait `N` ms before listening and reporting online.
+//! - `--orphan-ms N`: at start, fork a child (this binary again, with the
+//!   hidden first argument `--orphan-sleep-ms N`) that sleeps `N` ms and
+//!   exits, and do not wait for it in the main thread: a helper thread reaps
+//!   it while the worker lives, so only a worker that exits first leaves an
+//!   orphan, which the master (a subreaper, or PID 1) must reap.
 //! - `--only-worker-ids 1,2`: only the workers with these ids
 //!   (`Worker::id`, counted from 1, never reused) misbehave; the others
 //!   behave. `--listen` and `--serve-http` are not misbehaviours and apply
@@ -54,6 +59,7 @@
 //!
 //! ```text
 //! misbehave: worker <id> pid <pid> started
+//! misbehave: worker <id> pid <pid> forked orphan pid <child pid> (sleeps <N> ms)
 //! misbehave: worker <id> pid <pid> listening on <actual addr>
 //! misbehave: worker <id> pid <pid> online
 //! misbehave: worker <id> pid <pid> disconnected (<reason>)
@@ -97,6 +103,8 @@ struct Behaviour {
     slow_exit: Option<Duration>,
     listen: Option<String>,
     online_delay: Option<Duration>,
+    /// `--orphan-ms`: how long the child each worker leaves behind sleeps.
+    orphan: Option<Duration>,
     /// `None`: every worker misbehaves.
     only_worker_ids: Option<Vec<u32>>,
     hostile: Option<Hostile>,
@@ -174,13 +182,18 @@ const USAGE: &str = "usage: misbehave [--workers N] [--require online|listen] \
     [--worker-timeout MS] [--restart-delay MS] [--max-restart-delay MS] \
     [--shutdown-timeout MS] [--recycle-timeout MS] [--no-ignore-sigint] \
     [--never-online] [--crash-after-ms MS] [--ignore-disconnect] [--slow-exit-ms MS] \
-    [--listen ADDR] [--online-delay-ms MS] [--only-worker-ids ID,ID,...] \
+    [--listen ADDR] [--online-delay-ms MS] [--only-worker-ids ID,ID,...] [--orphan-ms MS] \
     [--hostile KIND] [--serve-http] [--worker-program PATH]";
 
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
+    if let Some(sleep) = orphan_sleep() {
+        // The child a worker left behind (`--orphan-ms`): no master, no log.
+        std::thread::sleep(sleep);
+        return Ok(());
+    }
     // Parsing starts no thread, so the channel is still taken before any
     // thread runs, as srv-worker asks.
     let (options, behaviour, worker_program) = parse_args(std::env::args().skip(1))?;
@@ -228,6 +241,7 @@ fn parse_args(
             "--slow-exit-ms" => behaviour.slow_exit = Some(millis(&arg, &value()?)?),
             "--listen" => behaviour.listen = Some(value()?),
             "--online-delay-ms" => behaviour.online_delay = Some(millis(&arg, &value()?)?),
+            "--orphan-ms" => behaviour.orphan = Some(millis(&arg, &value()?)?),
             "--only-worker-ids" => {
                 let list = value()?;
                 let ids = list
@@ -256,6 +270,31 @@ fn millis(flag: &str, value: &str) -> anyhow::Result<Duration> {
     number(flag, value).map(Duration::from_millis)
 }
 
+/// The hidden first argument `--orphan-sleep-ms N` of a worker's child.
+fn orphan_sleep() -> Option<Duration> {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() != Some("--orphan-sleep-ms") {
+        return None;
+    }
+    args.next()?.parse().ok().map(Duration::from_millis)
+}
+
+/// Forks the child of `--orphan-ms`, reaped by a helper thread as long as
+/// this worker lives.
+fn leave_orphan(id: u32, sleep: Duration) -> anyhow::Result<()> {
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("--orphan-sleep-ms")
+        .arg(sleep.as_millis().to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("cannot fork the orphan")?;
+    say(id, &format!("forked orphan pid {} (sleeps {} ms)", child.id(), sleep.as_millis()));
+    std::thread::spawn(move || child.wait());
+    Ok(())
+}
+
 /// One line on stderr, written with a single `write`.
 fn say(id: u32, what: &str) {
     let line = format!("misbehave: worker {id} pid {} {what}\n", std::process::id());
@@ -273,6 +312,9 @@ fn run_worker(worker: &Worker, behaviour: &Behaviour) -> anyhow::Result<()> {
     let id = worker.id().unwrap_or(0);
     let misbehaves = behaviour.applies_to(id);
     say(id, "started");
+    if misbehaves && let Some(sleep) = behaviour.orphan {
+        leave_orphan(id, sleep)?;
+    }
 
     if misbehaves && let Some(after) = behaviour.crash_after {
         if after.is_zero() {

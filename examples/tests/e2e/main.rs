@@ -12,9 +12,11 @@
 
 mod harness;
 mod http_support;
+mod proc_support;
 #[path = "../../../xtask/src/load.rs"]
 mod load;
 
+mod awkward;
 mod axum;
 mod cleanup;
 mod config;
@@ -23,8 +25,10 @@ mod failures;
 mod hello;
 mod hostile;
 mod master_death;
+mod pid1;
 mod privileges;
 mod recycle;
 mod shutdown;
 mod startup;
+mod storms;
 mod systemd;

@@ -1,0 +1,96 @@
+//! What the end-to-end tests read from `/proc` about a master: its children
+//! and their states (zombies), its open descriptors, its resident memory and
+//! the CPU time it used; and the wall clock in the unit of the master's log
+//! timestamps.
+//!
+//! Every reader returns `None` or an empty list for a process that is gone,
+//! so a test decides what a missing process means.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use nix::unistd::Pid;
+
+/// The field after `comm` in `/proc/<pid>/stat`: `R`, `S`, `Z`, ...
+pub(crate) fn state(pid: Pid) -> Option<char> {
+    stat_fields(pid)?.first()?.chars().next()
+}
+
+/// The fields of `/proc/<pid>/stat` after `(comm)`, which may contain
+/// spaces and parentheses.
+fn stat_fields(pid: Pid) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// The children of `pid`, zombies included (`/proc/<pid>/task/*/children`).
+pub(crate) fn children(pid: Pid) -> Vec<Pid> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    let mut children = Vec::new();
+    for task in tasks.filter_map(Result::ok) {
+        let Ok(list) = std::fs::read_to_string(task.path().join("children")) else { continue };
+        children.extend(list.split_whitespace().filter_map(|n| n.parse().ok()).map(Pid::from_raw));
+    }
+    children.sort();
+    children.dedup();
+    children
+}
+
+/// The children of `pid` that are zombies: exited, not reaped.
+pub(crate) fn zombie_children(pid: Pid) -> Vec<Pid> {
+    children(pid).into_iter().filter(|&child| state(child) == Some('Z')).collect()
+}
+
+/// `pid`'s descendants, breadth first (at most 10,000: a test's processes
+/// are far fewer).
+pub(crate) fn descendants(pid: Pid) -> Vec<Pid> {
+    let mut found = children(pid);
+    let mut next = 0;
+    while next < found.len() && found.len() < 10_000 {
+        let grandchildren = children(found[next]);
+        found.extend(grandchildren);
+        next += 1;
+    }
+    found
+}
+
+/// The pid of `pid` in the innermost pid namespace it belongs to (the last
+/// field of `NSpid:` in `/proc/<pid>/status`).
+pub(crate) fn namespace_pid(pid: Pid) -> Option<i32> {
+    status_field(pid, "NSpid:")?.split_whitespace().last()?.parse().ok()
+}
+
+/// The number of open descriptors of `pid` (`/proc/<pid>/fd`).
+pub(crate) fn fd_count(pid: Pid) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// The resident set of `pid` in KiB (`VmRSS:` in `/proc/<pid>/status`).
+pub(crate) fn rss_kib(pid: Pid) -> Option<u64> {
+    status_field(pid, "VmRSS:")?.split_whitespace().next()?.parse().ok()
+}
+
+/// User plus system CPU time of `pid` in clock ticks (`utime` + `stime`).
+/// A zombie keeps its times, so this works until the process is reaped.
+pub(crate) fn cpu_ticks(pid: Pid) -> Option<u64> {
+    // After `(comm)`: state is field 0, utime 11 and stime 12 (fields 14
+    // and 15 of proc(5), counted from 1 with pid and comm).
+    let fields = stat_fields(pid)?;
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Clock ticks per second in `/proc/<pid>/stat`: `USER_HZ`, which Linux
+/// fixes at 100 for user space on the architectures the tests run on.
+pub(crate) const TICKS_PER_SECOND: u64 = 100;
+
+fn status_field(pid: Pid, name: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| line.strip_prefix(name)).map(str::to_owned)
+}
+
+/// The wall clock now in the unit of [`crate::harness::log_millis`]:
+/// milliseconds since midnight UTC, truncated like the log's timestamps.
+pub(crate) fn wall_millis_now() -> i64 {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since_epoch.as_millis() % (24 * 60 * 60 * 1000)).expect("less than a day")
+}
