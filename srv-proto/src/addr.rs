@@ -33,6 +33,18 @@ pub enum ListenAddr {
 }
 
 /// The error of parsing a [`ListenAddr`], naming the text.
+///
+/// It converts into an [`std::io::Error`] of kind `InvalidInput`, so `?`
+/// works in functions that return `io::Result`.
+///
+/// ```
+/// use srv_proto::ListenAddr;
+///
+/// let error = "example.com:80".parse::<ListenAddr>().unwrap_err();
+/// assert!(error.to_string().starts_with("invalid listen address 'example.com:80'"));
+/// let error = std::io::Error::from(error);
+/// assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddrParseError {
     text: String,

@@ -18,8 +18,30 @@ use crate::message::{MasterMessage, WorkerMessage};
 
 /// A message type of the protocol: it knows how many descriptors travel
 /// with it.
+///
+/// [`WorkerMessage`] and [`MasterMessage`] implement it; [`Channel::send`]
+/// and [`Channel::next_message`] take any `Message`.
+///
+/// ```
+/// use srv_proto::{MasterMessage, Message, WorkerMessage};
+///
+/// fn descriptors<M: Message>(messages: &[M]) -> usize {
+///     messages.iter().map(Message::fd_count).sum()
+/// }
+/// assert_eq!(descriptors(&[WorkerMessage::Online, WorkerMessage::Exit { code: 0 }]), 0);
+/// let granted = MasterMessage::ListenReply {
+///     requested: "127.0.0.1:0".parse().unwrap(),
+///     result: Ok("127.0.0.1:8080".parse().unwrap()),
+/// };
+/// assert_eq!(descriptors(&[granted, MasterMessage::Disconnect]), 1);
+/// ```
 pub trait Message: serde::Serialize + serde::de::DeserializeOwned {
     /// How many file descriptors travel with this message.
+    ///
+    /// ```
+    /// use srv_proto::{Message, WorkerMessage};
+    /// assert_eq!(Message::fd_count(&WorkerMessage::Online), 0);
+    /// ```
     fn fd_count(&self) -> usize;
 }
 
@@ -38,9 +60,44 @@ impl Message for MasterMessage {
 /// The most received descriptors a channel holds before frames claim them;
 /// a peer that sends more is broken or hostile, and would otherwise run this
 /// process out of descriptors a few bytes at a time.
+///
+/// [`Channel::receive`] fails with `InvalidData`, and closes them all, when
+/// more than this many wait for a frame:
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use std::os::unix::net::UnixStream;
+/// use srv_proto::{Channel, MAX_QUEUED_FDS, fd};
+///
+/// let (a, b) = UnixStream::pair()?;
+/// let mut channel = Channel::new(a);
+/// // A hostile peer sends descriptors, four at a time (`fd::MAX_FDS_PER_MESSAGE`),
+/// // with no frame to claim them.
+/// for _ in 0..=MAX_QUEUED_FDS / 4 {
+///     fd::send_with_fds(b.as_fd(), &[0], &[b.as_fd(); 4])?;
+/// }
+/// for _ in 0..MAX_QUEUED_FDS / 4 {
+///     channel.receive()?;
+/// }
+/// assert_eq!(channel.receive().unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub const MAX_QUEUED_FDS: usize = 16;
 
 /// What one [`Channel::receive`] got.
+///
+/// ```
+/// use std::os::unix::net::UnixStream;
+/// use srv_proto::{Channel, Received, WorkerMessage};
+///
+/// let (a, b) = UnixStream::pair()?;
+/// let (mut master, mut worker) = (Channel::new(a), Channel::new(b));
+/// worker.send(&WorkerMessage::Online, &[])?;
+/// drop(worker); // the worker exits
+/// assert!(matches!(master.receive()?, Received::Bytes(n) if n > 0));
+/// assert_eq!(master.receive()?, Received::Closed);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received {
     /// This many bytes; take the messages with [`Channel::next_message`].
@@ -80,11 +137,35 @@ pub struct Channel {
 
 impl Channel {
     /// Wraps one end of the socket.
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixStream;
+    /// use srv_proto::Channel;
+    ///
+    /// let (master_end, worker_end) = UnixStream::pair()?;
+    /// let master = Channel::new(master_end);
+    /// assert!(!master.has_outgoing());
+    /// # drop(worker_end);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn new(stream: UnixStream) -> Channel {
         Channel { stream, decoder: Decoder::new(), fds: VecDeque::new(), outgoing: VecDeque::new() }
     }
 
-    /// The socket, for registering with an event loop.
+    /// The socket, for registering with an event loop or making it
+    /// non-blocking.
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixStream;
+    /// use srv_proto::Channel;
+    ///
+    /// let (a, _b) = UnixStream::pair()?;
+    /// let mut channel = Channel::new(a);
+    /// channel.stream().set_nonblocking(true)?;
+    /// // Nothing was sent yet: the read would block.
+    /// assert_eq!(channel.receive().unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn stream(&self) -> &UnixStream {
         &self.stream
     }
@@ -94,6 +175,30 @@ impl Channel {
     ///
     /// Returns `true` when everything queued has been written, `false` when
     /// some waits for [`Channel::flush`] (non-blocking sockets only).
+    ///
+    /// The master sends a listening socket with its `ListenReply`:
+    ///
+    /// ```
+    /// use std::net::TcpListener;
+    /// use std::os::fd::AsFd;
+    /// use std::os::unix::net::UnixStream;
+    /// use srv_proto::{Channel, MasterMessage};
+    ///
+    /// # let (a, b) = UnixStream::pair()?;
+    /// # let (mut master, mut worker) = (Channel::new(a), Channel::new(b));
+    /// let socket = TcpListener::bind("127.0.0.1:0")?;
+    /// let result = Ok(socket.local_addr()?.into());
+    /// let requested = "127.0.0.1:0".parse().unwrap();
+    /// let reply = MasterMessage::ListenReply { requested, result };
+    /// assert!(master.send(&reply, &[socket.as_fd()])?);
+    ///
+    /// worker.receive()?;
+    /// let (message, mut fds) = worker.next_message::<MasterMessage>()?.unwrap();
+    /// assert_eq!(message, reply);
+    /// let shared = TcpListener::from(fds.pop().unwrap()); // the same kernel socket
+    /// assert_eq!(shared.local_addr()?, socket.local_addr()?);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -111,6 +216,23 @@ impl Channel {
     /// Writes queued frames until done or the socket would block.
     ///
     /// Returns `true` when the queue is empty.
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixStream;
+    /// use srv_proto::{Channel, MasterMessage};
+    ///
+    /// let (a, b) = UnixStream::pair()?;
+    /// a.set_nonblocking(true)?;
+    /// let (mut master, mut worker) = (Channel::new(a), Channel::new(b));
+    /// let big = MasterMessage::Refused { reason: "x".repeat(60_000) };
+    /// while master.send(&big, &[])? {} // until the socket buffer is full
+    /// while !master.flush()? {
+    ///     worker.receive()?; // the peer reads, which makes room
+    ///     while worker.next_message::<MasterMessage>()?.is_some() {}
+    /// }
+    /// assert!(!master.has_outgoing());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -137,7 +259,22 @@ impl Channel {
         Ok(true)
     }
 
-    /// Whether frames wait to be written.
+    /// Whether frames wait to be written: an event loop then waits for the
+    /// socket to be writable and calls [`Channel::flush`].
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixStream;
+    /// use srv_proto::{Channel, MasterMessage};
+    ///
+    /// let (a, _b) = UnixStream::pair()?;
+    /// a.set_nonblocking(true)?;
+    /// let mut master = Channel::new(a);
+    /// assert!(!master.has_outgoing());
+    /// let big = MasterMessage::Refused { reason: "x".repeat(60_000) };
+    /// while master.send(&big, &[])? {} // nobody reads: the socket fills up
+    /// assert!(master.has_outgoing());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn has_outgoing(&self) -> bool {
         !self.outgoing.is_empty()
     }
@@ -154,6 +291,22 @@ impl Channel {
     ///
     /// Non-blocking callers repeat until `WouldBlock`, taking messages with
     /// [`Channel::next_message`] in between.
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixStream;
+    /// use srv_proto::{Channel, Received, WorkerMessage};
+    ///
+    /// let (a, b) = UnixStream::pair()?;
+    /// let (mut master, mut worker) = (Channel::new(a), Channel::new(b));
+    /// worker.send(&WorkerMessage::Exit { code: 0 }, &[])?;
+    /// drop(worker);
+    /// while let Received::Bytes(_) = master.receive()? {
+    ///     while let Some((message, _fds)) = master.next_message::<WorkerMessage>()? {
+    ///         assert_eq!(message, WorkerMessage::Exit { code: 0 });
+    ///     }
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -179,6 +332,27 @@ impl Channel {
 
     /// The next complete message with its descriptors, `Ok(None)` when more
     /// bytes are needed.
+    ///
+    /// A frame that arrives in pieces is returned once it is complete:
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::os::unix::net::UnixStream;
+    /// use srv_proto::{Channel, WorkerMessage, frame};
+    ///
+    /// let (a, mut b) = UnixStream::pair()?;
+    /// let mut master = Channel::new(a);
+    /// let mut bytes = Vec::new();
+    /// frame::encode(&WorkerMessage::Exit { code: 3 }, &mut bytes)?;
+    /// b.write_all(&bytes[..2])?;
+    /// master.receive()?;
+    /// assert!(master.next_message::<WorkerMessage>()?.is_none());
+    /// b.write_all(&bytes[2..])?;
+    /// master.receive()?;
+    /// let (message, fds) = master.next_message::<WorkerMessage>()?.unwrap();
+    /// assert_eq!((message, fds.len()), (WorkerMessage::Exit { code: 3 }, 0));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

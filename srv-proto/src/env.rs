@@ -22,12 +22,43 @@ use nix::sys::socket::{
 };
 
 /// The environment variable that names the channel's descriptor number.
+///
+/// Its presence is how a program tells that a master spawned it:
+///
+/// ```
+/// use srv_proto::env::ENV_CHANNEL_FD;
+///
+/// let supervised = std::env::var_os(ENV_CHANNEL_FD).is_some();
+/// assert!(!supervised); // this example runs without a master
+/// ```
 pub const ENV_CHANNEL_FD: &str = "SRV_CHANNEL_FD";
 
 /// The environment variable that carries the worker's id, for log lines.
+///
+/// Read it before [`take_inherited_channel`], which removes it.
+///
+/// ```
+/// use srv_proto::env::ENV_WORKER_ID;
+///
+/// let worker_id: Option<u32> = std::env::var(ENV_WORKER_ID).ok().and_then(|id| id.parse().ok());
+/// assert_eq!(worker_id, None); // this example runs without a master
+/// ```
 pub const ENV_WORKER_ID: &str = "SRV_WORKER_ID";
 
 /// The descriptor number at which a worker inherits its channel.
+///
+/// A master spawns each worker with its end of the channel at this number and
+/// the number in [`ENV_CHANNEL_FD`]:
+///
+/// ```
+/// use std::process::Command;
+/// use srv_proto::env::{CHANNEL_FD, ENV_CHANNEL_FD};
+///
+/// let mut command = Command::new("my-server");
+/// command.env(ENV_CHANNEL_FD, CHANNEL_FD.to_string());
+/// // ...and, in `pre_exec`, `dup2` the worker's end of the socketpair onto fd 3.
+/// assert_eq!(CHANNEL_FD, 3);
+/// ```
 pub const CHANNEL_FD: RawFd = 3;
 
 static TAKEN: AtomicBool = AtomicBool::new(false);
@@ -42,6 +73,18 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 /// Call it early in `main`, before other threads start: removing an
 /// environment variable races with threads that read the environment
 /// through libc directly.
+///
+/// ```
+/// use srv_proto::{Channel, env};
+///
+/// match env::take_inherited_channel()? {
+///     Some(stream) => {
+///         let _channel = Channel::new(stream); // a master spawned this process
+///     }
+///     None => assert!(std::env::var_os(env::ENV_CHANNEL_FD).is_none()), // standalone
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
 ///
 /// # Errors
 ///

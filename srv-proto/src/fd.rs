@@ -18,6 +18,22 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 
 /// The most descriptors one `recvmsg` accepts; more are a protocol error.
+///
+/// ```
+/// use std::collections::VecDeque;
+/// use std::os::fd::AsFd;
+/// use std::os::unix::net::UnixStream;
+/// use srv_proto::fd::{MAX_FDS_PER_MESSAGE, recv_with_fds, send_with_fds};
+///
+/// let (a, b) = UnixStream::pair()?;
+/// let too_many = vec![a.as_fd(); MAX_FDS_PER_MESSAGE + 1];
+/// send_with_fds(a.as_fd(), b"x", &too_many)?;
+/// let mut fds = VecDeque::new();
+/// let error = recv_with_fds(b.as_fd(), &mut [0; 16], &mut fds).unwrap_err();
+/// assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+/// assert!(fds.is_empty()); // all of them were closed
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub const MAX_FDS_PER_MESSAGE: usize = 4;
 
 /// The kernel's limit of descriptors in one `SCM_RIGHTS` message
@@ -31,6 +47,28 @@ const SCM_MAX_FD: usize = 253;
 /// Returns how many bytes were sent, which may be fewer than `bytes.len()`
 /// on a non-blocking socket; the descriptors went with the first byte.
 /// Never raises `SIGPIPE` (`MSG_NOSIGNAL`).
+///
+/// ```
+/// use std::collections::VecDeque;
+/// use std::net::TcpListener;
+/// use std::os::fd::AsFd;
+/// use std::os::unix::net::UnixStream;
+/// use srv_proto::fd::{recv_with_fds, send_with_fds};
+///
+/// let (a, b) = UnixStream::pair()?;
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// assert_eq!(send_with_fds(a.as_fd(), b"socket", &[listener.as_fd()])?, 6);
+///
+/// let (mut buf, mut fds) = ([0; 16], VecDeque::new());
+/// assert_eq!(recv_with_fds(b.as_fd(), &mut buf, &mut fds)?, 6);
+/// let received = TcpListener::from(fds.pop_front().unwrap());
+/// assert_eq!(received.local_addr()?, listener.local_addr()?);
+///
+/// drop(b); // no SIGPIPE, just an error
+/// let error = send_with_fds(a.as_fd(), b"x", &[]).unwrap_err();
+/// assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 ///
 /// # Errors
 ///
@@ -56,6 +94,22 @@ pub fn send_with_fds(
 /// to `fds_out`, close-on-exec (`MSG_CMSG_CLOEXEC`).
 ///
 /// Returns the number of bytes read; 0 means the peer closed its end.
+///
+/// ```
+/// use std::collections::VecDeque;
+/// use std::os::fd::AsFd;
+/// use std::os::unix::net::UnixStream;
+/// use srv_proto::fd::{recv_with_fds, send_with_fds};
+///
+/// let (a, b) = UnixStream::pair()?;
+/// send_with_fds(a.as_fd(), b"hi", &[std::io::stdin().as_fd()])?;
+/// drop(a);
+/// let (mut buf, mut fds) = ([0; 16], VecDeque::new());
+/// assert_eq!(recv_with_fds(b.as_fd(), &mut buf, &mut fds)?, 2);
+/// assert_eq!((&buf[..2], fds.len()), (&b"hi"[..], 1));
+/// assert_eq!(recv_with_fds(b.as_fd(), &mut buf, &mut fds)?, 0); // closed
+/// # Ok::<(), std::io::Error>(())
+/// ```
 ///
 /// # Errors
 ///

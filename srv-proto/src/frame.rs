@@ -13,9 +13,26 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The largest payload a frame may carry, in bytes.
+///
+/// ```
+/// use srv_proto::{DecodeError, MAX_FRAME_LEN, MasterMessage, frame};
+///
+/// let reason = "x".repeat(MAX_FRAME_LEN); // plus the encoded length and tag: too long
+/// let res = frame::encode(&MasterMessage::Refused { reason }, &mut Vec::new());
+/// assert!(matches!(res, Err(DecodeError::TooLong { len }) if len > MAX_FRAME_LEN));
+/// ```
 pub const MAX_FRAME_LEN: usize = 64 * 1024;
 
 /// The size of the length prefix, in bytes.
+///
+/// ```
+/// use srv_proto::{WorkerMessage, frame};
+///
+/// let mut bytes = Vec::new();
+/// frame::encode(&WorkerMessage::Exit { code: 1 }, &mut bytes).unwrap();
+/// let (header, payload) = bytes.split_at(frame::HEADER_LEN);
+/// assert_eq!(u32::from_le_bytes(header.try_into().unwrap()) as usize, payload.len());
+/// ```
 pub const HEADER_LEN: usize = 4;
 
 /// Appends `message` to `out` as one frame.
@@ -50,6 +67,17 @@ pub fn encode<T: Serialize>(message: &T, out: &mut Vec<u8>) -> Result<(), Decode
 ///
 /// [`DecodeError::Message`] when the payload is not a valid message (garbage,
 /// a variant from a newer peer, or trailing bytes).
+///
+/// ```
+/// use srv_proto::{DecodeError, WorkerMessage, frame};
+///
+/// let mut bytes = Vec::new();
+/// frame::encode(&WorkerMessage::Online, &mut bytes).unwrap();
+/// let payload = &bytes[frame::HEADER_LEN..];
+/// assert_eq!(frame::decode::<WorkerMessage>(payload), Ok(WorkerMessage::Online));
+/// let garbage = frame::decode::<WorkerMessage>(&[0xff, 0xff]);
+/// assert!(matches!(garbage, Err(DecodeError::Message(_))));
+/// ```
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
     match postcard::take_from_bytes::<T>(payload) {
         Ok((message, [])) => Ok(message),
@@ -61,6 +89,20 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
 }
 
 /// Why bytes from a peer could not be turned into a message.
+///
+/// Every variant means the peer is broken or hostile; it converts into an
+/// [`std::io::Error`] of kind `InvalidData`.
+///
+/// ```
+/// use srv_proto::{DecodeError, Decoder, MAX_FRAME_LEN, WorkerMessage};
+///
+/// let mut decoder = Decoder::new();
+/// decoder.push(&(MAX_FRAME_LEN as u32 + 1).to_le_bytes());
+/// let error = decoder.next_message::<WorkerMessage>().unwrap_err();
+/// assert_eq!(error, DecodeError::TooLong { len: MAX_FRAME_LEN + 1 });
+/// assert_eq!(error.to_string(), "frame of 65537 bytes exceeds the maximum of 65536");
+/// assert_eq!(std::io::Error::from(error).kind(), std::io::ErrorKind::InvalidData);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DecodeError {
@@ -139,6 +181,11 @@ pub struct Decoder {
 
 impl Decoder {
     /// An empty decoder.
+    ///
+    /// ```
+    /// let decoder = srv_proto::Decoder::new();
+    /// assert_eq!(decoder.pending(), 0);
+    /// ```
     pub fn new() -> Decoder {
         Decoder::default()
     }
@@ -148,6 +195,18 @@ impl Decoder {
     /// Callers feed what one read returned and then take frames until
     /// [`Decoder::next_frame`] returns `Ok(None)`, so the buffer holds at most
     /// one partial frame plus one read.
+    ///
+    /// After a [`DecodeError::TooLong`] the decoder is poisoned and drops
+    /// whatever is pushed.
+    ///
+    /// ```
+    /// use srv_proto::Decoder;
+    ///
+    /// let mut decoder = Decoder::new();
+    /// decoder.push(&[1, 0, 0]); // part of a header
+    /// assert_eq!(decoder.pending(), 3);
+    /// assert_eq!(decoder.next_frame(), Ok(None));
+    /// ```
     pub fn push(&mut self, bytes: &[u8]) {
         if self.poisoned {
             return;
@@ -160,6 +219,18 @@ impl Decoder {
     }
 
     /// The next complete frame's payload, `Ok(None)` if more bytes are needed.
+    ///
+    /// ```
+    /// use srv_proto::{DecodeError, Decoder};
+    ///
+    /// let mut decoder = Decoder::new();
+    /// decoder.push(&[2, 0, 0, 0, 7, 8, 3, 0]); // a frame of 2 bytes, then half a header
+    /// assert_eq!(decoder.next_frame(), Ok(Some(&[7, 8][..])));
+    /// assert_eq!(decoder.next_frame(), Ok(None));
+    /// decoder.push(&[1, 0]); // the rest of a header announcing 65,539 bytes
+    /// assert_eq!(decoder.next_frame(), Err(DecodeError::TooLong { len: 0x1_0003 }));
+    /// assert_eq!(decoder.next_frame(), Err(DecodeError::Poisoned));
+    /// ```
     ///
     /// # Errors
     ///
@@ -197,6 +268,18 @@ impl Decoder {
     /// that is not a `T`. A bad payload does not poison the decoder, since
     /// the frame boundaries are still sound, but callers treat it as a
     /// protocol error.
+    ///
+    /// ```
+    /// use srv_proto::{DecodeError, Decoder, WorkerMessage, frame};
+    ///
+    /// let mut bytes = vec![1, 0, 0, 0, 0xff]; // a frame whose payload is no message
+    /// frame::encode(&WorkerMessage::Online, &mut bytes).unwrap();
+    /// let mut decoder = Decoder::new();
+    /// decoder.push(&bytes);
+    /// let bad = decoder.next_message::<WorkerMessage>();
+    /// assert!(matches!(bad, Err(DecodeError::Message(_))));
+    /// assert_eq!(decoder.next_message(), Ok(Some(WorkerMessage::Online)));
+    /// ```
     pub fn next_message<T: DeserializeOwned>(&mut self) -> Result<Option<T>, DecodeError> {
         match self.next_frame()? {
             Some(payload) => decode(payload).map(Some),
@@ -205,6 +288,21 @@ impl Decoder {
     }
 
     /// Bytes received but not yet returned as frames.
+    ///
+    /// Nonzero at end of file means the peer stopped in the middle of a
+    /// frame.
+    ///
+    /// ```
+    /// use srv_proto::{Decoder, WorkerMessage, frame};
+    ///
+    /// let mut bytes = Vec::new();
+    /// frame::encode(&WorkerMessage::Online, &mut bytes).unwrap();
+    /// let mut decoder = Decoder::new();
+    /// decoder.push(&bytes);
+    /// assert_eq!(decoder.pending(), bytes.len());
+    /// decoder.next_frame().unwrap();
+    /// assert_eq!(decoder.pending(), 0);
+    /// ```
     pub fn pending(&self) -> usize {
         self.buf.len() - self.consumed
     }
