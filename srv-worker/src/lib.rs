@@ -35,8 +35,10 @@
 //! # Master death
 //!
 //! When the master dies, even by `SIGKILL`, the kernel closes its end of the
-//! channel; the worker reads end-of-file and counts it as a disconnect, so
-//! a worker that honours disconnects never outlives its master for long.
+//! channel; the worker reads end-of-file ([`DisconnectReason::MasterGone`]),
+//! or a connection reset if the master left some of the worker's messages
+//! unread ([`DisconnectReason::Refused`]), and counts either as a disconnect,
+//! so a worker that honours disconnects never outlives its master for long.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
@@ -60,21 +62,54 @@ use srv_proto::{Channel, PROTOCOL_VERSION, WorkerMessage, env};
 use shared::Shared;
 
 /// Why a worker was disconnected.
+///
+/// ```
+/// use std::os::unix::net::UnixStream;
+/// use srv_proto::{Channel, MasterMessage};
+/// use srv_worker::{DisconnectReason, Worker};
+///
+/// let (master_end, worker_end) = UnixStream::pair()?;
+/// let worker = Worker::connect(worker_end, None)?;
+/// let reason = "protocol version 1, master speaks 2".to_owned();
+/// Channel::new(master_end).send(&MasterMessage::Refused { reason: reason.clone() }, &[])?;
+/// assert_eq!(worker.wait_disconnect(), DisconnectReason::Refused(reason));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DisconnectReason {
     /// The master asked: shutdown, recycle, or one worker fewer.
     Requested,
-    /// The master's end of the channel closed: the master is gone.
+    /// The master's end of the channel closed (end of file): the master is
+    /// gone.
     MasterGone,
     /// The master refused this worker (for example a protocol version
-    /// mismatch), or sent something this worker cannot read.
+    /// mismatch), or the channel broke: a read error, or bytes that are not
+    /// frames. A master that dies before reading everything this worker sent
+    /// shows up here too, as "connection reset by peer", rather than as
+    /// [`DisconnectReason::MasterGone`]. (A well-framed message this worker
+    /// cannot decode, perhaps from a newer master, is logged and skipped: not
+    /// a disconnect.)
     Refused(String),
 }
 
 /// The connection of a worker process to its master, or a standalone stand-in.
 ///
 /// Cheap to share: it is `Send + Sync`, and every method takes `&self`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use srv_worker::Worker;
+///
+/// let worker = Arc::new(Worker::from_env()?.unwrap_or_else(Worker::standalone));
+/// let for_thread = Arc::clone(&worker);
+/// let server = std::thread::spawn(move || for_thread.listen_tcp("127.0.0.1:0"));
+/// let listener = server.join().unwrap()?;
+/// worker.online()?;
+/// assert!(!worker.is_disconnected());
+/// assert_ne!(listener.local_addr()?.port(), 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Worker {
     /// `None` when standalone.
@@ -102,6 +137,17 @@ impl Worker {
     /// channel's variables from the environment, so that programs this
     /// worker spawns do not mistake a descriptor for a channel.
     ///
+    /// ```
+    /// use srv_worker::Worker;
+    ///
+    /// let worker = match Worker::from_env()? {
+    ///     Some(worker) => worker,       // spawned by an srv master
+    ///     None => Worker::standalone(), // run by hand, as this example is
+    /// };
+    /// assert!(!worker.is_supervised());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// The inherited channel is invalid (not a Unix stream socket), or the
@@ -117,6 +163,21 @@ impl Worker {
     /// Connects over an already open channel: what [`Worker::from_env`] does
     /// after taking the inherited socket. Useful for tests and for programs
     /// that receive the channel some other way.
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixStream;
+    /// use srv_proto::{Channel, PROTOCOL_VERSION, WorkerMessage};
+    ///
+    /// let (master_end, worker_end) = UnixStream::pair()?;
+    /// let worker = srv_worker::Worker::connect(worker_end, Some(1))?;
+    /// assert_eq!(worker.id(), Some(1));
+    ///
+    /// let mut master = Channel::new(master_end);
+    /// master.receive()?;
+    /// let (hello, _) = master.next_message::<WorkerMessage>()?.unwrap();
+    /// assert!(matches!(hello, WorkerMessage::Hello { protocol_version: PROTOCOL_VERSION, .. }));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -154,17 +215,54 @@ impl Worker {
     }
 
     /// Whether a master supervises this worker.
+    ///
+    /// ```
+    /// use srv_worker::Worker;
+    ///
+    /// # let (_master_end, worker_end) = std::os::unix::net::UnixStream::pair()?;
+    /// assert!(!Worker::standalone().is_supervised());
+    /// assert!(Worker::connect(worker_end, None)?.is_supervised());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn is_supervised(&self) -> bool {
         self.link.is_some()
     }
 
     /// The id the master gave this worker (never reused within one master),
     /// `None` when standalone.
+    ///
+    /// ```
+    /// use srv_worker::Worker;
+    ///
+    /// fn name(worker: &Worker) -> String {
+    ///     worker.id().map_or_else(|| "standalone".to_owned(), |id| format!("worker {id}"))
+    /// }
+    /// # let (_master_end, worker_end) = std::os::unix::net::UnixStream::pair()?;
+    /// assert_eq!(name(&Worker::standalone()), "standalone");
+    /// assert_eq!(name(&Worker::connect(worker_end, Some(7))?), "worker 7");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn id(&self) -> Option<u32> {
         self.link.as_ref().and_then(|link| link.worker_id)
     }
 
     /// Reports that this worker is ready (`worker.require = online`).
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixStream;
+    /// use srv_proto::{Channel, WorkerMessage};
+    ///
+    /// let (master_end, worker_end) = UnixStream::pair()?;
+    /// let worker = srv_worker::Worker::connect(worker_end, None)?;
+    /// // ... load the configuration, warm the caches, then:
+    /// worker.online()?;
+    ///
+    /// let mut master = Channel::new(master_end);
+    /// master.receive()?;
+    /// let _hello = master.next_message::<WorkerMessage>()?.unwrap();
+    /// assert_eq!(master.next_message::<WorkerMessage>()?.unwrap().0, WorkerMessage::Online);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -178,13 +276,46 @@ impl Worker {
     /// `addr` is `IP:PORT`, `[IPv6]:PORT`, `localhost:PORT` or `unix:PATH`
     /// (see [`ListenAddr`]). Under a master the master binds the address
     /// once (or reuses the socket it holds) and passes it over; every worker
-    /// asking for the same text gets the same socket, port 0 included. The
+    /// asking for the same address gets the same socket, port 0 included. The
     /// worker then reports `Listening` with the socket's actual address,
     /// which is what `worker.require = listen` waits for. Standalone, it
     /// binds directly.
     ///
     /// The socket is blocking. Its `O_NONBLOCK` flag is shared by every
     /// process holding it, so all workers of one master should agree on it.
+    ///
+    /// ```
+    /// # use std::os::fd::AsFd;
+    /// # use srv_proto::{Channel, MasterMessage, WorkerMessage};
+    /// # let (master_end, worker_end) = std::os::unix::net::UnixStream::pair()?;
+    /// # // A stand-in for the master: it binds what the worker asks for.
+    /// # let master = std::thread::spawn(move || -> std::io::Result<()> {
+    /// #     let mut channel = Channel::new(master_end);
+    /// #     loop {
+    /// #         channel.receive()?;
+    /// #         while let Some((message, _)) = channel.next_message::<WorkerMessage>()? {
+    /// #             match message {
+    /// #                 WorkerMessage::ListenRequest { addr } => {
+    /// #                     let socket = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// #                     let result = Ok(socket.local_addr()?.into());
+    /// #                     let reply = MasterMessage::ListenReply { requested: addr, result };
+    /// #                     channel.send(&reply, &[socket.as_fd()])?;
+    /// #                 }
+    /// #                 WorkerMessage::Listening { .. } => return Ok(()),
+    /// #                 _ => {}
+    /// #             }
+    /// #         }
+    /// #     }
+    /// # });
+    /// use srv_worker::{ListenAddr, Worker};
+    ///
+    /// let worker = Worker::connect(worker_end, Some(1))?; // as `Worker::from_env` would
+    /// let listener = worker.listen("127.0.0.1:0")?; // bound by the master, shared by all workers
+    /// let ListenAddr::Tcp(addr) = listener.local_addr()? else { unreachable!() };
+    /// assert_ne!(addr.port(), 0);
+    /// # master.join().unwrap()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -205,14 +336,37 @@ impl Worker {
 
     /// [`Worker::listen`] for a TCP address.
     ///
+    /// ```
+    /// use std::net::TcpStream;
+    ///
+    /// let worker = srv_worker::Worker::standalone();
+    /// let listener = worker.listen_tcp("localhost:0")?;
+    /// let _client = TcpStream::connect(listener.local_addr()?)?;
+    /// let (_connection, peer) = listener.accept()?;
+    /// assert!(peer.ip().is_loopback());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`Worker::listen`], and `InvalidInput` for a Unix socket address.
+    /// That check comes after the socket was obtained: standalone, a Unix
+    /// socket file is created at the path and left there.
     pub fn listen_tcp(&self, addr: &str) -> io::Result<TcpListener> {
         self.listen(addr)?.into_tcp()
     }
 
     /// [`Worker::listen`] for a Unix-domain socket at `path`.
+    ///
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("srv-doc-{}.sock", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// let worker = srv_worker::Worker::standalone();
+    /// let listener = worker.listen_unix(&path)?;
+    /// assert_eq!(listener.local_addr()?.as_pathname(), Some(path.as_path()));
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -226,6 +380,16 @@ impl Worker {
     ///
     /// The master does not count the exit as a crash, so it replaces the
     /// worker without a restart delay.
+    ///
+    /// ```no_run
+    /// # let worker = srv_worker::Worker::standalone();
+    /// # let served = 10_000;
+    /// // Recycle this worker after it served its share (gunicorn's `--max-requests`):
+    /// // stop accepting, finish the requests in flight, then
+    /// if served >= 10_000 {
+    ///     worker.exit(0);
+    /// }
+    /// ```
     pub fn exit(&self, code: i32) -> ! {
         // The process exits either way; a master that is gone needs no report.
         let _ = self.send(&WorkerMessage::Exit { code });
@@ -235,16 +399,52 @@ impl Worker {
 
     /// Whether the worker was disconnected: asked to stop, refused, or its
     /// master is gone. Never blocks.
+    ///
+    /// ```
+    /// # let (master_end, worker_end) = std::os::unix::net::UnixStream::pair()?;
+    /// let worker = srv_worker::Worker::connect(worker_end, None)?;
+    /// assert!(!worker.is_disconnected());
+    /// drop(master_end); // the master dies
+    /// worker.wait_disconnect();
+    /// assert!(worker.is_disconnected());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn is_disconnected(&self) -> bool {
         self.shared.reason().is_some()
     }
 
     /// Why the worker was disconnected, `None` while it is not.
+    ///
+    /// ```
+    /// use srv_proto::{Channel, MasterMessage};
+    /// use srv_worker::{DisconnectReason, Worker};
+    ///
+    /// # let (master_end, worker_end) = std::os::unix::net::UnixStream::pair()?;
+    /// let worker = Worker::connect(worker_end, None)?;
+    /// assert_eq!(worker.disconnect_reason(), None);
+    /// Channel::new(master_end).send(&MasterMessage::Disconnect, &[])?;
+    /// worker.wait_disconnect();
+    /// assert_eq!(worker.disconnect_reason(), Some(DisconnectReason::Requested));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn disconnect_reason(&self) -> Option<DisconnectReason> {
         self.shared.reason()
     }
 
     /// Blocks until the worker is disconnected. Standalone, blocks forever.
+    ///
+    /// ```
+    /// use srv_proto::{Channel, MasterMessage};
+    /// use srv_worker::{DisconnectReason, Worker};
+    ///
+    /// # let (master_end, worker_end) = std::os::unix::net::UnixStream::pair()?;
+    /// let worker = Worker::connect(worker_end, None)?;
+    /// // ... serve on other threads; the master asks this worker to stop:
+    /// # Channel::new(master_end).send(&MasterMessage::Disconnect, &[])?;
+    /// assert_eq!(worker.wait_disconnect(), DisconnectReason::Requested);
+    /// // ... stop accepting, finish the requests in flight, return from `main`.
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn wait_disconnect(&self) -> DisconnectReason {
         self.shared.wait()
     }
@@ -252,13 +452,21 @@ impl Worker {
     /// A future that completes when the worker is disconnected, for any
     /// executor (it needs no runtime).
     ///
-    /// ```no_run
-    /// async fn serve(worker: srv_worker::Worker) {
-    ///     // ... start serving, then:
-    ///     let reason = worker.disconnected().await;
-    ///     eprintln!("stopping: {reason:?}");
-    /// }
-    /// # drop(serve(srv_worker::Worker::standalone()));
+    /// ```
+    /// use std::future::Future;
+    /// use std::task::{Context, Poll, Waker};
+    /// use srv_proto::{Channel, MasterMessage};
+    /// use srv_worker::{DisconnectReason, Worker};
+    ///
+    /// # let (master_end, worker_end) = std::os::unix::net::UnixStream::pair()?;
+    /// let worker = Worker::connect(worker_end, None)?;
+    /// let mut disconnected = std::pin::pin!(worker.disconnected());
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// assert!(disconnected.as_mut().poll(&mut cx).is_pending());
+    /// Channel::new(master_end).send(&MasterMessage::Disconnect, &[])?;
+    /// worker.wait_disconnect();
+    /// assert_eq!(disconnected.poll(&mut cx), Poll::Ready(DisconnectReason::Requested));
+    /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn disconnected(&self) -> Disconnected {
         Disconnected { shared: Arc::clone(&self.shared) }
@@ -267,6 +475,19 @@ impl Worker {
     /// A descriptor that becomes readable once the worker is disconnected,
     /// for servers that run their own `poll`/`epoll`/mio loop. Never read it:
     /// it stays readable from then on.
+    ///
+    /// ```
+    /// use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    ///
+    /// # let (master_end, worker_end) = std::os::unix::net::UnixStream::pair()?;
+    /// let worker = srv_worker::Worker::connect(worker_end, None)?;
+    /// let mut fds = [PollFd::new(worker.disconnect_fd()?, PollFlags::POLLIN)];
+    /// assert_eq!(poll(&mut fds, PollTimeout::ZERO)?, 0); // still connected
+    /// drop(master_end); // the master dies
+    /// poll(&mut fds, PollTimeout::NONE)?; // a server polls it with its own sockets
+    /// assert!(worker.is_disconnected());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -287,6 +508,16 @@ impl Worker {
 }
 
 /// The future returned by [`Worker::disconnected`].
+///
+/// ```
+/// async fn serve(worker: &srv_worker::Worker) {
+///     // ... start serving, then:
+///     let reason = worker.disconnected().await;
+///     log::info!("stopping: {reason:?}");
+///     // ... stop accepting and finish the requests in flight.
+/// }
+/// # drop(serve(&srv_worker::Worker::standalone()));
+/// ```
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
 pub struct Disconnected {

@@ -8,6 +8,17 @@ use std::os::unix::net::UnixListener;
 use srv_proto::ListenAddr;
 
 /// A listening socket: TCP or Unix-domain, by the address asked for.
+///
+/// ```
+/// use srv_worker::{Listener, Worker};
+///
+/// let worker = Worker::standalone();
+/// match worker.listen("127.0.0.1:0")? {
+///     Listener::Tcp(listener) => assert_ne!(listener.local_addr()?.port(), 0),
+///     Listener::Unix(_) => unreachable!("a TCP address gives a TCP socket"),
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub enum Listener {
     /// A TCP listening socket.
@@ -18,6 +29,15 @@ pub enum Listener {
 
 impl Listener {
     /// The socket's actual local address (port 0 resolved).
+    ///
+    /// ```
+    /// use srv_worker::{ListenAddr, Worker};
+    ///
+    /// let listener = Worker::standalone().listen("127.0.0.1:0")?;
+    /// let ListenAddr::Tcp(addr) = listener.local_addr()? else { unreachable!() };
+    /// assert_ne!(addr.port(), 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -37,6 +57,16 @@ impl Listener {
 
     /// The TCP listener.
     ///
+    /// ```
+    /// use std::net::TcpStream;
+    ///
+    /// let listener = srv_worker::Worker::standalone().listen("127.0.0.1:0")?.into_tcp()?;
+    /// let client = TcpStream::connect(listener.local_addr()?)?;
+    /// let (_connection, peer) = listener.accept()?;
+    /// assert_eq!(peer, client.local_addr()?);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `InvalidInput` when this is a Unix-domain socket.
@@ -51,6 +81,23 @@ impl Listener {
     }
 
     /// The Unix-domain listener.
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixStream;
+    /// use srv_worker::Worker;
+    ///
+    /// let path = std::env::temp_dir().join(format!("srv-doc-{}.sock", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// let listener = Worker::standalone().listen(&format!("unix:{}", path.display()))?;
+    /// let listener = listener.into_unix()?;
+    /// let _client = UnixStream::connect(&path)?;
+    /// let (_connection, _) = listener.accept()?;
+    ///
+    /// let tcp = Worker::standalone().listen("127.0.0.1:0")?;
+    /// assert_eq!(tcp.into_unix().unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
