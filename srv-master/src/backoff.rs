@@ -10,9 +10,32 @@
 use std::time::Duration;
 
 /// The smallest step the doubling starts from.
+///
+/// ```
+/// use std::time::Duration;
+/// use srv_master::{MIN_BACKOFF_STEP, restart_delay};
+///
+/// // `restart.delay = 0` restarts at once after the first crash only.
+/// let cap = Duration::from_secs(60);
+/// assert_eq!(restart_delay(Duration::ZERO, cap, 1), Duration::ZERO);
+/// assert_eq!(restart_delay(Duration::ZERO, cap, 2), MIN_BACKOFF_STEP * 2);
+/// assert_eq!(restart_delay(Duration::ZERO, cap, 3), MIN_BACKOFF_STEP * 4);
+/// ```
 pub const MIN_BACKOFF_STEP: Duration = Duration::from_millis(100);
 
 /// The delay before restarting after the `streak`-th crash in a row.
+///
+/// `base` is `restart.delay` and `cap` is `restart.max_delay`; a streak of 0
+/// counts as 1. The result never exceeds `cap`, however long the streak.
+///
+/// ```
+/// use std::time::Duration;
+/// use srv_master::restart_delay;
+///
+/// let (base, cap) = (Duration::from_secs(5), Duration::from_secs(60)); // the defaults
+/// let delays = (1..=6).map(|streak| restart_delay(base, cap, streak).as_secs());
+/// assert_eq!(delays.collect::<Vec<_>>(), [5, 10, 20, 40, 60, 60]);
+/// ```
 pub fn restart_delay(base: Duration, cap: Duration, streak: u32) -> Duration {
     if streak <= 1 {
         return base.min(cap);

@@ -70,6 +70,19 @@ pub fn is_worker() -> bool {
 }
 
 /// Why the master could not start or keep running.
+///
+/// It converts into an [`io::Error`], so `main` may return either.
+///
+/// ```
+/// use srv_master::{Error, Master, Options};
+///
+/// let mut options = Options::default();
+/// options.worker.count = 0;
+/// let error = Master::current_exe(options).unwrap_err();
+/// assert!(matches!(&error, Error::Options(error) if error.key == "worker.count"));
+/// assert_eq!(error.to_string(), "invalid option worker.count: must be at least 1");
+/// assert_eq!(std::io::Error::from(error).kind(), std::io::ErrorKind::InvalidInput);
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -82,8 +95,10 @@ pub enum Error {
         /// The error.
         source: io::Error,
     },
-    /// The master stopped its workers and gave up, for example because no
-    /// worker could listen on its address at startup (port in use).
+    /// The master gave up: a worker could not listen on its address before
+    /// any worker had started (port in use; the master stopped its workers
+    /// first), or `worker.user` / `worker.group` cannot be used (no such
+    /// user or group, or the master is not root; no worker was started).
     Failed(String),
 }
 
@@ -127,6 +142,14 @@ impl From<Error> for io::Error {
 }
 
 /// A master, ready to run.
+///
+/// ```no_run
+/// use srv_master::{Master, Options};
+///
+/// let master = Master::current_exe(Options::from_file("/etc/my-server/srv.toml")?)?;
+/// master.run()?; // until SIGINT or SIGTERM
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Master {
     options: Options,
     command: Box<dyn FnMut() -> Command>,
@@ -174,6 +197,15 @@ impl Master {
     /// `/proc/self/exe` points at the deleted old file, so it is not read
     /// again).
     ///
+    /// ```
+    /// let mut options = srv_master::Options::default();
+    /// options.worker.count = 2;
+    /// let master = srv_master::Master::current_exe(options)?;
+    /// assert_eq!(master.options().worker.count, 2);
+    /// // `master.run()` would now run this program twice and supervise it.
+    /// # Ok::<(), srv_master::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// Invalid options, or the program's path cannot be found.
@@ -191,6 +223,14 @@ impl Master {
     }
 
     /// The options this master runs with.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let master = srv_master::Master::current_exe(srv_master::Options::default())?;
+    /// assert_eq!(master.options().shutdown.timeout, Duration::from_secs(15));
+    /// # Ok::<(), srv_master::Error>(())
+    /// ```
     pub fn options(&self) -> &Options {
         &self.options
     }
@@ -202,12 +242,25 @@ impl Master {
     /// Reaps every child of this process, so call it from a process that
     /// waits for no children of its own.
     ///
+    /// ```no_run
+    /// use srv_master::{Master, Options};
+    ///
+    /// let master = Master::current_exe(Options::default())?;
+    /// if let Err(error) = master.run() {
+    ///     eprintln!("srv: {error}"); // for example "cannot listen on 0.0.0.0:80: ..."
+    ///     std::process::exit(1);
+    /// }
+    /// # Ok::<(), srv_master::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// The event loop or the signal handlers cannot be set up
-    /// ([`Error::Io`]), or the master gave up after stopping its workers
-    /// ([`Error::Failed`]: no worker could get its listening socket before
-    /// any had started).
+    /// ([`Error::Io`]); `worker.user` or `worker.group` names no user or
+    /// group, or asks for another user while the master is not root
+    /// ([`Error::Failed`], before any worker starts); or the master gave up
+    /// after stopping its workers ([`Error::Failed`]: a worker could not get
+    /// its listening socket before any had started).
     pub fn run(self) -> Result<(), Error> {
         event_loop::run(self.options, self.command).map(drop)
     }
