@@ -283,6 +283,24 @@ impl Channel {
     /// [`Channel::next_message`] returned `Ok(None)`, the start of a frame
     /// still incomplete. Non-zero at end of file, it means the peer closed
     /// its end in the middle of a frame.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::os::unix::net::UnixStream;
+    /// use srv_proto::{Channel, Received, WorkerMessage, frame};
+    ///
+    /// let (a, mut b) = UnixStream::pair()?;
+    /// let mut master = Channel::new(a);
+    /// let mut bytes = Vec::new();
+    /// frame::encode(&WorkerMessage::Exit { code: 0 }, &mut bytes)?;
+    /// b.write_all(&bytes[..3])?; // the worker dies in the middle of a frame
+    /// drop(b);
+    /// while let Received::Bytes(_) = master.receive()? {
+    ///     assert!(master.next_message::<WorkerMessage>()?.is_none());
+    /// }
+    /// assert_eq!(master.pending(), 3); // a protocol error, not a clean close
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn pending(&self) -> usize {
         self.decoder.pending()
     }
