@@ -35,10 +35,10 @@
 //! # Master death
 //!
 //! When the master dies, even by `SIGKILL`, the kernel closes its end of the
-//! channel; the worker reads end-of-file ([`DisconnectReason::MasterGone`]),
-//! or a connection reset if the master left some of the worker's messages
-//! unread ([`DisconnectReason::Refused`]), and counts either as a disconnect,
-//! so a worker that honours disconnects never outlives its master for long.
+//! channel; the worker reads end-of-file, or a connection reset if the
+//! master left some of the worker's messages unread, and counts either as a
+//! disconnect ([`DisconnectReason::MasterGone`]), so a worker that honours
+//! disconnects never outlives its master for long.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
@@ -80,16 +80,14 @@ use shared::Shared;
 pub enum DisconnectReason {
     /// The master asked: shutdown, recycle, or one worker fewer.
     Requested,
-    /// The master's end of the channel closed (end of file): the master is
-    /// gone.
+    /// The master's end of the channel closed (end of file, or a reset when
+    /// the master died with some of this worker's messages unread): the
+    /// master is gone.
     MasterGone,
     /// The master refused this worker (for example a protocol version
     /// mismatch), or the channel broke: a read error, or bytes that are not
-    /// frames. A master that dies before reading everything this worker sent
-    /// shows up here too, as "connection reset by peer", rather than as
-    /// [`DisconnectReason::MasterGone`]. (A well-framed message this worker
-    /// cannot decode, perhaps from a newer master, is logged and skipped: not
-    /// a disconnect.)
+    /// frames. (A well-framed message this worker cannot decode, perhaps from
+    /// a newer master, is logged and skipped: not a disconnect.)
     Refused(String),
 }
 

@@ -69,6 +69,11 @@ impl Shared {
             match channel.receive() {
                 Ok(Received::Bytes(_)) => {}
                 Ok(Received::Closed) => return self.disconnect(DisconnectReason::MasterGone),
+                // A master that dies with some of this worker's messages
+                // unread resets the connection instead of closing it.
+                Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return self.disconnect(DisconnectReason::MasterGone);
+                }
                 Err(error) => {
                     let reason = format!("cannot read from the master: {error}");
                     return self.disconnect(DisconnectReason::Refused(reason));

@@ -228,3 +228,14 @@ fn standalone_unix_listen_binds_a_path() {
     listener.accept().unwrap();
     std::fs::remove_file(&path).unwrap();
 }
+
+#[test]
+fn a_master_that_dies_with_messages_unread_is_gone_not_refusing() {
+    let (master_end, worker_end) = UnixStream::pair().unwrap();
+    // The worker's Hello stays unread in the master's end: closing it then
+    // resets the connection instead of ending it.
+    let worker = Worker::connect(worker_end, None).unwrap();
+    worker.online().unwrap();
+    drop(master_end);
+    assert_eq!(worker.wait_disconnect(), DisconnectReason::MasterGone);
+}
