@@ -12,9 +12,9 @@
 
 mod harness;
 mod http_support;
-mod proc_support;
 #[path = "../../../xtask/src/load.rs"]
 mod load;
+mod proc_support;
 
 mod awkward;
 mod axum;
