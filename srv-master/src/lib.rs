@@ -52,8 +52,8 @@ use std::process::Command;
 
 pub use backoff::{MIN_BACKOFF_STEP, restart_delay};
 pub use machine::{
-    Action, CHANNEL_CLOSE_GRACE, Event, ExitStatus, FLOOD_WINDOW, MAX_MESSAGES_PER_WINDOW, Machine,
-    REFUSED_GRACE, ServicePhase, Signal, Status, WorkerId,
+    Action, CHANNEL_CLOSE_GRACE, Event, ExitStatus, FLOOD_WINDOW, MAX_LISTEN_REQUESTS,
+    MAX_MESSAGES_PER_WINDOW, Machine, REFUSED_GRACE, ServicePhase, Signal, Status, WorkerId,
 };
 pub use options::{
     ListenOptions, MAX_WORKERS, Options, OptionsError, RecycleOptions, Require, RestartOptions,

@@ -444,6 +444,16 @@ pub const FLOOD_WINDOW: Duration = Duration::from_millis(1000);
 /// ```
 pub const MAX_MESSAGES_PER_WINDOW: u32 = 1000;
 
+/// The most `ListenRequest`s one worker may send in its life. Each answer
+/// carries a duplicated socket that waits in the master until the worker
+/// reads it, so a worker that asks without reading could otherwise run the
+/// master out of descriptors; a real server listens on a few addresses.
+///
+/// ```
+/// assert!(srv_master::MAX_LISTEN_REQUESTS >= 16);
+/// ```
+pub const MAX_LISTEN_REQUESTS: u32 = 64;
+
 #[derive(Debug)]
 struct Worker {
     pid: Option<u32>,
@@ -462,6 +472,8 @@ struct Worker {
     /// When the current [`FLOOD_WINDOW`] began, and the messages in it.
     window_start: Instant,
     window_messages: u32,
+    /// `ListenRequest`s so far (see [`MAX_LISTEN_REQUESTS`]).
+    listen_requests: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -904,6 +916,7 @@ impl Machine {
                 closed_deadline: None,
                 window_start: now,
                 window_messages: 0,
+                listen_requests: 0,
             },
         );
         actions.push(Action::Spawn(worker));
@@ -1225,6 +1238,13 @@ impl Machine {
                 log(actions, Level::Debug, format!("{name} says hello from pid {pid}"));
             }
             return;
+        }
+        if matches!(message, WorkerMessage::ListenRequest { .. }) {
+            record.listen_requests += 1;
+            if record.listen_requests > MAX_LISTEN_REQUESTS {
+                let why = format!("asked to listen more than {MAX_LISTEN_REQUESTS} times");
+                return self.kill_as_failed(now, worker, &why, actions);
+            }
         }
         match message {
             WorkerMessage::Hello { .. } => {

@@ -24,6 +24,7 @@
 //! | `hello IDS [version=N]` | `Hello`, with [`PROTOCOL_VERSION`] unless given |
 //! | `online IDS` | `Online` |
 //! | `flood IDS n=N` | `N` times `Online` |
+//! | `listen-requests IDS n=N [ADDR]` | `N` times `ListenRequest` |
 //! | `up IDS` | `Hello`, then `Online` |
 //! | `listen-request ID [ADDR]` | `ListenRequest` (`127.0.0.1:8080` unless given) |
 //! | `listening ID [ADDR]` | `Listening` (`127.0.0.1:8080` unless given) |
@@ -197,6 +198,13 @@ impl Shell {
                 .iter()
                 .flat_map(|worker| [hello(*worker), message(*worker, WorkerMessage::Online)])
                 .collect(),
+            "listen-requests" => {
+                let n = values.get("n").map_or(1, |n| *n as usize);
+                let request = |worker| {
+                    vec![message(worker, WorkerMessage::ListenRequest { addr: addr.clone() }); n]
+                };
+                ids.iter().flat_map(|worker| request(*worker)).collect()
+            }
             "listen-request" => {
                 each(&|worker| message(worker, WorkerMessage::ListenRequest { addr: addr.clone() }))
             }
@@ -1947,5 +1955,31 @@ fn status_follows_start_recycle_and_shutdown() {
         6100 status stopping: 3 workers left
         next deadline 21100
         ",
+    );
+}
+
+#[test]
+fn a_worker_asking_to_listen_too_often_is_killed() {
+    check_logs(
+        options(1),
+        &format!(
+            "
+            0 up 1
+            10 listen-requests 1 n={}
+            ",
+            crate::machine::MAX_LISTEN_REQUESTS + 1
+        ),
+        &format!(
+            "
+            0 spawn worker 1
+            0 log INFO: worker 1 spawned (pid 1001)
+            0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
+            {}
+            10 kill worker 1
+            10 log WARN: worker 1 (pid 1001) asked to listen more than 64 times; restarting in 5000 ms
+            next deadline 5010
+            ",
+            vec!["10 listen worker 1 127.0.0.1:8080"; 64].join("\n            ")
+        ),
     );
 }
