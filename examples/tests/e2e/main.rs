@@ -16,6 +16,7 @@ mod http_support;
 mod load;
 mod proc_support;
 
+mod addresses;
 mod awkward;
 mod axum;
 mod cleanup;

@@ -1,0 +1,68 @@
+//! Shared listening sockets for every kind of address: IPv4 (see
+//! `startup.rs`), IPv6 and Unix-domain. The master binds each address once
+//! and every worker gets that one socket.
+
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::harness::{Exit, Master, count, misbehave, reports};
+
+/// Starts two workers that listen on `addr` and counts them as started
+/// only then; returns the master and the address both workers report.
+fn start_listening(addr: &str) -> (Master, String) {
+    let args =
+        ["--workers", "2", "--worker-timeout", "10000", "--require", "listen", "--listen", addr];
+    let master = Master::start(misbehave(), &args);
+    let lines = master.wait_for_count("started (listen)", 2);
+    assert_eq!(count(&lines, &format!("(requested {addr})")), 1, "one bind for both workers");
+    let listening = reports(&lines, "listening on ");
+    assert_eq!(listening.len(), 2);
+    assert_eq!(listening[0].event, listening[1].event, "both workers share one socket");
+    let actual = listening[0].event["listening on ".len()..].to_owned();
+    (master, actual)
+}
+
+#[test]
+fn ipv6_workers_share_one_socket() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback on this machine");
+        return;
+    }
+    let (master, actual) = start_listening("[::1]:0");
+    let addr: SocketAddr = actual.parse().unwrap();
+    assert!(addr.is_ipv6() && addr.port() != 0, "{addr}");
+    TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|error| master.fail(&format!("cannot connect to {addr}: {error}")));
+}
+
+#[test]
+fn unix_socket_workers_share_one_socket_and_the_file_goes_with_the_master() {
+    let path = std::env::temp_dir().join(format!("srv-e2e-unix-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let requested = format!("unix:{}", path.display());
+    let (mut master, actual) = start_listening(&requested);
+    assert_eq!(actual, requested);
+    UnixStream::connect(&path)
+        .unwrap_or_else(|error| master.fail(&format!("cannot connect to {requested}: {error}")));
+    master.signal(Signal::SIGTERM);
+    assert_eq!(master.wait_exit(), Exit::Code(0));
+    assert!(!path.exists(), "the master removes the socket file it created");
+}
+
+#[test]
+fn a_stale_unix_socket_file_is_replaced() {
+    let path = std::env::temp_dir().join(format!("srv-e2e-stale-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    // A listener that is gone leaves its file behind, as a killed master would.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let requested = format!("unix:{}", path.display());
+    let (master, _) = start_listening(&requested);
+    UnixStream::connect(&path)
+        .unwrap_or_else(|error| master.fail(&format!("cannot connect to {requested}: {error}")));
+    drop(master);
+    let _ = std::fs::remove_file(&path);
+}
