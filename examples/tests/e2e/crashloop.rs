@@ -6,13 +6,12 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::harness::{Master, count, log_interval_ms, misbehave, pids_after, wait_until};
+use crate::harness::{Master, TempDir, count, log_interval_ms, misbehave, pids_after, wait_until};
 
 /// `restart.delay` and `restart.max_delay` of these tests: the delays go
 /// 100, 200, 400, 800, 800, ...
@@ -112,32 +111,6 @@ fn a_worker_crashing_at_start_backs_off_to_the_cap_and_a_stable_worker_resets_it
         .any(|line| line.contains("worker 7 (pid ") && line.contains("started (online)"))
     {
         master.fail("worker 7 did not replace worker 6");
-    }
-}
-
-/// A directory of its own under the system's temporary directory, removed
-/// when dropped.
-struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.subsec_nanos());
-        let name = format!("srv-e2e-{tag}-{}-{nanos}", std::process::id());
-        let path = std::env::temp_dir().join(name);
-        fs::create_dir(&path).unwrap_or_else(|error| panic!("create {}: {error}", path.display()));
-        TempDir { path }
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if let Err(error) = fs::remove_dir_all(&self.path) {
-            eprintln!("cannot remove {}: {error}", self.path.display());
-        }
     }
 }
 

@@ -4,39 +4,12 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::unistd::{Uid, User};
 
-use crate::harness::{Exit, Master, count};
+use crate::harness::{Exit, Master, TempDir, count};
 use crate::http_support::{get_ok, http, wait_serving};
-
-/// A private directory under the temp dir, readable by everyone (so that an
-/// unprivileged worker can execute a binary copied there), removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("srv-e2e-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        TempDir(path)
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A free port on 127.0.0.1 below 1024, which only root may bind.
 fn free_privileged_port() -> Option<u16> {
@@ -74,7 +47,7 @@ fn workers_run_as_the_configured_user_while_the_root_master_binds_a_privileged_p
     };
     // The workers execute the binary as nobody: copy it where nobody can.
     let dir = TempDir::new("privileges");
-    let program = dir.0.join("http");
+    let program = dir.path.join("http");
     std::fs::copy(http(), &program).unwrap();
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
     let config = dir.write("srv.toml", "[worker]\nuser = \"nobody\"\n");

@@ -15,14 +15,13 @@ use std::fs;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::PathBuf;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::harness::{Exit, Master, count, wait_until};
+use crate::harness::{Exit, Master, TempDir, count, wait_until};
 use crate::http_support::{
     LoadGuard, Response, assert_lossless, fnv1a_64, get, get_from_each, get_ok, http, serving_pids,
     start_on_port_0, threads_named, wait_addr, wait_exited_as_asked, wait_serving,
@@ -31,7 +30,7 @@ use crate::load::{LoadConfig, Mode};
 
 /// Workers per master in these tests: more than one, so that the port is
 /// shared, and few, for a 2-core machine.
-const N_WORKERS: usize = 2;
+pub(crate) const N_WORKERS: usize = 2;
 
 /// Recycle and shutdown grace: longer than any request of these tests
 /// (`/sleep?ms=1000` at most), short enough that a worker which does not
@@ -102,27 +101,27 @@ fn assert_replaced(master: &Master, before: &BTreeSet<Pid>, after: &BTreeSet<Pid
     }
 }
 
-/// SIGHUP [`N_RECYCLES`] times under load, each after the previous recycle
+/// SIGHUP `n_recycles` times under load on `master` (a server with
+/// [`N_WORKERS`] workers on port 0), each after the previous recycle
 /// completed and the load reached the new workers: no request fails, and
-/// each recycle replaces every worker.
-fn recycles_under_load(mode: Mode) {
-    let master = start_http(&[]);
-    let addr = wait_addr(&master);
-    let mut generations = vec![wait_serving(&master, N_WORKERS)];
+/// each recycle replaces every worker. The axum example's test shares it.
+pub(crate) fn recycles_under_load(master: &Master, mode: Mode, n_recycles: usize) {
+    let addr = wait_addr(master);
+    let mut generations = vec![wait_serving(master, N_WORKERS)];
     let load = LoadGuard::start(load_config(addr, mode, 3, "/"));
-    load.wait_progress(&master, PROGRESS_BETWEEN_RECYCLES, Duration::from_secs(5));
-    for _ in 0..N_RECYCLES {
+    load.wait_progress(master, PROGRESS_BETWEEN_RECYCLES, Duration::from_secs(5));
+    for _ in 0..n_recycles {
         let before = generations.last().expect("one generation at least");
-        let after = recycle(&master);
-        assert_replaced(&master, before, &after);
+        let after = recycle(master);
+        assert_replaced(master, before, &after);
         // The old workers finish what they accepted and leave by
         // themselves, well before the grace runs out.
-        wait_exited_as_asked(&master, before, RECYCLE_WITHIN);
-        load.wait_progress(&master, PROGRESS_BETWEEN_RECYCLES, Duration::from_secs(5));
+        wait_exited_as_asked(master, before, RECYCLE_WITHIN);
+        load.wait_progress(master, PROGRESS_BETWEEN_RECYCLES, Duration::from_secs(5));
         generations.push(after);
     }
     let report = load.stop();
-    assert_lossless(&master, &report, (N_RECYCLES as u64 + 1) * PROGRESS_BETWEEN_RECYCLES);
+    assert_lossless(master, &report, (n_recycles as u64 + 1) * PROGRESS_BETWEEN_RECYCLES);
     // Every generation answered some of the load.
     for generation in &generations {
         let raw: BTreeSet<u32> = generation
@@ -141,12 +140,12 @@ fn recycles_under_load(mode: Mode) {
 
 #[test]
 fn recycles_lose_no_request_with_a_new_connection_per_request() {
-    recycles_under_load(Mode::NewConnection);
+    recycles_under_load(&start_http(&[]), Mode::NewConnection, N_RECYCLES);
 }
 
 #[test]
 fn recycles_lose_no_request_on_keep_alive_connections() {
-    recycles_under_load(Mode::KeepAlive);
+    recycles_under_load(&start_http(&[]), Mode::KeepAlive, N_RECYCLES);
 }
 
 /// A request sent from its own thread: the answer (or why none came) and
@@ -278,32 +277,6 @@ fn second_master_on_the_same_port_fails_and_harms_nothing() {
     let lines = master_a.lines();
     if serving_pids(&lines) != workers || count(&lines, "exited") != 0 {
         master_a.fail("master A's workers changed");
-    }
-}
-
-/// A directory of its own under the system's temporary directory, removed
-/// when dropped.
-struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.subsec_nanos());
-        let name = format!("srv-e2e-{tag}-{}-{nanos}", std::process::id());
-        let path = std::env::temp_dir().join(name);
-        fs::create_dir(&path).unwrap_or_else(|error| panic!("create {}: {error}", path.display()));
-        TempDir { path }
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if let Err(error) = fs::remove_dir_all(&self.path) {
-            eprintln!("cannot remove {}: {error}", self.path.display());
-        }
     }
 }
 

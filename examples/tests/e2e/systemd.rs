@@ -11,32 +11,13 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::signal::Signal;
 
-use crate::harness::{Exit, Master, TEST_TIMEOUT, count};
+use crate::harness::{Exit, Master, TEST_TIMEOUT, TempDir, count};
 use crate::http_support::{get_ok, http, start_on_port_0, wait_addr, wait_serving};
-
-/// A private directory under the temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("srv-e2e-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Reads notification datagrams into `got` until `done` holds for them, or
 /// fails the test at `deadline`.
@@ -75,7 +56,7 @@ fn position(got: &[String], from: usize, needle: &str) -> Option<usize> {
 #[test]
 fn notify_says_ready_reloading_stopping_and_status_and_pings_the_watchdog() {
     let dir = TempDir::new("notify");
-    let path = dir.0.join("notify.sock");
+    let path = dir.path.join("notify.sock");
     let socket = UnixDatagram::bind(&path).unwrap();
     socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     let mut master =
