@@ -29,6 +29,8 @@
 //!   before reporting online (`127.0.0.1:0` is fine: every worker of one
 //!   master gets the same socket).
 //! - `--online-delay-ms N`: wait `N` ms before listening and reporting online.
+//! - `--listen-also ADDR`: once online, also ask the master for `ADDR`; on
+//!   an error, print `listen failed: <error>` and exit 1 (a crash).
 //! - `--orphan-ms N`: at start, fork a child (this binary again, with the
 //!   hidden first argument `--orphan-sleep-ms N`) that sleeps `N` ms and
 //!   exits, and do not wait for it in the main thread: a helper thread reaps
@@ -102,6 +104,8 @@ struct Behaviour {
     ignore_disconnect: bool,
     slow_exit: Option<Duration>,
     listen: Option<String>,
+    /// `--listen-also`: a second address, asked for once online.
+    listen_also: Option<String>,
     online_delay: Option<Duration>,
     /// `--orphan-ms`: how long the child each worker leaves behind sleeps.
     orphan: Option<Duration>,
@@ -240,6 +244,7 @@ fn parse_args(
             "--ignore-disconnect" => behaviour.ignore_disconnect = true,
             "--slow-exit-ms" => behaviour.slow_exit = Some(millis(&arg, &value()?)?),
             "--listen" => behaviour.listen = Some(value()?),
+            "--listen-also" => behaviour.listen_also = Some(value()?),
             "--online-delay-ms" => behaviour.online_delay = Some(millis(&arg, &value()?)?),
             "--orphan-ms" => behaviour.orphan = Some(millis(&arg, &value()?)?),
             "--only-worker-ids" => {
@@ -342,6 +347,17 @@ fn run_worker(worker: &Worker, behaviour: &Behaviour) -> anyhow::Result<()> {
         worker.online()?;
         say(id, "online");
     }
+    // Kept open like `listener`.
+    let _also = match &behaviour.listen_also {
+        Some(addr) if misbehaves => match worker.listen(addr) {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                say(id, &format!("listen failed: {error}"));
+                crash(id, 1);
+            }
+        },
+        _ => None,
+    };
 
     let reason = if behaviour.serve_http {
         let listener = listener.context("--serve-http needs --listen")?.into_tcp()?;

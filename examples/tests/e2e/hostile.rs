@@ -33,24 +33,34 @@ enum End {
 /// line containing `expected` about worker 3, for worker 3's end, and for
 /// its replacement. Returns the master (still running) and the lines.
 fn hostile_episode(kind: &str, expected: &str, end: End) -> (Master, Vec<String>) {
-    let master = Master::start(
-        misbehave(),
-        &[
-            "--workers",
-            "2",
-            "--listen",
-            "127.0.0.1:0",
-            "--serve-http",
-            "--hostile",
-            kind,
-            "--only-worker-ids",
-            "3",
-            "--restart-delay",
-            "100",
-            "--worker-timeout",
-            "10000",
-        ],
-    );
+    let (master, lines) = episode(&["--hostile", kind], expected, end);
+    let hostile = reports(&lines, &format!("hostile: {kind}"));
+    let [hostile] = hostile.as_slice() else {
+        master.fail(&format!("expected one hostile worker, got {hostile:?}"));
+    };
+    if hostile.id != 3 {
+        master.fail(&format!("worker {} was hostile, not worker 3", hostile.id));
+    }
+    (master, lines)
+}
+
+/// [`hostile_episode`] with worker 3 misbehaving as `worker_3_flags` say.
+fn episode(worker_3_flags: &[&str], expected: &str, end: End) -> (Master, Vec<String>) {
+    let mut args = vec![
+        "--workers",
+        "2",
+        "--listen",
+        "127.0.0.1:0",
+        "--serve-http",
+        "--only-worker-ids",
+        "3",
+        "--restart-delay",
+        "100",
+        "--worker-timeout",
+        "10000",
+    ];
+    args.extend_from_slice(worker_3_flags);
+    let master = Master::start(misbehave(), &args);
     let addr = wait_addr(&master);
     let lines = master.wait_for_count("started (online)", 2);
     let healthy: BTreeSet<Pid> =
@@ -73,18 +83,16 @@ fn hostile_episode(kind: &str, expected: &str, end: End) -> (Master, Vec<String>
             lines.iter().any(|line| line.contains("] worker 3 (pid ") && line.contains(expected))
         },
     );
-    let hostile = reports(&lines, &format!("hostile: {kind}"));
-    let [hostile] = hostile.as_slice() else {
-        master.fail(&format!("expected one hostile worker, got {hostile:?}"));
-    };
-    if hostile.id != 3 {
-        master.fail(&format!("worker {} was hostile, not worker 3", hostile.id));
-    }
+    // Worker 3's pid, from the master's `worker 3 spawned (pid N)` line.
+    let third = lines.iter().find_map(|line| {
+        let rest =
+            &line[line.find("] worker 3 spawned (pid ")? + "] worker 3 spawned (pid ".len()..];
+        rest.strip_suffix(')')?.parse::<i32>().ok()
+    });
+    let Some(third) = third else { master.fail("worker 3 was not spawned") };
     let ended = match end {
-        End::Killed => {
-            format!("worker 3 (pid {}) exited (signal 9) after being killed", hostile.pid)
-        }
-        End::Exits(how) => format!("worker 3 (pid {}) exited {how}", hostile.pid),
+        End::Killed => format!("worker 3 (pid {third}) exited (signal 9) after being killed"),
+        End::Exits(how) => format!("worker 3 (pid {third}) exited {how}"),
     };
     master.wait_until_within(Duration::from_secs(10), &ended, |lines| count(lines, &ended) == 1);
     // The replacement behaves and serves.
@@ -207,5 +215,24 @@ fn a_protocol_version_mismatch_is_refused_naming_both_versions() {
     let refused = reports(&lines, "refused: ");
     if refused.len() != 1 || refused[0].event != format!("refused: {both}") {
         master.fail(&format!("the worker should print \"refused: {both}\", got {refused:?}"));
+    }
+}
+
+/// Issue 3: once workers serve, a bind failure reaches the asking worker as
+/// an `io::Error` naming the address, and the master and the other workers
+/// carry on (before any worker served, the master would stop instead).
+#[test]
+fn a_bind_failure_once_serving_fails_only_the_asking_worker() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let expected = format!("bind {addr}: Address already in use");
+    let (master, lines) =
+        episode(&["--listen-also", &addr], &expected, End::Exits("unasked (exit code 1)"));
+    let own_error = reports(&lines, "listen failed: ");
+    if !own_error.iter().any(|report| report.id == 3 && report.event.contains(&expected)) {
+        master.fail(&format!("worker 3's own error does not name {addr}"));
+    }
+    if count(&lines, ": stopping") != 0 {
+        master.fail("the master stopped");
     }
 }
