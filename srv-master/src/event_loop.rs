@@ -29,7 +29,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -125,7 +125,7 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
                 [machine.next_deadline(), notifier.next_deadline()].into_iter().flatten().min();
             deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
         } else {
-            Some(std::time::Duration::ZERO)
+            Some(Duration::ZERO)
         };
         match shell.poll.poll(&mut events, timeout) {
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
@@ -173,6 +173,7 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
         shell.carry_out(&mut machine, now, Vec::new(), happened);
         notifier.update(now, machine.status());
     }
+    end_leftovers();
     match (shell.exit_code, machine.failure()) {
         (Some(0) | None, _) => Ok(0),
         (Some(_), Some(failure)) => Err(Error::Failed(failure.to_owned())),
@@ -437,4 +438,59 @@ impl Shell {
             events.push_back(Event::Exited { worker, status });
         }
     }
+}
+
+/// How long processes left behind get after `SIGTERM` before `SIGKILL`.
+const LEFTOVER_GRACE: Duration = Duration::from_millis(1000);
+
+/// Ends the processes that workers left behind, once every worker is gone.
+///
+/// They were re-parented to the master (a subreaper), so they are its only
+/// children now; without this they would outlive it, re-parented to init.
+/// Each gets `SIGTERM`, then `SIGKILL` after [`LEFTOVER_GRACE`], and is
+/// reaped. The children are listed from `/proc/self/task/*/children`
+/// (Linux); where that cannot be read, nothing is done.
+fn end_leftovers() {
+    let leftovers = children_of_self();
+    if leftovers.is_empty() {
+        return;
+    }
+    for pid in &leftovers {
+        log::warn!(target: "srv", "ending pid {pid}, left behind by a worker");
+        let _ = kill(*pid, NixSignal::SIGTERM);
+    }
+    let deadline = Instant::now() + LEFTOVER_GRACE;
+    let mut left: Vec<Pid> = leftovers;
+    loop {
+        left.retain(|pid| {
+            matches!(waitpid(*pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive))
+        });
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for pid in &left {
+        log::warn!(target: "srv", "killing pid {pid}, left behind by a worker");
+        let _ = kill(*pid, NixSignal::SIGKILL);
+        let _ = waitpid(*pid, None);
+    }
+}
+
+/// The pids of this process's children, from `/proc/self/task/*/children`.
+fn children_of_self() -> Vec<Pid> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    let mut pids = Vec::new();
+    for task in tasks.flatten() {
+        let Ok(children) = std::fs::read_to_string(task.path().join("children")) else { continue };
+        pids.extend(
+            children.split_whitespace().filter_map(|pid| pid.parse().ok()).map(Pid::from_raw),
+        );
+    }
+    pids.sort();
+    pids.dedup();
+    pids
 }

@@ -215,3 +215,39 @@ fn worker_dying_with_a_disconnect_unread_is_not_a_protocol_error() {
     );
     assert_each_once(&master, &lines, &[first.pid], "exited (signal 9) as asked");
 }
+
+/// The pid in a misbehave report `forked orphan pid N (sleeps M ms)`.
+fn orphan_pid(report: &crate::harness::Report) -> nix::unistd::Pid {
+    let rest = report.event.strip_prefix("forked orphan pid ").expect("an orphan report");
+    let pid = rest.split_whitespace().next().and_then(|pid| pid.parse().ok());
+    nix::unistd::Pid::from_raw(pid.expect("a pid"))
+}
+
+/// Processes that workers leave behind are re-parented to the master; a
+/// shutdown ends them too, so nothing outlives the master.
+#[test]
+fn shutdown_ends_the_processes_workers_left_behind() {
+    let mut master = Master::start(
+        misbehave(),
+        &["--workers", "1", "--orphan-ms", "30000", "--worker-timeout", "10000"],
+    );
+    let lines = master.wait_until("a worker started with its orphan", |lines| {
+        count(lines, "started (online)") == 1 && reports(lines, "forked orphan pid").len() == 1
+    });
+    let first = orphan_pid(&reports(&lines, "forked orphan pid")[0]);
+    // A recycle ends the worker; its orphan, still asleep, moves to the master.
+    master.signal(Signal::SIGHUP);
+    let lines = master.wait_until("the recycle and the second orphan", |lines| {
+        count(lines, "exited (exit code 0) as asked") == 1
+            && reports(lines, "forked orphan pid").len() == 2
+    });
+    let second = orphan_pid(&reports(&lines, "forked orphan pid")[1]);
+    assert!(crate::harness::is_alive(first), "the first orphan outlived its worker");
+    master.signal(Signal::SIGTERM);
+    assert_eq!(master.wait_exit_within(Duration::from_secs(10)), Exit::Code(0));
+    let lines = master.lines();
+    for orphan in [first, second] {
+        assert_eq!(count(&lines, &format!("ending pid {orphan}, left behind by a worker")), 1);
+        assert!(!crate::harness::is_alive(orphan), "orphan {orphan} outlived the master");
+    }
+}
