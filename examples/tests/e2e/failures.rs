@@ -14,10 +14,13 @@ fn never_online_worker_is_killed_after_worker_timeout_and_replaced() {
         misbehave(),
         &["--workers", "1", "--never-online", "--worker-timeout", "500", "--restart-delay", "100"],
     );
-    let lines = master.wait_until("the killed worker replaced", |lines| {
-        count(lines, "exited (signal 9) after being killed") >= 1
-            && pids_after(lines, "spawned (pid ").len() >= 2
-    });
+    let lines =
+        master.wait_until("the killed worker replaced and its replacement running", |lines| {
+            let spawned = pids_after(lines, "spawned (pid ");
+            count(lines, "exited (signal 9) after being killed") >= 1
+                && spawned.len() >= 2
+                && reports(lines, "started").iter().any(|report| report.pid == spawned[1])
+        });
     let workers = pids_after(&lines, "spawned (pid ");
     let (first, second) = (workers[0], workers[1]);
     assert_ne!(first, second);
