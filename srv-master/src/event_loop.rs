@@ -115,7 +115,7 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
     log::info!(target: "srv", "master {} starting {} workers", std::process::id(), options.worker.count);
     let mut notifier = Notifier::from_env(Instant::now());
     let (mut machine, actions) = Machine::new(options, Instant::now());
-    shell.carry_out(&mut machine, Instant::now(), actions, VecDeque::new());
+    shell.carry_out(&mut machine, actions, VecDeque::new());
     notifier.update(Instant::now(), machine.status());
 
     let mut events = Events::with_capacity(256);
@@ -169,9 +169,8 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
             shell.reap(&mut happened);
         }
         happened.push_back(Event::Tick);
-        let now = Instant::now();
-        shell.carry_out(&mut machine, now, Vec::new(), happened);
-        notifier.update(now, machine.status());
+        shell.carry_out(&mut machine, Vec::new(), happened);
+        notifier.update(Instant::now(), machine.status());
     }
     end_leftovers();
     match (shell.exit_code, machine.failure()) {
@@ -184,10 +183,12 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
 impl Shell {
     /// Feeds events to the machine and carries out its actions, which may
     /// produce more events (a spawn reports its pid), until none are left.
+    ///
+    /// Each event is handled at the time it is handled, so that a spawn
+    /// slowed by a busy machine does not eat into the worker's time.
     fn carry_out(
         &mut self,
         machine: &mut Machine,
-        now: Instant,
         mut actions: Vec<Action>,
         mut events: VecDeque<Event>,
     ) {
@@ -196,7 +197,7 @@ impl Shell {
                 self.execute(action, &mut events);
             }
             let Some(event) = events.pop_front() else { return };
-            machine.handle(now, event, &mut actions);
+            machine.handle(Instant::now(), event, &mut actions);
         }
     }
 

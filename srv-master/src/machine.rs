@@ -654,6 +654,12 @@ impl Machine {
             Event::Spawned { worker, pid } => {
                 if let Some(record) = self.workers.get_mut(&worker) {
                     record.pid = Some(pid);
+                    // `worker.timeout` counts from when the process exists:
+                    // a fork slowed by a busy machine is not the worker's.
+                    record.spawned_at = now;
+                    if let State::Starting { deadline, .. } = &mut record.state {
+                        *deadline = now + self.options.worker.timeout;
+                    }
                     log(actions, Level::Info, format!("{worker} spawned (pid {pid})"));
                 }
             }

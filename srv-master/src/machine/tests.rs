@@ -33,6 +33,8 @@
 //! | `closed IDS` | `ChannelClosed` |
 //! | `listen-fails IDS [ADDR]` | `ListenFailed` (the shell could not bind) |
 //! | `garbage IDS` | `ProtocolError` |
+//! | `spawn-slowly [N]` | none: the next `N` spawns are answered only by a `spawned` line |
+//! | `spawned IDS` | `Spawned` (after `spawn-slowly`) |
 //! | `spawn-fails [N]` | none: the next `N` spawns (default 1) report `SpawnFailed` |
 //! | `deadline` | none: writes `MS next deadline D` into the transcript |
 //! | `status` | none: writes `MS status S` (the `STATUS=` line) into the transcript |
@@ -111,6 +113,8 @@ struct Shell {
     history: Vec<String>,
     processes: BTreeMap<u32, Process>,
     failing_spawns: usize,
+    /// Spawns whose `Spawned` answer waits for a `spawned` script line.
+    slow_spawns: usize,
     exits: usize,
     /// `CloseListeners` was seen: a `Listen` would bind again.
     listeners_closed: bool,
@@ -131,6 +135,7 @@ impl Shell {
             history: Vec::new(),
             processes: BTreeMap::new(),
             failing_spawns: 0,
+            slow_spawns: 0,
             exits: 0,
             listeners_closed: false,
             label: String::new(),
@@ -230,6 +235,11 @@ impl Shell {
             "garbage" => {
                 each(&|worker| Event::ProtocolError { worker, error: "bad frame".to_owned() })
             }
+            "spawn-slowly" => {
+                self.slow_spawns += ids.first().map_or(1, |n| n.0 as usize);
+                vec![]
+            }
+            "spawned" => each(&|worker| Event::Spawned { worker, pid: PID_BASE + worker.0 }),
             "spawn-fails" => {
                 self.failing_spawns += ids.first().map_or(1, |n| n.0 as usize);
                 vec![]
@@ -311,6 +321,11 @@ impl Shell {
             if !matches!(action, Action::Spawn(_)) {
                 self.broken(&format!("an action for {worker}, never spawned"));
             }
+            self.processes.insert(worker.0, Process::default());
+            if self.slow_spawns > 0 {
+                self.slow_spawns -= 1;
+                return;
+            }
             let answer = if self.failing_spawns > 0 {
                 self.failing_spawns -= 1;
                 let error = "cannot spawn /srv/app: No such file or directory".to_owned();
@@ -318,7 +333,6 @@ impl Shell {
             } else {
                 Event::Spawned { worker, pid: PID_BASE + worker.0 }
             };
-            self.processes.insert(worker.0, Process::default());
             answers.push_back(answer);
             return;
         };
@@ -1981,5 +1995,29 @@ fn a_worker_asking_to_listen_too_often_is_killed() {
             ",
             vec!["10 listen worker 1 127.0.0.1:8080"; 64].join("\n            ")
         ),
+    );
+}
+
+#[test]
+fn worker_timeout_counts_from_when_the_process_exists() {
+    // The fork took 300 ms (a busy machine): the worker still gets its whole
+    // worker.timeout from then, not from when the master asked for it.
+    check(
+        options(1),
+        "
+        0 up 1
+        0 spawn-slowly
+        0 SIGTTIN
+        0 deadline
+        300 spawned 2
+        300 deadline
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 next deadline 2000
+        300 next deadline 2300
+        next deadline 2300
+        ",
     );
 }
