@@ -29,7 +29,7 @@ use crate::http_support::{
     get_from_each, get_ok, http, serving_pids, start_on_port_0, wait_addr, wait_exited_as_asked,
     wait_serving,
 };
-use crate::proc_support::{TICKS_PER_SECOND, cpu_ticks};
+use crate::proc_support::cpu_time;
 
 /// Lines that show a kill, a crash or a restart: none belongs in these
 /// scenarios unless a test says so.
@@ -69,14 +69,14 @@ fn assert_before(master: &Master, lines: &[String], first: &str, then: &str) {
 }
 
 /// The master's CPU time so far.
-fn master_cpu(master: &Master) -> u64 {
-    cpu_ticks(master.pid()).unwrap_or_else(|| master.fail("cannot read the master's CPU time"))
+fn master_cpu(master: &Master) -> Duration {
+    cpu_time(master.pid()).unwrap_or_else(|| master.fail("cannot read the master's CPU time"))
 }
 
 /// Fails if the master used more than a quarter of `wall` in CPU time since
-/// it had used `ticks_before`: a deadline left due would make it spin.
-fn assert_idle(master: &Master, ticks_before: u64, wall: Duration) {
-    let used_ms = (master_cpu(master) - ticks_before) * 1000 / TICKS_PER_SECOND;
+/// it had used `cpu_before`: a deadline left due would make it spin.
+fn assert_idle(master: &Master, cpu_before: Duration, wall: Duration) {
+    let used_ms = u64::try_from((master_cpu(master) - cpu_before).as_millis()).expect("short");
     let wall_ms = u64::try_from(wall.as_millis()).expect("a test is short");
     if used_ms > wall_ms / 4 + 20 {
         master.fail(&format!("the master used {used_ms} ms of CPU in {wall_ms} ms: it spins"));
@@ -86,7 +86,7 @@ fn assert_idle(master: &Master, ticks_before: u64, wall: Duration) {
 /// Sends SIGTERM, waits for the exit (at most `within`) and checks it is a
 /// clean exit 0, without spinning; returns how long it took.
 fn sigterm_and_exit(master: &mut Master, within: Duration) -> Duration {
-    let ticks_before = master_cpu(master);
+    let cpu_before = master_cpu(master);
     let sent = Instant::now();
     master.signal(Signal::SIGTERM);
     let exit = master.wait_exit_within(within);
@@ -95,7 +95,7 @@ fn sigterm_and_exit(master: &mut Master, within: Duration) -> Duration {
         master.fail(&format!("expected exit code 0 after SIGTERM, got {exit:?}"));
     }
     // The master is not reaped yet: its CPU times are still readable.
-    assert_idle(master, ticks_before, took);
+    assert_idle(master, cpu_before, took);
     took
 }
 

@@ -114,27 +114,10 @@ fn a_worker_crashing_at_start_backs_off_to_the_cap_and_a_stable_worker_resets_it
     }
 }
 
-/// The user and system CPU time of `pid` so far, from `/proc/<pid>/stat`
-/// (`utime` and `stime`, fields 14 and 15, in clock ticks).
+/// The CPU time of `pid` so far.
 fn cpu_time(master: &Master, pid: Pid) -> Duration {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
-        .unwrap_or_else(|error| master.fail(&format!("read /proc/{pid}/stat: {error}")));
-    // `pid (comm) state ...`: fields from the state on, after the last ')'.
-    let fields: Vec<&str> =
-        stat[stat.rfind(')').expect("a comm") + 1..].split_whitespace().collect();
-    // The state is field 3, so field N is at index N - 3.
-    let ticks = |field: usize| -> u64 {
-        fields.get(field - 3).and_then(|value| value.parse().ok()).unwrap_or_else(|| {
-            master.fail(&format!("no field {field} in /proc/{pid}/stat: {stat:?}"))
-        })
-    };
-    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .and_then(|ticks| u64::try_from(ticks).ok())
-        .filter(|&ticks| ticks > 0)
-        .unwrap_or(100);
-    Duration::from_millis((ticks(14) + ticks(15)) * 1000 / per_second)
+    crate::proc_support::cpu_time(pid)
+        .unwrap_or_else(|| master.fail(&format!("cannot read /proc/{pid}/stat")))
 }
 
 /// The master of `misbehave --worker-program program` keeps failing to

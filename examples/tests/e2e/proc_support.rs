@@ -70,18 +70,21 @@ pub(crate) fn rss_kib(pid: Pid) -> Option<u64> {
     status_field(pid, "VmRSS:")?.split_whitespace().next()?.parse().ok()
 }
 
-/// User plus system CPU time of `pid` in clock ticks (`utime` + `stime`).
-/// A zombie keeps its times, so this works until the process is reaped.
-pub(crate) fn cpu_ticks(pid: Pid) -> Option<u64> {
-    // After `(comm)`: state is field 0, utime 11 and stime 12 (fields 14
-    // and 15 of proc(5), counted from 1 with pid and comm).
+/// User plus system CPU time of `pid` so far (`utime` + `stime`, fields 14
+/// and 15 of proc(5), in clock ticks of `CLK_TCK`). A zombie keeps its
+/// times, so this works until the process is reaped.
+pub(crate) fn cpu_time(pid: Pid) -> Option<std::time::Duration> {
+    // After `(comm)`: state is field 0, utime 11 and stime 12.
     let fields = stat_fields(pid)?;
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|ticks| u64::try_from(ticks).ok())
+        .filter(|&ticks| ticks > 0)
+        .unwrap_or(100);
+    Some(std::time::Duration::from_millis(ticks * 1000 / per_second))
 }
-
-/// Clock ticks per second in `/proc/<pid>/stat`: `USER_HZ`, which Linux
-/// fixes at 100 for user space on the architectures the tests run on.
-pub(crate) const TICKS_PER_SECOND: u64 = 100;
 
 fn status_field(pid: Pid, name: &str) -> Option<String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
