@@ -9,34 +9,25 @@ use std::time::Duration;
 
 use srv_master::Options;
 
-use crate::harness::{Exit, Master, count};
+use crate::harness::{Exit, Master, TempDir, count};
 use crate::http_support::{get_ok, http, start_on_port_0, wait_addr, wait_serving};
 
-/// A config file of its own under the system's temporary directory,
-/// removed when dropped.
+/// A config file of its own, in a temporary directory removed when dropped.
 struct ConfigFile {
-    path: PathBuf,
+    /// Removes the file when dropped.
+    _dir: TempDir,
+    path: String,
 }
 
 impl ConfigFile {
     fn new(tag: &str, text: &str) -> ConfigFile {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.subsec_nanos());
-        let name = format!("srv-e2e-config-{tag}-{}-{nanos}.toml", std::process::id());
-        let path = std::env::temp_dir().join(name);
-        fs::write(&path, text).unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
-        ConfigFile { path }
+        let dir = TempDir::new(&format!("config-{tag}"));
+        let path = dir.write("srv.toml", text);
+        ConfigFile { _dir: dir, path }
     }
 
     fn path(&self) -> &str {
-        self.path.to_str().expect("temporary paths are UTF-8")
-    }
-}
-
-impl Drop for ConfigFile {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        &self.path
     }
 }
 
