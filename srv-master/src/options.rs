@@ -1,4 +1,4 @@
-//! [`Options`]: the seed's option names and defaults, validated.
+//! [`Options`]: the node module's option names and defaults, validated.
 //!
 //! Durations are milliseconds in config files (`timeout = 2000`) and
 //! [`Duration`]s in Rust. Deserialisation rejects unknown keys, so a typo in
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Everything a [`crate::Master`] can be told, grouped as the seed's dotted
+/// Everything a [`crate::Master`] can be told, grouped as the node module's dotted
 /// names: `worker.count` is `options.worker.count`.
 ///
 /// ```
@@ -364,7 +364,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_the_seeds() {
+    fn defaults_are_the_node_modules() {
         let options = Options::default();
         assert_eq!(options.worker.count, 4);
         assert!(options.worker.ignore_sigint);

@@ -18,7 +18,7 @@
 //! request was written. The last one holds on a reused keep-alive connection
 //! too: a server that closes an idle keep-alive connection races with a
 //! request the client is already sending, and that lost request is exactly
-//! what a graceful recycle must avoid (DESIGN.md). The generator cannot
+//! what a graceful recycle must avoid. The generator cannot
 //! cheaply tell whether the server closed before or after the request left,
 //! and it does not try to be clever: it counts the failure.
 //!

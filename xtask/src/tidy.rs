@@ -12,7 +12,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// The only files that may contain `unsafe` (STYLE.md 2.7); `fuzz/` is
+/// The only files that may contain `unsafe` (CONTRIBUTING.md, "Unsafe"); `fuzz/` is
 /// exempt, tests are not.
 const UNSAFE_ALLOWED: &[&str] =
     &["srv-proto/src/fd.rs", "srv-proto/src/env.rs", "srv-master/src/spawn.rs"];
@@ -34,8 +34,14 @@ fn root() -> &'static Path {
 /// Every `.rs` file of the repository, skipping `target/` directories
 /// (including `fuzz/target`) and `.git`, sorted by path.
 fn rust_files() -> Vec<SourceFile> {
+    files_with_extensions(&["rs"])
+}
+
+/// Every file of the repository whose extension is one of `extensions`,
+/// skipping `target/` directories and `.git`, sorted by path.
+fn files_with_extensions(extensions: &[&str]) -> Vec<SourceFile> {
     let mut paths = Vec::new();
-    collect_rust_files(root(), &mut paths);
+    collect_files(root(), extensions, &mut paths);
     paths.sort();
     paths
         .into_iter()
@@ -47,7 +53,7 @@ fn rust_files() -> Vec<SourceFile> {
         .collect()
 }
 
-fn collect_rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+fn collect_files(dir: &Path, extensions: &[&str], out: &mut Vec<PathBuf>) {
     let entries =
         fs::read_dir(dir).unwrap_or_else(|error| panic!("cannot list {}: {error}", dir.display()));
     for entry in entries {
@@ -57,9 +63,11 @@ fn collect_rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
         if file_type.is_dir() {
             let name = entry.file_name();
             if name != "target" && name != ".git" {
-                collect_rust_files(&path, out);
+                collect_files(&path, extensions, out);
             }
-        } else if file_type.is_file() && path.extension().is_some_and(|ext| ext == "rs") {
+        } else if file_type.is_file()
+            && path.extension().is_some_and(|ext| extensions.iter().any(|known| ext == *known))
+        {
             out.push(path);
         }
     }
@@ -98,15 +106,38 @@ fn rust_files_start_with_module_docs() {
         .map(|file| file.path)
         .collect();
     report(
-        "every .rs file must start with a `//!` comment saying what it is for (STYLE.md 2.9); \
+        "every .rs file must start with a `//!` comment saying what it is for (CONTRIBUTING.md, Docs); \
          its first non-empty line does not",
         &offenders,
     );
 }
 
 #[test]
+fn no_file_cites_documents_outside_the_repository() {
+    // Built from pieces, so that this file does not cite them itself.
+    let outside: Vec<String> = ["STYLE", "DESIGN", "DEVELOPERS"]
+        .iter()
+        .map(|name| format!("{name}.md"))
+        .chain(std::iter::once(format!("..{}shared", '/')))
+        .collect();
+    let mut offenders = Vec::new();
+    for file in files_with_extensions(&["rs", "md", "toml", "yml", "yaml", "service", "socket"]) {
+        for (index, line) in file.text.lines().enumerate() {
+            if outside.iter().any(|cited| line.contains(cited.as_str())) {
+                offenders.push(format!("{}:{}: {}", file.path, index + 1, line.trim()));
+            }
+        }
+    }
+    report(
+        "the repository explains itself: carry the rule into CONTRIBUTING.md or ARCHITECTURE.md \
+         instead of citing a document it does not contain",
+        &offenders,
+    );
+}
+
+#[test]
 fn no_bincode_in_lockfiles() {
-    // RUSTSEC-2025-0141: bincode is unmaintained (DESIGN.md).
+    // RUSTSEC-2025-0141: bincode is unmaintained (CONTRIBUTING.md, "Dependencies").
     let mut offenders = Vec::new();
     for lockfile in ["Cargo.lock", "fuzz/Cargo.lock"] {
         if lockfile != "Cargo.lock" && !root().join(lockfile).exists() {
@@ -134,7 +165,7 @@ fn unsafe_only_in_allowed_files() {
     }
     report(
         &format!(
-            "`unsafe` is allowed only in {} (STYLE.md 2.7), not in tests nor anywhere else",
+            "`unsafe` is allowed only in {} (CONTRIBUTING.md), not in tests nor anywhere else",
             UNSAFE_ALLOWED.join(", ")
         ),
         &offenders,
@@ -176,7 +207,7 @@ fn members_inherit_workspace_lints() {
         .collect();
     report(
         "every workspace member must inherit the workspace lints with \
-         `[lints]` + `workspace = true` (STYLE.md 2.11)",
+         `[lints]` + `workspace = true` (CONTRIBUTING.md, Lints)",
         &offenders,
     );
 }
@@ -217,7 +248,7 @@ fn internal_dependencies_have_versions() {
     close_table(dependency_table, &mut offenders);
     report(
         "internal path dependencies in [workspace.dependencies] of Cargo.toml need a `version` \
-         too, so publishing needs no edit (STYLE.md 2.1)",
+         too, so publishing needs no edit (CONTRIBUTING.md, Dependencies)",
         &offenders,
     );
 }
@@ -257,7 +288,7 @@ fn readme_and_ci_script_run_cargo_xtask_ci() {
     }
     report(
         "README.md's first code block must show how to run the reference server and \
-         `cargo xtask ci`, which `.ci/run` must run (STYLE.md 2.9)",
+         `cargo xtask ci`, which `.ci/run` must run (CONTRIBUTING.md)",
         &offenders,
     );
 }

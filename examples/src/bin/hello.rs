@@ -1,4 +1,4 @@
-//! The seed's example: every worker says hello when it starts and goodbye
+//! The node module's own example: every worker says hello when it starts and goodbye
 //! when it is disconnected.
 //!
 //! ```text

@@ -11,7 +11,7 @@
 //! assert_eq!(master.wait_exit(), Exit::Code(0));
 //! ```
 //!
-//! # Rules it enforces (STYLE.md §2.8)
+//! # Rules it enforces (CONTRIBUTING.md, "Where tests go")
 //!
 //! - Every master runs in its own process group (`process_group(0)`); its
 //!   workers inherit it. [`Master::signal_group`] is Ctrl+C's way of
@@ -72,7 +72,7 @@ pub(crate) fn misbehave() -> &'static str {
     env!("CARGO_BIN_EXE_misbehave")
 }
 
-/// The seed's `hello` example.
+/// The `hello` example, the node module's own example.
 pub(crate) fn hello() -> &'static str {
     env!("CARGO_BIN_EXE_hello")
 }

@@ -1,4 +1,4 @@
-//! The seed's example: hello from every worker, goodbye on Ctrl+C.
+//! The node module's own example: hello from every worker, goodbye on Ctrl+C.
 
 use nix::sys::signal::Signal;
 

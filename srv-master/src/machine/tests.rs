@@ -1,4 +1,4 @@
-//! Unit tests of the machine, data-driven (STYLE.md §2.8).
+//! Unit tests of the machine, data-driven (CONTRIBUTING.md, "Where tests go").
 //!
 //! Each test is a script of timed events and the transcript of what the
 //! machine answers. [`Shell`], a fake of the mio shell, is the only code that

@@ -25,7 +25,7 @@ use serde::de::{self, Deserialize, Deserializer, IntoDeserializer, MapAccess, Se
 use super::{Options, OptionsError};
 
 impl Options {
-    /// Options from TOML text, with the seed's dotted names as tables:
+    /// Options from TOML text, with the node module's dotted names as tables:
     /// `[worker]` then `count = 4` is `worker.count`. Durations are whole
     /// milliseconds; missing keys keep their defaults.
     ///

@@ -2,7 +2,7 @@
 //! (socketpairs, pipes, child processes) and proptest properties of the
 //! framing.
 //!
-//! One test binary for the crate (STYLE.md 2.1), `it`, in a folder of its
+//! One test binary for the crate (CONTRIBUTING.md, "Where tests go"), `it`, in a folder of its
 //! own: Cargo makes a separate binary of every `tests/*.rs`, but of a folder
 //! only its `main.rs`. Each other file of this folder is a module of it:
 //!

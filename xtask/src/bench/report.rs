@@ -4,7 +4,7 @@
 //!
 //! Everything here is pure (no clock, no I/O), so `cargo test` covers it.
 //! The JSON is written by hand: the document is a few numbers and strings,
-//! and xtask keeps its dependencies few (STYLE.md 2.11).
+//! and xtask keeps its dependencies few.
 
 use std::fmt::Write as _;
 
