@@ -3,8 +3,7 @@
 //! file for tools.
 //!
 //! Everything here is pure (no clock, no I/O), so `cargo test` covers it.
-//! The JSON is written by hand: the document is a few numbers and strings,
-//! and xtask keeps its dependencies few.
+//! The JSON is built and printed by serde_json.
 
 use std::fmt::Write as _;
 
@@ -203,70 +202,45 @@ impl Results {
 
     /// The same as JSON, with every sample.
     pub(crate) fn to_json(&self) -> String {
-        let mut out = String::new();
-        out.push_str("{\n");
-        let _ = writeln!(out, "  \"cores\": {},", self.cores);
-        let _ = writeln!(out, "  \"runs\": {},", self.runs);
-        let _ = writeln!(out, "  \"quick\": {},", self.quick);
-        out.push_str("  \"metrics\": [");
-        for (index, metric) in self.metrics.iter().enumerate() {
-            out.push_str(if index == 0 { "\n" } else { ",\n" });
-            let samples: Vec<String> = metric.samples.iter().map(|&s| json_number(s)).collect();
-            let _ = write!(
-                out,
-                "    {{\"scenario\": {}, \"name\": {}, \"unit\": {}, \"better\": {}, \
-                 \"median\": {}, \"worst\": {}, \"samples\": [{}]}}",
-                json_string(&metric.scenario),
-                json_string(&metric.name),
-                json_string(metric.unit.name()),
-                json_string(metric.better.name()),
-                metric.median().map_or("null".to_owned(), json_number),
-                metric.worst().map_or("null".to_owned(), json_number),
-                samples.join(", ")
-            );
-        }
-        out.push_str(if self.metrics.is_empty() { "],\n" } else { "\n  ],\n" });
-        let _ = writeln!(out, "  \"notes\": {},", json_strings(&self.notes));
-        let _ = writeln!(out, "  \"errors\": {}", json_strings(&self.errors));
-        out.push_str("}\n");
+        let metrics: Vec<serde_json::Value> = self
+            .metrics
+            .iter()
+            .map(|metric| {
+                serde_json::json!({
+                    "scenario": metric.scenario,
+                    "name": metric.name,
+                    "unit": metric.unit.name(),
+                    "better": metric.better.name(),
+                    "median": metric.median().and_then(json_number),
+                    "worst": metric.worst().and_then(json_number),
+                    "samples": metric.samples.iter().map(|&s| json_number(s)).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let document = serde_json::json!({
+            "cores": self.cores,
+            "runs": self.runs,
+            "quick": self.quick,
+            "metrics": metrics,
+            "notes": self.notes,
+            "errors": self.errors,
+        });
+        let mut out = serde_json::to_string_pretty(&document).expect("a JSON value always prints");
+        out.push('\n');
         out
     }
 }
 
-/// A JSON number; JSON has no NaN or infinity, so those are `null`.
-fn json_number(value: f64) -> String {
-    if value.is_finite() { format!("{value}") } else { "null".to_owned() }
-}
-
-fn json_strings(strings: &[String]) -> String {
-    let items: Vec<String> = strings.iter().map(|s| json_string(s)).collect();
-    format!("[{}]", items.join(", "))
-}
-
-/// A JSON string literal (RFC 8259 section 7).
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// A sample as a JSON number; JSON has no NaN or infinity, so those are
+/// `None` (`null`).
+fn json_number(value: f64) -> Option<f64> {
+    value.is_finite().then_some(value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn median_of_odd_and_even_counts() {
@@ -352,22 +326,34 @@ Failed runs (their figures are missing above):
             "{table}"
         );
         assert!(table.contains("| s | n | — | — | 0 |"), "{table}");
-        assert!(results.to_json().contains("\"median\": null, \"worst\": null, \"samples\": []"));
+        let json = parse(&results.to_json());
+        let metric = &json["metrics"][0];
+        assert_eq!((&metric["median"], &metric["worst"]), (&Value::Null, &Value::Null));
+        assert_eq!(metric["samples"], serde_json::json!([]));
+    }
+
+    fn parse(json: &str) -> Value {
+        serde_json::from_str(json).unwrap_or_else(|error| panic!("{error}: {json}"))
     }
 
     #[test]
     fn writes_json() {
-        let json = sample_results().to_json();
-        assert!(json.starts_with("{\n  \"cores\": 2,\n  \"runs\": 3,\n  \"quick\": false,\n"));
-        assert!(json.contains(
-            "{\"scenario\": \"startup\", \"name\": \"launch → 4 answering\", \"unit\": \"ms\", \
-             \"better\": \"lower\", \"median\": 80, \"worst\": 95.5, \"samples\": [80, 95.5, 70]}"
-        ));
-        assert!(json.contains("\"notes\": [\"load \\\"shares\\\" the cores\"],"));
-        assert!(json.contains("\"errors\": [\"crash run 2: timed out\\nlog tail\"]"));
-        assert!(json.ends_with("}\n"));
-        let empty = Results::default().to_json();
-        assert!(empty.contains("\"metrics\": [],\n"), "{empty}");
+        let text = sample_results().to_json();
+        let json = parse(&text);
+        assert_eq!(
+            (&json["cores"], &json["runs"], &json["quick"]),
+            (&2.into(), &3.into(), &false.into())
+        );
+        assert_eq!(
+            json["metrics"][0],
+            serde_json::json!({"scenario": "startup", "name": "launch → 4 answering", "unit": "ms",
+                "better": "lower", "median": 80.0, "worst": 95.5, "samples": [80.0, 95.5, 70.0]})
+        );
+        assert_eq!(json["notes"], serde_json::json!(["load \"shares\" the cores"]));
+        assert_eq!(json["errors"], serde_json::json!(["crash run 2: timed out\nlog tail"]));
+        assert!(text.ends_with("}\n"));
+        let empty = parse(&Results::default().to_json());
+        assert_eq!(empty["metrics"], serde_json::json!([]), "{empty}");
     }
 
     #[test]
@@ -388,9 +374,12 @@ Failed runs (their figures are missing above):
     }
 
     #[test]
-    fn escapes_json_strings() {
-        assert_eq!(json_string("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\n\\u0001é\"");
-        assert_eq!(json_number(f64::NAN), "null");
-        assert_eq!(json_number(1.5), "1.5");
+    fn escapes_json_strings_and_writes_non_finite_numbers_as_null() {
+        let mut results = sample_results();
+        results.notes = vec!["a\"b\\c\n\u{1}é".to_owned()];
+        results.metrics[0].samples = vec![f64::NAN, 1.5, f64::INFINITY];
+        let json = parse(&results.to_json());
+        assert_eq!(json["notes"][0], "a\"b\\c\n\u{1}é");
+        assert_eq!(json["metrics"][0]["samples"], serde_json::json!([null, 1.5, null]));
     }
 }
