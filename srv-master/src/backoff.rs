@@ -10,33 +10,13 @@
 use std::time::Duration;
 
 /// The smallest step the doubling starts from.
-///
-/// ```
-/// use std::time::Duration;
-/// use srv_master::{MIN_BACKOFF_STEP, restart_delay};
-///
-/// // `restart.delay = 0` restarts at once after the first crash only.
-/// let cap = Duration::from_secs(60);
-/// assert_eq!(restart_delay(Duration::ZERO, cap, 1), Duration::ZERO);
-/// assert_eq!(restart_delay(Duration::ZERO, cap, 2), MIN_BACKOFF_STEP * 2);
-/// assert_eq!(restart_delay(Duration::ZERO, cap, 3), MIN_BACKOFF_STEP * 4);
-/// ```
-pub const MIN_BACKOFF_STEP: Duration = Duration::from_millis(100);
+pub(crate) const MIN_BACKOFF_STEP: Duration = Duration::from_millis(100);
 
 /// The delay before restarting after the `streak`-th crash in a row.
 ///
 /// `base` is `restart.delay` and `cap` is `restart.max_delay`; a streak of 0
 /// counts as 1. The result never exceeds `cap`, however long the streak.
-///
-/// ```
-/// use std::time::Duration;
-/// use srv_master::restart_delay;
-///
-/// let (base, cap) = (Duration::from_secs(5), Duration::from_secs(60)); // the defaults
-/// let delays = (1..=6).map(|streak| restart_delay(base, cap, streak).as_secs());
-/// assert_eq!(delays.collect::<Vec<_>>(), [5, 10, 20, 40, 60, 60]);
-/// ```
-pub fn restart_delay(base: Duration, cap: Duration, streak: u32) -> Duration {
+pub(crate) fn restart_delay(base: Duration, cap: Duration, streak: u32) -> Duration {
     if streak <= 1 {
         return base.min(cap);
     }
@@ -62,6 +42,22 @@ mod tests {
     #[test]
     fn zero_base_still_backs_off() {
         assert_eq!(delays(0, 1000), [0, 200, 400, 800, 1000, 1000, 1000, 1000]);
+    }
+
+    #[test]
+    fn a_zero_base_restarts_at_once_after_the_first_crash_only() {
+        let cap = Duration::from_secs(60);
+        assert_eq!(restart_delay(Duration::ZERO, cap, 1), Duration::ZERO);
+        assert_eq!(restart_delay(Duration::ZERO, cap, 2), MIN_BACKOFF_STEP * 2);
+        assert_eq!(restart_delay(Duration::ZERO, cap, 3), MIN_BACKOFF_STEP * 4);
+    }
+
+    #[test]
+    fn the_default_delays_double_from_5_s_to_the_60_s_cap() {
+        let restart = crate::Options::default().restart;
+        let (base, cap) = (restart.delay, restart.max_delay);
+        let delays = (1..=6).map(|streak| restart_delay(base, cap, streak).as_secs());
+        assert_eq!(delays.collect::<Vec<_>>(), [5, 10, 20, 40, 60, 60]);
     }
 
     #[test]

@@ -27,10 +27,10 @@
 //! | `SIGTTIN` / `SIGTTOU` | one worker more / fewer |
 //! | `SIGCHLD` | reap children |
 //!
-//! The decisions live in a pure state machine ([`Machine`]) that tests
-//! drive without processes or clocks; a thin mio loop turns signals, socket
-//! readiness, child exits and deadlines into its events and carries out its
-//! actions.
+//! The decisions live in a pure state machine, private to this crate, that
+//! tests drive without processes or clocks; a thin mio loop turns signals,
+//! socket readiness, child exits and deadlines into its events and carries
+//! out its actions.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
@@ -50,11 +50,6 @@ use std::io;
 use std::path::PathBuf;
 use std::process::Command;
 
-pub use backoff::{MIN_BACKOFF_STEP, restart_delay};
-pub use machine::{
-    Action, CHANNEL_CLOSE_GRACE, Event, ExitStatus, FLOOD_WINDOW, MAX_LISTEN_REQUESTS,
-    MAX_MESSAGES_PER_WINDOW, Machine, REFUSED_GRACE, ServicePhase, Signal, Status, WorkerId,
-};
 pub use options::{
     ListenOptions, MAX_WORKERS, Options, OptionsError, RecycleOptions, Require, RestartOptions,
     ShutdownOptions, WorkerOptions,

@@ -53,19 +53,8 @@ use crate::backoff::restart_delay;
 use crate::options::{MAX_WORKERS, Options, Require};
 
 /// A worker's identity within one master; never reused.
-///
-/// ```
-/// use std::time::Instant;
-/// use srv_master::{Action, Machine, Options, WorkerId};
-///
-/// let mut options = Options::default();
-/// options.worker.count = 2;
-/// let (_machine, actions) = Machine::new(options, Instant::now());
-/// assert_eq!(actions, [Action::Spawn(WorkerId(1)), Action::Spawn(WorkerId(2))]);
-/// assert_eq!(WorkerId(2).to_string(), "worker 2");
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WorkerId(pub u32);
+pub(crate) struct WorkerId(pub(crate) u32);
 
 impl fmt::Display for WorkerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -74,21 +63,8 @@ impl fmt::Display for WorkerId {
 }
 
 /// The signals the master acts on (`SIGCHLD` is the shell's business).
-///
-/// ```
-/// use std::time::Instant;
-/// use srv_master::{Action, Event, Machine, Options, Signal, WorkerId};
-///
-/// let now = Instant::now();
-/// let (mut machine, _) = Machine::new(Options::default(), now); // workers 1 to 4
-/// let mut actions = Vec::new();
-/// machine.handle(now, Event::Signal(Signal::Ttin), &mut actions);
-/// assert_eq!(machine.target(), 5);
-/// assert!(actions.contains(&Action::Spawn(WorkerId(5))));
-/// assert_eq!(Signal::Ttin.to_string(), "SIGTTIN");
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub(crate) enum Signal {
     /// `SIGINT`: graceful shutdown; a second one forces it.
     Int,
     /// `SIGTERM`: graceful shutdown; a second one forces it.
@@ -114,25 +90,8 @@ impl fmt::Display for Signal {
 }
 
 /// How a worker process ended.
-///
-/// ```
-/// use std::time::Instant;
-/// use srv_master::{Action, Event, ExitStatus, Machine, Options, WorkerId};
-///
-/// let now = Instant::now();
-/// let mut options = Options::default();
-/// options.worker.count = 1;
-/// let delay = options.restart.delay;
-/// let (mut machine, _) = Machine::new(options, now);
-/// let (crash, mut actions) = (ExitStatus::Signal(11), Vec::new()); // SIGSEGV
-/// machine.handle(now, Event::Exited { worker: WorkerId(1), status: crash }, &mut actions);
-/// assert_eq!(machine.next_deadline(), Some(now + delay)); // `restart.delay`, then a replacement
-/// machine.handle(now + delay, Event::Tick, &mut actions);
-/// assert!(actions.contains(&Action::Spawn(WorkerId(2))));
-/// assert_eq!(crash.to_string(), "signal 11");
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
+pub(crate) enum ExitStatus {
     /// It exited with this code.
     Code(i32),
     /// A signal killed it.
@@ -149,25 +108,8 @@ impl fmt::Display for ExitStatus {
 }
 
 /// Something that happened, as the shell reports it.
-///
-/// ```
-/// use std::time::Instant;
-/// use srv_master::{Event, Machine, Options, WorkerId};
-/// use srv_proto::{PROTOCOL_VERSION, WorkerMessage};
-///
-/// let now = Instant::now();
-/// let mut options = Options::default();
-/// options.worker.count = 1;
-/// let (mut machine, _spawn) = Machine::new(options, now);
-/// let (worker, mut actions) = (WorkerId(1), Vec::new());
-/// let hello = WorkerMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: 4242 };
-/// machine.handle(now, Event::Spawned { worker, pid: 4242 }, &mut actions);
-/// machine.handle(now, Event::Message { worker, message: hello }, &mut actions);
-/// machine.handle(now, Event::Message { worker, message: WorkerMessage::Online }, &mut actions);
-/// assert!(machine.is_ready());
-/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// A signal arrived.
     Signal(Signal),
     /// The worker the machine asked for runs as `pid`.
@@ -225,25 +167,8 @@ pub enum Event {
 }
 
 /// Something the shell must do.
-///
-/// ```
-/// use std::time::Instant;
-/// use srv_master::{Action, Machine, Options};
-///
-/// let (_machine, actions) = Machine::new(Options::default(), Instant::now());
-/// assert_eq!(actions[0].to_string(), "spawn worker 1");
-/// let mut spawned = Vec::new();
-/// for action in actions {
-///     match action {
-///         Action::Spawn(worker) => spawned.push(worker), // fork, exec, report `Event::Spawned`
-///         Action::Log(level, line) => log::log!(target: "srv", level, "{line}"),
-///         other => panic!("not at startup: {other}"),
-///     }
-/// }
-/// assert_eq!(spawned.len(), 4);
-/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Start a worker process for this id, then report `Spawned` or
     /// `SpawnFailed`.
     Spawn(WorkerId),
@@ -278,31 +203,8 @@ impl fmt::Display for Action {
 }
 
 /// What the master is doing as a whole, as a service manager sees it.
-///
-/// ```
-/// # use std::time::Instant;
-/// # use srv_master::{Action, Event, Machine, Options, ServicePhase, Signal, WorkerId};
-/// # use srv_proto::{PROTOCOL_VERSION, WorkerMessage};
-/// # fn start(machine: &mut Machine, now: Instant, worker: WorkerId, out: &mut Vec<Action>) {
-/// #     let hello = WorkerMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: 1 };
-/// #     machine.handle(now, Event::Message { worker, message: hello }, out);
-/// #     machine.handle(now, Event::Message { worker, message: WorkerMessage::Online }, out);
-/// # }
-/// let now = Instant::now();
-/// let mut options = Options::default();
-/// options.worker.count = 1;
-/// let (mut machine, _) = Machine::new(options, now);
-/// let mut actions = Vec::new();
-/// assert_eq!(machine.status().phase, ServicePhase::Starting);
-/// start(&mut machine, now, WorkerId(1), &mut actions); // `Hello`, then `Online`
-/// assert_eq!(machine.status().phase, ServicePhase::Ready); // systemd: READY=1
-/// machine.handle(now, Event::Signal(Signal::Hup), &mut actions);
-/// assert_eq!(machine.status().phase, ServicePhase::Reloading); // RELOADING=1
-/// machine.handle(now, Event::Signal(Signal::Term), &mut actions);
-/// assert_eq!(machine.status().phase, ServicePhase::Stopping); // STOPPING=1
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServicePhase {
+pub(crate) enum ServicePhase {
     /// Not every worker has started yet, ever.
     Starting,
     /// Every worker started once; serving.
@@ -314,26 +216,16 @@ pub enum ServicePhase {
 }
 
 /// A summary of the master's state: [`Machine::status`].
-///
-/// ```
-/// use std::time::Instant;
-/// use srv_master::{Machine, Options, ServicePhase, Status};
-///
-/// let (machine, _) = Machine::new(Options::default(), Instant::now());
-/// let status = machine.status();
-/// assert_eq!(status, Status { phase: ServicePhase::Starting, started: 0, target: 4, workers: 4 });
-/// assert_eq!(status.to_string(), "starting: 0/4 workers ready");
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Status {
+pub(crate) struct Status {
     /// What the master is doing.
-    pub phase: ServicePhase,
+    pub(crate) phase: ServicePhase,
     /// Workers started and serving.
-    pub started: usize,
+    pub(crate) started: usize,
     /// Workers wanted.
-    pub target: usize,
+    pub(crate) target: usize,
     /// Worker processes, in any state.
-    pub workers: usize,
+    pub(crate) workers: usize,
 }
 
 impl fmt::Display for Status {
@@ -351,108 +243,27 @@ impl fmt::Display for Status {
 
 /// How long a worker whose channel closed may take to exit before it is
 /// killed as broken.
-///
-/// ```
-/// # use std::time::Instant;
-/// # use srv_master::{Action, Event, Machine, Options, WorkerId};
-/// use srv_master::CHANNEL_CLOSE_GRACE;
-/// # use srv_proto::{PROTOCOL_VERSION, WorkerMessage};
-/// # fn start(machine: &mut Machine, now: Instant, worker: WorkerId, out: &mut Vec<Action>) {
-/// #     let hello = WorkerMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: 1 };
-/// #     machine.handle(now, Event::Message { worker, message: hello }, out);
-/// #     machine.handle(now, Event::Message { worker, message: WorkerMessage::Online }, out);
-/// # }
-/// let now = Instant::now();
-/// let (mut machine, _) = Machine::new(Options::default(), now);
-/// let (worker, mut actions) = (WorkerId(1), Vec::new());
-/// start(&mut machine, now, worker, &mut actions);
-/// machine.handle(now, Event::ChannelClosed { worker }, &mut actions);
-/// assert_eq!(machine.next_deadline(), Some(now + CHANNEL_CLOSE_GRACE));
-/// machine.handle(now + CHANNEL_CLOSE_GRACE, Event::Tick, &mut actions);
-/// assert!(actions.contains(&Action::Kill(worker))); // still not exited: broken
-/// ```
-pub const CHANNEL_CLOSE_GRACE: Duration = Duration::from_millis(1000);
+pub(crate) const CHANNEL_CLOSE_GRACE: Duration = Duration::from_millis(1000);
 
 /// How long a worker refused for its protocol version may take to exit
 /// before it is killed.
-///
-/// ```
-/// use std::time::Instant;
-/// use srv_master::{Action, Event, Machine, Options, REFUSED_GRACE, WorkerId};
-/// use srv_proto::{MasterMessage, PROTOCOL_VERSION, WorkerMessage};
-///
-/// let now = Instant::now();
-/// let (mut machine, _) = Machine::new(Options::default(), now);
-/// let (worker, mut actions) = (WorkerId(1), Vec::new());
-/// let hello = WorkerMessage::Hello { protocol_version: PROTOCOL_VERSION + 1, pid: 4242 };
-/// machine.handle(now, Event::Message { worker, message: hello }, &mut actions);
-/// let refused = actions.iter().any(|action| {
-///     matches!(action, Action::Send(_, MasterMessage::Refused { .. }))
-/// });
-/// assert!(refused);
-/// machine.handle(now + REFUSED_GRACE, Event::Tick, &mut actions);
-/// assert!(actions.contains(&Action::Kill(worker))); // it did not exit in time
-/// ```
-pub const REFUSED_GRACE: Duration = Duration::from_millis(1000);
+pub(crate) const REFUSED_GRACE: Duration = Duration::from_millis(1000);
 
 /// The window over which a worker's messages are counted (see
 /// [`MAX_MESSAGES_PER_WINDOW`]).
-///
-/// ```
-/// use std::time::Instant;
-/// use srv_master::{Action, Event, Machine, Options, WorkerId};
-/// use srv_master::{FLOOD_WINDOW, MAX_MESSAGES_PER_WINDOW};
-/// use srv_proto::{PROTOCOL_VERSION, WorkerMessage};
-///
-/// let now = Instant::now();
-/// let (mut machine, _) = Machine::new(Options::default(), now);
-/// let (worker, mut actions) = (WorkerId(1), Vec::new());
-/// let hello = WorkerMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: 4242 };
-/// machine.handle(now, Event::Message { worker, message: hello }, &mut actions);
-/// for window in 1..=3 {
-///     let at = now + FLOOD_WINDOW * window;
-///     for _ in 0..MAX_MESSAGES_PER_WINDOW {
-///         let message = WorkerMessage::Online; // chatty, but within each window's limit
-///         machine.handle(at, Event::Message { worker, message }, &mut actions);
-///     }
-/// }
-/// assert!(!actions.contains(&Action::Kill(worker)));
-/// ```
-pub const FLOOD_WINDOW: Duration = Duration::from_millis(1000);
+pub(crate) const FLOOD_WINDOW: Duration = Duration::from_millis(1000);
 
 /// The most messages a worker may send within one [`FLOOD_WINDOW`]; one
 /// more floods the channel, and the worker is killed. A well-behaved worker
 /// sends `Hello`, a `ListenRequest` and a `Listening` per address, `Online`
 /// and maybe `Exit`: a handful in its whole life.
-///
-/// ```
-/// use std::time::Instant;
-/// use srv_master::{Action, Event, MAX_MESSAGES_PER_WINDOW, Machine, Options, WorkerId};
-/// use srv_proto::{PROTOCOL_VERSION, WorkerMessage};
-///
-/// let now = Instant::now();
-/// let (mut machine, _) = Machine::new(Options::default(), now);
-/// let (worker, mut actions) = (WorkerId(1), Vec::new());
-/// let hello = WorkerMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: 4242 };
-/// machine.handle(now, Event::Message { worker, message: hello }, &mut actions);
-/// for _ in 0..MAX_MESSAGES_PER_WINDOW {
-///     let message = WorkerMessage::Online;
-///     machine.handle(now, Event::Message { worker, message }, &mut actions);
-/// }
-/// // `Hello` and `MAX_MESSAGES_PER_WINDOW` more within one window:
-/// assert!(actions.contains(&Action::Kill(worker)));
-/// ```
-pub const MAX_MESSAGES_PER_WINDOW: u32 = 1000;
+pub(crate) const MAX_MESSAGES_PER_WINDOW: u32 = 1000;
 
 /// The most `ListenRequest`s one worker may send in its life. Each answer
 /// carries a duplicated socket that waits in the master until the worker
 /// reads it, so a worker that asks without reading could otherwise run the
 /// master out of descriptors; a real server listens on a few addresses.
-///
-/// ```
-/// assert!(srv_master::MAX_LISTEN_REQUESTS >= 16);
-/// ```
-pub const MAX_LISTEN_REQUESTS: u32 = 64;
+pub(crate) const MAX_LISTEN_REQUESTS: u32 = 64;
 
 #[derive(Debug)]
 struct Worker {
@@ -531,31 +342,9 @@ struct Restart {
 /// restarts.
 ///
 /// The shell feeds it every [`Event`] with the current time and carries out
-/// the [`Action`]s it returns. A whole life, from start to shutdown:
-///
-/// ```
-/// # use std::time::Instant;
-/// # use srv_master::{Action, Event, ExitStatus, Machine, Options, Signal, WorkerId};
-/// # use srv_proto::{MasterMessage, PROTOCOL_VERSION, WorkerMessage};
-/// # fn start(machine: &mut Machine, now: Instant, worker: WorkerId, out: &mut Vec<Action>) {
-/// #     let hello = WorkerMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: 1 };
-/// #     machine.handle(now, Event::Message { worker, message: hello }, out);
-/// #     machine.handle(now, Event::Message { worker, message: WorkerMessage::Online }, out);
-/// # }
-/// let now = Instant::now();
-/// let mut options = Options::default();
-/// options.worker.count = 1;
-/// let (mut machine, actions) = Machine::new(options, now);
-/// assert_eq!(actions, [Action::Spawn(WorkerId(1))]);
-/// let (worker, mut actions) = (WorkerId(1), Vec::new());
-/// start(&mut machine, now, worker, &mut actions); // `Hello`, then `Online`
-/// machine.handle(now, Event::Signal(Signal::Term), &mut actions);
-/// assert!(actions.contains(&Action::Send(worker, MasterMessage::Disconnect)));
-/// machine.handle(now, Event::Exited { worker, status: ExitStatus::Code(0) }, &mut actions);
-/// assert_eq!(actions.last(), Some(&Action::Exit(0)));
-/// ```
+/// the [`Action`]s it returns.
 #[derive(Debug)]
-pub struct Machine {
+pub(crate) struct Machine {
     options: Options,
     target: usize,
     next_id: u32,
@@ -576,20 +365,8 @@ impl Machine {
     /// actions: one [`Action::Spawn`] per worker.
     ///
     /// `options` must be valid ([`Options::validate`]).
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use srv_master::{Action, Machine, Options, WorkerId};
-    ///
-    /// let now = Instant::now();
-    /// let (machine, actions) = Machine::new(Options::default(), now);
-    /// assert_eq!(actions.len(), 4);
-    /// assert_eq!(actions[3], Action::Spawn(WorkerId(4)));
-    /// // Each must report `worker.require` within `worker.timeout`:
-    /// assert_eq!(machine.next_deadline(), Some(now + Duration::from_secs(2)));
-    /// ```
     #[must_use]
-    pub fn new(options: Options, now: Instant) -> (Machine, Vec<Action>) {
+    pub(crate) fn new(options: Options, now: Instant) -> (Machine, Vec<Action>) {
         let target = options.worker.count;
         let mut machine = Machine {
             options,
@@ -615,31 +392,7 @@ impl Machine {
     /// Deadlines that are due at `now` are handled first, whatever the event,
     /// except those of a worker whose exit the event reports: it is gone.
     /// Once the machine has returned [`Action::Exit`], it ignores every event.
-    ///
-    /// A rolling recycle, as `SIGHUP` starts it:
-    ///
-    /// ```
-    /// # use std::time::Instant;
-    /// # use srv_master::{Action, Event, Machine, Options, Signal, WorkerId};
-    /// # use srv_proto::{MasterMessage, PROTOCOL_VERSION, WorkerMessage};
-    /// # fn start(machine: &mut Machine, now: Instant, worker: WorkerId, out: &mut Vec<Action>) {
-    /// #     let hello = WorkerMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: 1 };
-    /// #     machine.handle(now, Event::Message { worker, message: hello }, out);
-    /// #     machine.handle(now, Event::Message { worker, message: WorkerMessage::Online }, out);
-    /// # }
-    /// let now = Instant::now();
-    /// let (mut machine, _) = Machine::new(Options::default(), now); // workers 1 to 4
-    /// let mut actions = Vec::new();
-    /// (1..=4).for_each(|id| start(&mut machine, now, WorkerId(id), &mut actions));
-    /// actions.clear();
-    /// machine.handle(now, Event::Signal(Signal::Hup), &mut actions);
-    /// assert!(actions.contains(&Action::Spawn(WorkerId(5)))); // one replacement at a time
-    /// assert!(!actions.contains(&Action::Spawn(WorkerId(6))));
-    /// start(&mut machine, now, WorkerId(5), &mut actions); // once it has started:
-    /// assert!(actions.contains(&Action::Send(WorkerId(1), MasterMessage::Disconnect)));
-    /// assert!(actions.contains(&Action::Spawn(WorkerId(6))));
-    /// ```
-    pub fn handle(&mut self, now: Instant, event: Event, actions: &mut Vec<Action>) {
+    pub(crate) fn handle(&mut self, now: Instant, event: Event, actions: &mut Vec<Action>) {
         if self.phase == Phase::Exited {
             return;
         }
@@ -707,29 +460,7 @@ impl Machine {
 
     /// What the master is doing, for a service manager (systemd's
     /// `READY=1`, `RELOADING=1`, `STOPPING=1`, `STATUS=`).
-    ///
-    /// ```
-    /// # use std::time::Instant;
-    /// # use srv_master::{Action, Event, Machine, Options, Signal, WorkerId};
-    /// # use srv_proto::{PROTOCOL_VERSION, WorkerMessage};
-    /// # fn start(machine: &mut Machine, now: Instant, worker: WorkerId, out: &mut Vec<Action>) {
-    /// #     let hello = WorkerMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: 1 };
-    /// #     machine.handle(now, Event::Message { worker, message: hello }, out);
-    /// #     machine.handle(now, Event::Message { worker, message: WorkerMessage::Online }, out);
-    /// # }
-    /// let now = Instant::now();
-    /// let mut options = Options::default();
-    /// options.worker.count = 2;
-    /// let (mut machine, _) = Machine::new(options, now);
-    /// let mut actions = Vec::new();
-    /// start(&mut machine, now, WorkerId(1), &mut actions);
-    /// assert_eq!(machine.status().to_string(), "starting: 1/2 workers ready");
-    /// start(&mut machine, now, WorkerId(2), &mut actions);
-    /// assert_eq!(machine.status().to_string(), "2/2 workers ready");
-    /// machine.handle(now, Event::Signal(Signal::Term), &mut actions);
-    /// assert_eq!(machine.status().to_string(), "stopping: 2 workers left");
-    /// ```
-    pub fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         let phase = match (self.phase, &self.recycle) {
             (Phase::ShuttingDown { .. } | Phase::Exited, _) => ServicePhase::Stopping,
             (Phase::Running, Some(_)) => ServicePhase::Reloading,
@@ -741,22 +472,7 @@ impl Machine {
 
     /// The earliest time at which [`Machine::handle`] has something to do
     /// without any event (then send [`Event::Tick`]).
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use srv_master::{Action, Event, Machine, Options, WorkerId};
-    ///
-    /// let now = Instant::now();
-    /// let mut options = Options::default();
-    /// options.worker.count = 1;
-    /// let (mut machine, _) = Machine::new(options, now);
-    /// let deadline = machine.next_deadline().unwrap(); // the shell's poll timeout
-    /// assert_eq!(deadline, now + Duration::from_secs(2)); // `worker.timeout`
-    /// let mut actions = Vec::new();
-    /// machine.handle(deadline, Event::Tick, &mut actions); // worker 1 never said `Online`
-    /// assert!(actions.contains(&Action::Kill(WorkerId(1))));
-    /// ```
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let workers = self.workers.values().flat_map(|worker| {
             let state = match worker.state {
                 State::Starting { deadline, .. }
@@ -776,27 +492,7 @@ impl Machine {
 
     /// Whether every worker is started and none is pending: all of
     /// `worker.count` serve.
-    ///
-    /// ```
-    /// # use std::time::Instant;
-    /// # use srv_master::{Action, Event, Machine, Options, WorkerId};
-    /// # use srv_proto::{PROTOCOL_VERSION, WorkerMessage};
-    /// # fn start(machine: &mut Machine, now: Instant, worker: WorkerId, out: &mut Vec<Action>) {
-    /// #     let hello = WorkerMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: 1 };
-    /// #     machine.handle(now, Event::Message { worker, message: hello }, out);
-    /// #     machine.handle(now, Event::Message { worker, message: WorkerMessage::Online }, out);
-    /// # }
-    /// let now = Instant::now();
-    /// let mut options = Options::default();
-    /// options.worker.count = 2;
-    /// let (mut machine, _) = Machine::new(options, now);
-    /// let mut actions = Vec::new();
-    /// start(&mut machine, now, WorkerId(1), &mut actions);
-    /// assert!(!machine.is_ready());
-    /// start(&mut machine, now, WorkerId(2), &mut actions);
-    /// assert!(machine.is_ready());
-    /// ```
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.phase == Phase::Running
             && self.restarts.is_empty()
             && self.workers.values().filter(|worker| worker.state == State::Started).count()
@@ -806,95 +502,29 @@ impl Machine {
     /// Whether a recycle is in progress.
     ///
     /// It ends when the last replacement has started; the last old worker
-    /// may still be draining then.
-    ///
-    /// ```
-    /// # use std::time::Instant;
-    /// # use srv_master::{Action, Event, Machine, Options, Signal, WorkerId};
-    /// # use srv_proto::{PROTOCOL_VERSION, WorkerMessage};
-    /// # fn start(machine: &mut Machine, now: Instant, worker: WorkerId, out: &mut Vec<Action>) {
-    /// #     let hello = WorkerMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: 1 };
-    /// #     machine.handle(now, Event::Message { worker, message: hello }, out);
-    /// #     machine.handle(now, Event::Message { worker, message: WorkerMessage::Online }, out);
-    /// # }
-    /// let now = Instant::now();
-    /// let mut options = Options::default();
-    /// options.worker.count = 1;
-    /// let (mut machine, _) = Machine::new(options, now);
-    /// let mut actions = Vec::new();
-    /// start(&mut machine, now, WorkerId(1), &mut actions);
-    /// machine.handle(now, Event::Signal(Signal::Hup), &mut actions);
-    /// assert!(machine.is_recycling());
-    /// start(&mut machine, now, WorkerId(2), &mut actions); // the last replacement started
-    /// assert!(!machine.is_recycling()); // worker 1 drains, but the recycle is complete
-    /// ```
-    pub fn is_recycling(&self) -> bool {
+    /// may still be draining then. Only the tests ask: the shell reads it in
+    /// [`Machine::status`].
+    #[cfg(test)]
+    pub(crate) fn is_recycling(&self) -> bool {
         self.recycle.is_some()
     }
 
     /// The number of workers wanted (`worker.count`, as changed by
-    /// `SIGTTIN`/`SIGTTOU`).
-    ///
-    /// ```
-    /// use std::time::Instant;
-    /// use srv_master::{Action, Event, Machine, Options, Signal, WorkerId};
-    /// use srv_proto::MasterMessage;
-    ///
-    /// let now = Instant::now();
-    /// let (mut machine, _) = Machine::new(Options::default(), now);
-    /// assert_eq!(machine.target(), 4);
-    /// let mut actions = Vec::new();
-    /// machine.handle(now, Event::Signal(Signal::Ttou), &mut actions);
-    /// assert_eq!(machine.target(), 3);
-    /// assert!(actions.contains(&Action::Send(WorkerId(4), MasterMessage::Disconnect)));
-    /// ```
-    pub fn target(&self) -> usize {
+    /// `SIGTTIN`/`SIGTTOU`). Only the tests ask: the shell reads it in
+    /// [`Machine::status`].
+    #[cfg(test)]
+    pub(crate) fn target(&self) -> usize {
         self.target
     }
 
     /// Why the master stopped on its own (it then exits 1), `None` after a
     /// shutdown by signal.
-    ///
-    /// ```
-    /// use std::time::Instant;
-    /// use srv_master::{Action, Event, ExitStatus, Machine, Options, WorkerId};
-    ///
-    /// let now = Instant::now();
-    /// let mut options = Options::default();
-    /// options.worker.count = 1;
-    /// let (mut machine, _) = Machine::new(options, now);
-    /// let (worker, mut actions) = (WorkerId(1), Vec::new());
-    /// let (addr, error) = ("0.0.0.0:80".parse().unwrap(), "permission denied".to_owned());
-    /// machine.handle(now, Event::ListenFailed { worker, addr, error }, &mut actions);
-    /// assert_eq!(machine.failure(), Some("cannot listen on 0.0.0.0:80: permission denied"));
-    /// machine.handle(now, Event::Exited { worker, status: ExitStatus::Code(1) }, &mut actions);
-    /// assert_eq!(actions.last(), Some(&Action::Exit(1)));
-    /// ```
-    pub fn failure(&self) -> Option<&str> {
+    pub(crate) fn failure(&self) -> Option<&str> {
         self.failure.as_deref()
     }
 
     /// The number of workers that are started and not retiring.
-    ///
-    /// ```
-    /// # use std::time::Instant;
-    /// # use srv_master::{Action, Event, Machine, Options, Signal, WorkerId};
-    /// # use srv_proto::{PROTOCOL_VERSION, WorkerMessage};
-    /// # fn start(machine: &mut Machine, now: Instant, worker: WorkerId, out: &mut Vec<Action>) {
-    /// #     let hello = WorkerMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: 1 };
-    /// #     machine.handle(now, Event::Message { worker, message: hello }, out);
-    /// #     machine.handle(now, Event::Message { worker, message: WorkerMessage::Online }, out);
-    /// # }
-    /// let now = Instant::now();
-    /// let (mut machine, _) = Machine::new(Options::default(), now); // workers 1 to 4
-    /// let mut actions = Vec::new();
-    /// start(&mut machine, now, WorkerId(1), &mut actions);
-    /// start(&mut machine, now, WorkerId(2), &mut actions);
-    /// assert_eq!(machine.started(), 2);
-    /// machine.handle(now, Event::Signal(Signal::Term), &mut actions); // every worker retires
-    /// assert_eq!(machine.started(), 0);
-    /// ```
-    pub fn started(&self) -> usize {
+    pub(crate) fn started(&self) -> usize {
         self.workers.values().filter(|worker| worker.state == State::Started).count()
     }
 

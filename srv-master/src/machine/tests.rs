@@ -38,6 +38,7 @@
 //! | `spawn-fails [N]` | none: the next `N` spawns (default 1) report `SpawnFailed` |
 //! | `deadline` | none: writes `MS next deadline D` into the transcript |
 //! | `status` | none: writes `MS status S` (the `STATUS=` line) into the transcript |
+//! | `state` | none: writes `MS state phase=P started=N target=N workers=N ready=B recycling=B failure=F` into the transcript |
 //!
 //! The fake shell also checks every action against what a real shell relies
 //! on, and panics with the recent history when one breaks it: one `Spawn` per
@@ -159,6 +160,25 @@ impl Shell {
         }
     }
 
+    /// The machine's counts and flags, for a `state` line. The counts in
+    /// [`Machine::status`] must be those of the machine's own accessors.
+    fn state(&self) -> String {
+        let machine = &self.machine;
+        let status = machine.status();
+        let (started, target) = (machine.started(), machine.target());
+        if (status.started, status.target) != (started, target) {
+            self.broken(&format!("{status:?}, but {started} started and target {target}"));
+        }
+        format!(
+            "phase={:?} started={started} target={target} workers={} ready={} recycling={} failure={:?}",
+            status.phase,
+            status.workers,
+            machine.is_ready(),
+            machine.is_recycling(),
+            machine.failure(),
+        )
+    }
+
     /// Runs one script line (see the module docs).
     fn line(&mut self, line: &str) {
         let mut words = line.split_whitespace();
@@ -246,6 +266,11 @@ impl Shell {
             }
             "status" => {
                 let line = format!("{ms} status {}", self.machine.status());
+                self.transcript.push(line);
+                vec![]
+            }
+            "state" => {
+                let line = format!("{ms} state {}", self.state());
                 self.transcript.push(line);
                 vec![]
             }
@@ -498,6 +523,109 @@ fn diff(expect: &[&str], actual: &[&str]) -> String {
 // Starting.
 
 #[test]
+fn workers_are_numbered_from_1() {
+    check(
+        options(2),
+        "",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        next deadline 2000
+        ",
+    );
+}
+
+#[test]
+fn at_start_the_machine_only_spawns_and_logs() {
+    check_logs(
+        Options::default(),
+        "",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 spawn worker 3
+        0 spawn worker 4
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        0 log INFO: worker 3 spawned (pid 1003)
+        0 log INFO: worker 4 spawned (pid 1004)
+        next deadline 2000
+        ",
+    );
+}
+
+#[test]
+fn each_worker_must_report_worker_require_within_worker_timeout() {
+    check(
+        Options::default(),
+        "0 deadline",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 spawn worker 3
+        0 spawn worker 4
+        0 next deadline 2000
+        next deadline 2000
+        ",
+    );
+}
+
+#[test]
+fn the_next_deadline_is_when_a_tick_has_work() {
+    check(
+        options(1),
+        "
+        0 deadline
+        2000 tick
+        ",
+        "
+        0 spawn worker 1
+        0 next deadline 2000
+        2000 kill worker 1
+        next deadline 7000
+        ",
+    );
+}
+
+#[test]
+fn a_spawned_worker_that_says_hello_and_online_makes_the_master_ready() {
+    check(
+        options(1),
+        "
+        0 state
+        0 up 1
+        0 state
+        ",
+        "
+        0 spawn worker 1
+        0 state phase=Starting started=0 target=1 workers=1 ready=false recycling=false failure=None
+        0 state phase=Ready started=1 target=1 workers=1 ready=true recycling=false failure=None
+        next deadline none
+        ",
+    );
+}
+
+#[test]
+fn the_master_is_ready_once_every_worker_started() {
+    check(
+        options(2),
+        "
+        0 up 1
+        0 state
+        0 up 2
+        0 state
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 state phase=Starting started=1 target=2 workers=2 ready=false recycling=false failure=None
+        0 state phase=Ready started=2 target=2 workers=2 ready=true recycling=false failure=None
+        next deadline none
+        ",
+    );
+}
+
+#[test]
 fn start_spawns_count_workers_and_online_starts_them() {
     check_logs(
         options(2),
@@ -710,6 +838,65 @@ fn a_second_hello_or_garbage_kills_the_worker() {
     );
 }
 
+#[test]
+fn a_refused_worker_gets_refused_grace_to_exit() {
+    check(
+        Options::default(),
+        "
+        0 hello 1 version=2
+        999 tick
+        1000 tick
+        ",
+        r#"
+        0 spawn worker 1
+        0 spawn worker 2
+        0 spawn worker 3
+        0 spawn worker 4
+        0 send worker 1 Refused { reason: "protocol version mismatch: worker speaks 2, master speaks 1" }
+        1000 kill worker 1
+        next deadline 2000
+        "#,
+    );
+}
+
+#[test]
+fn the_message_count_starts_afresh_each_flood_window() {
+    // Chatty, but within each window's limit: not killed.
+    check(
+        options(1),
+        "
+        0 hello 1
+        1000 flood 1 n=1000
+        2000 flood 1 n=1000
+        3000 flood 1 n=1000
+        ",
+        "
+        0 spawn worker 1
+        next deadline none
+        ",
+    );
+}
+
+#[test]
+fn hello_and_max_messages_per_window_more_within_one_window_is_a_flood() {
+    // `Hello` and MAX_MESSAGES_PER_WINDOW `Online`s: one message too many.
+    check_logs(
+        options(1),
+        "
+        0 hello 1
+        0 flood 1 n=1000
+        ",
+        "
+        0 spawn worker 1
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
+        0 kill worker 1
+        0 log WARN: worker 1 (pid 1001) flooded the channel: more than 1000 messages within 1000 ms; restarting in 5000 ms
+        next deadline 5000
+        ",
+    );
+}
+
 // Starting too slowly.
 
 #[test]
@@ -846,6 +1033,28 @@ fn spawn_failures_back_off_like_crashes() {
     );
 }
 
+#[test]
+fn a_worker_killed_by_a_signal_is_replaced_after_restart_delay() {
+    check_logs(
+        options(1),
+        "
+        0 exited 1 signal=11
+        0 deadline
+        4999 tick
+        5000 tick
+        ",
+        "
+        0 spawn worker 1
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log WARN: worker 1 (pid 1001) exited unasked (signal 11); restarting in 5000 ms
+        0 next deadline 5000
+        5000 spawn worker 2
+        5000 log INFO: worker 2 spawned (pid 1002)
+        next deadline 7000
+        ",
+    );
+}
+
 // Exits on purpose.
 
 #[test]
@@ -873,6 +1082,79 @@ fn an_announced_exit_is_replaced_at_once_and_a_different_code_is_a_crash() {
         120 log INFO: worker 3 (pid 1003) started (online) in 10 ms
         210 log WARN: worker 2 (pid 1002) exited unasked (exit code 1); restarting in 5000 ms
         next deadline 5210
+        ",
+    );
+}
+
+#[test]
+fn an_old_worker_that_exits_on_purpose_while_its_replacement_starts_is_not_replaced_twice() {
+    check_logs(
+        options(2),
+        "
+        0 up 1 2
+        1000 SIGHUP
+        1100 exit-msg 1 code=0
+        1100 exited 1 code=0
+        1200 up 3
+        1300 up 4
+        1400 exited 2
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
+        0 log INFO: worker 2 (pid 1002) started (online) in 0 ms
+        1000 log INFO: SIGHUP: recycling 2 workers
+        1000 spawn worker 3
+        1000 log INFO: worker 3 spawned (pid 1003)
+        1100 log INFO: worker 1 (pid 1001) exited on purpose (exit code 0); replacing it
+        1200 log INFO: worker 3 (pid 1003) started (online) in 200 ms
+        1200 spawn worker 4
+        1200 log INFO: worker 4 spawned (pid 1004)
+        1300 log INFO: worker 4 (pid 1004) started (online) in 100 ms
+        1300 log INFO: worker 2 (pid 1002) disconnecting
+        1300 send worker 2 Disconnect
+        1300 log INFO: recycle complete: 2 workers replaced in 300 ms
+        1400 log INFO: worker 2 (pid 1002) exited (exit code 0) as asked
+        next deadline none
+        ",
+    );
+}
+
+#[test]
+fn an_old_worker_that_exits_on_purpose_before_its_turn_is_replaced_at_once_and_skipped() {
+    check_logs(
+        options(2),
+        "
+        0 up 1 2
+        1000 SIGHUP
+        1100 exit-msg 2 code=0
+        1100 exited 2 code=0
+        1200 up 3 4
+        1300 exited 1
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
+        0 log INFO: worker 2 (pid 1002) started (online) in 0 ms
+        1000 log INFO: SIGHUP: recycling 2 workers
+        1000 spawn worker 3
+        1000 log INFO: worker 3 spawned (pid 1003)
+        1100 log INFO: worker 2 (pid 1002) exited on purpose (exit code 0); replacing it
+        1100 spawn worker 4
+        1100 log INFO: worker 4 spawned (pid 1004)
+        1200 log INFO: worker 3 (pid 1003) started (online) in 200 ms
+        1200 log INFO: worker 1 (pid 1001) disconnecting
+        1200 send worker 1 Disconnect
+        1200 log INFO: recycle complete: 1 workers replaced in 200 ms
+        1200 log INFO: worker 4 (pid 1004) started (online) in 100 ms
+        1300 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
+        next deadline none
         ",
     );
 }
@@ -978,6 +1260,29 @@ fn an_exit_reported_after_a_deadline_passed_is_not_killed() {
         18500 log INFO: shutdown complete: all workers exited
         18500 exit 0
         next deadline none
+        ",
+    );
+}
+
+#[test]
+fn a_closed_channel_gives_the_worker_channel_close_grace_to_exit() {
+    check(
+        Options::default(),
+        "
+        0 up 1
+        0 closed 1
+        0 deadline
+        999 tick
+        1000 tick
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 spawn worker 3
+        0 spawn worker 4
+        0 next deadline 1000
+        1000 kill worker 1
+        next deadline 2000
         ",
     );
 }
@@ -1240,6 +1545,52 @@ fn signals_during_shutdown_are_ignored() {
         300 log INFO: shutdown complete: all workers exited
         300 exit 0
         next deadline none
+        ",
+    );
+}
+
+#[test]
+fn a_whole_life_from_start_to_shutdown() {
+    check(
+        options(1),
+        "
+        0 up 1
+        0 SIGTERM
+        0 exited 1
+        ",
+        "
+        0 spawn worker 1
+        0 close listeners
+        0 send worker 1 Disconnect
+        0 exit 0
+        next deadline none
+        ",
+    );
+}
+
+#[test]
+fn shutdown_retires_every_started_worker() {
+    check(
+        Options::default(),
+        "
+        0 up 1 2
+        0 state
+        0 SIGTERM
+        0 state
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 spawn worker 3
+        0 spawn worker 4
+        0 state phase=Starting started=2 target=4 workers=4 ready=false recycling=false failure=None
+        0 close listeners
+        0 send worker 1 Disconnect
+        0 send worker 2 Disconnect
+        0 send worker 3 Disconnect
+        0 send worker 4 Disconnect
+        0 state phase=Stopping started=0 target=4 workers=4 ready=false recycling=false failure=None
+        next deadline 15000
         ",
     );
 }
@@ -1542,6 +1893,50 @@ fn an_old_worker_that_crashes_before_its_turn_is_restarted_and_skipped() {
     );
 }
 
+#[test]
+fn a_sighup_spawns_one_replacement_and_retires_its_old_worker_once_it_started() {
+    check(
+        Options::default(),
+        "
+        0 up 1 2 3 4
+        0 SIGHUP
+        0 up 5
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 spawn worker 3
+        0 spawn worker 4
+        0 spawn worker 5
+        0 send worker 1 Disconnect
+        0 spawn worker 6
+        next deadline 2000
+        ",
+    );
+}
+
+#[test]
+fn the_recycle_ends_when_the_last_replacement_started() {
+    check(
+        options(1),
+        "
+        0 up 1
+        0 SIGHUP
+        0 state
+        0 up 2
+        0 state
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 state phase=Reloading started=1 target=1 workers=2 ready=true recycling=true failure=None
+        0 send worker 1 Disconnect
+        0 state phase=Ready started=1 target=1 workers=2 ready=true recycling=false failure=None
+        next deadline 15000
+        ",
+    );
+}
+
 // Scaling.
 
 #[test]
@@ -1662,6 +2057,54 @@ fn sigttou_during_a_recycle_retires_an_old_worker_still_queued() {
         1200 spawn worker 5
         1300 send worker 2 Disconnect
         next deadline none
+        ",
+    );
+}
+
+#[test]
+fn sigttin_raises_the_target_and_spawns() {
+    check_logs(
+        Options::default(),
+        "
+        0 SIGTTIN
+        0 state
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 spawn worker 3
+        0 spawn worker 4
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        0 log INFO: worker 3 spawned (pid 1003)
+        0 log INFO: worker 4 spawned (pid 1004)
+        0 log INFO: SIGTTIN: workers 4 -> 5
+        0 spawn worker 5
+        0 log INFO: worker 5 spawned (pid 1005)
+        0 state phase=Starting started=0 target=5 workers=5 ready=false recycling=false failure=None
+        next deadline 2000
+        ",
+    );
+}
+
+#[test]
+fn sigttou_lowers_the_target_and_retires_a_worker() {
+    check(
+        Options::default(),
+        "
+        0 state
+        0 SIGTTOU
+        0 state
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 spawn worker 3
+        0 spawn worker 4
+        0 state phase=Starting started=0 target=4 workers=4 ready=false recycling=false failure=None
+        0 send worker 4 Disconnect
+        0 state phase=Starting started=0 target=3 workers=4 ready=false recycling=false failure=None
+        next deadline 2000
         ",
     );
 }
@@ -2018,6 +2461,133 @@ fn worker_timeout_counts_from_when_the_process_exists() {
         0 next deadline 2000
         300 next deadline 2300
         next deadline 2300
+        ",
+    );
+}
+
+#[test]
+fn a_listen_failure_before_any_worker_started_is_the_masters_failure() {
+    check(
+        options(1),
+        "
+        0 listen-fails 1 0.0.0.0:80
+        0 state
+        0 exited 1 code=1
+        ",
+        r#"
+        0 spawn worker 1
+        0 close listeners
+        0 send worker 1 Disconnect
+        0 state phase=Stopping started=0 target=1 workers=1 ready=false recycling=false failure=Some("cannot listen on 0.0.0.0:80: bind 0.0.0.0:80: Address already in use (os error 98)")
+        0 exit 1
+        next deadline none
+        "#,
+    );
+}
+
+#[test]
+fn a_worker_may_listen_on_sixteen_addresses() {
+    // MAX_LISTEN_REQUESTS bounds what a worker can make the master hold, and
+    // leaves room for a real server's few addresses.
+    check(
+        options(1),
+        "
+        0 up 1
+        10 listen-requests 1 n=16
+        ",
+        "
+        0 spawn worker 1
+        10 listen worker 1 127.0.0.1:8080
+        10 listen worker 1 127.0.0.1:8080
+        10 listen worker 1 127.0.0.1:8080
+        10 listen worker 1 127.0.0.1:8080
+        10 listen worker 1 127.0.0.1:8080
+        10 listen worker 1 127.0.0.1:8080
+        10 listen worker 1 127.0.0.1:8080
+        10 listen worker 1 127.0.0.1:8080
+        10 listen worker 1 127.0.0.1:8080
+        10 listen worker 1 127.0.0.1:8080
+        10 listen worker 1 127.0.0.1:8080
+        10 listen worker 1 127.0.0.1:8080
+        10 listen worker 1 127.0.0.1:8080
+        10 listen worker 1 127.0.0.1:8080
+        10 listen worker 1 127.0.0.1:8080
+        10 listen worker 1 127.0.0.1:8080
+        next deadline none
+        ",
+    );
+}
+
+#[test]
+fn the_service_phase_follows_start_recycle_and_shutdown() {
+    check(
+        options(1),
+        "
+        0 state
+        0 up 1
+        0 state
+        0 SIGHUP
+        0 state
+        0 SIGTERM
+        0 state
+        ",
+        "
+        0 spawn worker 1
+        0 state phase=Starting started=0 target=1 workers=1 ready=false recycling=false failure=None
+        0 state phase=Ready started=1 target=1 workers=1 ready=true recycling=false failure=None
+        0 spawn worker 2
+        0 state phase=Reloading started=1 target=1 workers=2 ready=true recycling=true failure=None
+        0 close listeners
+        0 send worker 1 Disconnect
+        0 send worker 2 Disconnect
+        0 state phase=Stopping started=0 target=1 workers=2 ready=false recycling=false failure=None
+        next deadline 15000
+        ",
+    );
+}
+
+#[test]
+fn the_status_at_start() {
+    check(
+        Options::default(),
+        "
+        0 state
+        0 status
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 spawn worker 3
+        0 spawn worker 4
+        0 state phase=Starting started=0 target=4 workers=4 ready=false recycling=false failure=None
+        0 status starting: 0/4 workers ready
+        next deadline 2000
+        ",
+    );
+}
+
+#[test]
+fn the_status_line_counts_started_workers_then_workers_left() {
+    check(
+        options(2),
+        "
+        0 up 1
+        0 status
+        0 up 2
+        0 status
+        0 SIGTERM
+        0 status
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 status starting: 1/2 workers ready
+        0 status 2/2 workers ready
+        0 close listeners
+        0 send worker 1 Disconnect
+        0 send worker 2 Disconnect
+        0 status stopping: 2 workers left
+        next deadline 15000
         ",
     );
 }
