@@ -2424,7 +2424,7 @@ fn a_worker_asking_to_listen_too_often_is_killed() {
             0 up 1
             10 listen-requests 1 n={}
             ",
-            crate::machine::MAX_LISTEN_REQUESTS + 1
+            crate::machine::messages::MAX_LISTEN_REQUESTS + 1
         ),
         &format!(
             "

@@ -1,0 +1,158 @@
+//! Failures and exits: a worker that failed is killed if need be, logged,
+//! and replaced after `restart_delay` (a [`Restart`] waits for it), unless a
+//! recycle's replacement already takes its place; a worker that exits is
+//! taken off the books.
+
+use std::time::Instant;
+
+use log::Level;
+
+use super::{Action, ExitStatus, Machine, Phase, State, WorkerId, log};
+use crate::backoff::restart_delay;
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Restart {
+    pub(super) due: Instant,
+    pub(super) streak: u32,
+}
+
+impl Machine {
+    /// A live worker failed: kill it and decide on its replacement.
+    pub(super) fn kill_as_failed(
+        &mut self,
+        now: Instant,
+        worker: WorkerId,
+        why: &str,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(record) = self.workers.get(&worker) else { return };
+        if record.state == State::Killed {
+            return;
+        }
+        let was_live = record.state.is_live();
+        self.set_state(worker, State::Killed);
+        actions.push(Action::Kill(worker));
+        if was_live {
+            self.fail(now, worker, why, actions);
+        } else {
+            let name = self.name(worker);
+            log(actions, Level::Warn, format!("{name} {why}; killing it"));
+        }
+    }
+
+    /// Books a failure of a live worker: log it, stop a recycle whose
+    /// replacement it was, and schedule its replacement with backoff.
+    pub(super) fn fail(
+        &mut self,
+        now: Instant,
+        worker: WorkerId,
+        why: &str,
+        actions: &mut Vec<Action>,
+    ) {
+        let name = self.name(worker);
+        let Some(record) = self.workers.get(&worker) else { return };
+        if self.phase != Phase::Running {
+            log(actions, Level::Warn, format!("{name} {why}"));
+            return;
+        }
+        let stable = record
+            .started_at
+            .is_some_and(|at| now.saturating_duration_since(at) >= self.options.restart.max_delay);
+        let streak = if stable { 1 } else { record.streak + 1 };
+        // A recycle's replacement that fails stops the recycle; if it still
+        // had an old worker to replace, that one keeps serving and nothing
+        // needs restarting.
+        let mut needs_replacement = true;
+        if let Some(recycle) = &self.recycle
+            && let Some((replacement, old)) = recycle.current
+            && replacement == worker
+        {
+            let left = recycle.queue.len() + usize::from(old.is_some());
+            self.recycle = None;
+            log(
+                actions,
+                Level::Error,
+                format!(
+                    "recycle stopped: replacement {name} {why}; {left} old workers keep serving"
+                ),
+            );
+            needs_replacement = old.is_none();
+            if !needs_replacement {
+                return;
+            }
+        }
+        if let Some(recycle) = &mut self.recycle {
+            recycle.queue.retain(|queued| *queued != worker);
+            if let Some((_, old)) = &mut recycle.current
+                && *old == Some(worker)
+            {
+                // Its replacement is already starting and takes its place.
+                *old = None;
+                needs_replacement = false;
+            }
+        }
+        if !needs_replacement {
+            log(actions, Level::Warn, format!("{name} {why}; its replacement is already starting"));
+            return;
+        }
+        let delay =
+            restart_delay(self.options.restart.delay, self.options.restart.max_delay, streak);
+        log(actions, Level::Warn, format!("{name} {why}; restarting in {} ms", delay.as_millis()));
+        self.restarts.push(Restart { due: now + delay, streak });
+    }
+
+    pub(super) fn on_exit(
+        &mut self,
+        now: Instant,
+        worker: WorkerId,
+        status: ExitStatus,
+        actions: &mut Vec<Action>,
+    ) {
+        let name = self.name(worker);
+        let Some(record) = self.workers.get(&worker) else { return };
+        let (state, exit_code, streak) = (record.state.clone(), record.exit_code, record.streak);
+        match state {
+            State::Retiring { .. } => {
+                log(actions, Level::Info, format!("{name} exited ({status}) as asked"))
+            }
+            State::Killed => {
+                log(actions, Level::Info, format!("{name} exited ({status}) after being killed"))
+            }
+            State::Refused { .. } => {
+                log(actions, Level::Info, format!("{name} exited ({status}) after being refused"))
+            }
+            State::Started
+                if exit_code.is_some_and(|code| status == ExitStatus::Code(code))
+                    && self.phase == Phase::Running =>
+            {
+                log(
+                    actions,
+                    Level::Info,
+                    format!("{name} exited on purpose ({status}); replacing it"),
+                );
+                self.workers.remove(&worker);
+                let mut replace = true;
+                if let Some(recycle) = &mut self.recycle {
+                    recycle.queue.retain(|queued| *queued != worker);
+                    if let Some((_, old)) = &mut recycle.current
+                        && *old == Some(worker)
+                    {
+                        // Its recycle replacement is already starting.
+                        *old = None;
+                        replace = false;
+                    }
+                }
+                if replace {
+                    self.spawn(now, streak, actions);
+                }
+                return;
+            }
+            State::Starting { .. } | State::Started => {
+                let why = format!("exited unasked ({status})");
+                self.fail(now, worker, &why, actions);
+            }
+        }
+        self.workers.remove(&worker);
+        self.check_done(actions);
+    }
+}

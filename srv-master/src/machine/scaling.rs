@@ -1,0 +1,56 @@
+//! Scaling: `SIGTTOU` removes one worker (a pending restart first, then a
+//! worker still starting, then the newest); `SIGTTIN` adds one (in
+//! `on_signal`).
+
+use std::time::Instant;
+
+use log::Level;
+
+use super::recycle::Recycle;
+use super::{Action, Machine, State, log};
+
+impl Machine {
+    pub(super) fn remove_one(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        if self.target <= 1 {
+            log(actions, Level::Warn, "SIGTTOU ignored: already at 1 worker".to_owned());
+            return;
+        }
+        self.target -= 1;
+        log(
+            actions,
+            Level::Info,
+            format!("SIGTTOU: workers {} -> {}", self.target + 1, self.target),
+        );
+        if self.restarts.pop().is_some() {
+            return;
+        }
+        let (in_flight, old_in_flight) = match &self.recycle {
+            Some(Recycle { current: Some((replacement, old)), .. }) => (Some(*replacement), *old),
+            _ => (None, None),
+        };
+        let queued = self.recycle.as_mut().and_then(|recycle| recycle.queue.pop_back());
+        let victim = queued
+            .or_else(|| {
+                let others = self.workers.iter().filter(|(id, w)| {
+                    w.state.is_live() && Some(**id) != in_flight && Some(**id) != old_in_flight
+                });
+                // Prefer a worker that is not serving yet, then the newest.
+                let starting = others
+                    .clone()
+                    .filter(|(_, w)| w.state != State::Started)
+                    .map(|(id, _)| *id)
+                    .next_back();
+                starting.or_else(|| others.map(|(id, _)| *id).next_back())
+            })
+            .or_else(|| {
+                if let Some(Recycle { current: Some((_, old)), .. }) = &mut self.recycle {
+                    old.take()
+                } else {
+                    None
+                }
+            });
+        if let Some(worker) = victim {
+            self.retire(now, worker, self.options.recycle.timeout, actions);
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The graceful shutdown: every live worker gets `Disconnect` and
+//! `shutdown.timeout` to exit, the listeners close, and the master exits
+//! once the last worker is gone.
+
+use std::time::Instant;
+
+use log::Level;
+
+use super::{Action, Machine, Phase, State, WorkerId, log};
+
+impl Machine {
+    /// Begins the graceful shutdown, because of `cause` (a signal, or a
+    /// `failure` that makes the master exit non-zero).
+    pub(super) fn stop(
+        &mut self,
+        now: Instant,
+        cause: &str,
+        failure: Option<String>,
+        actions: &mut Vec<Action>,
+    ) {
+        self.phase = Phase::ShuttingDown { forced: false };
+        if let Some(failure) = &failure {
+            log(actions, Level::Error, format!("{failure}: stopping"));
+        }
+        self.failure = failure;
+        actions.push(Action::CloseListeners);
+        self.restarts.clear();
+        if let Some(recycle) = self.recycle.take() {
+            let left = recycle.queue.len() + usize::from(recycle.current.is_some());
+            log(
+                actions,
+                Level::Info,
+                format!("recycle stopped by {cause} with {left} workers not replaced"),
+            );
+        }
+        let timeout = self.options.shutdown.timeout;
+        log(
+            actions,
+            Level::Info,
+            format!(
+                "{cause}: shutting down {} workers (grace {} ms)",
+                self.workers.len(),
+                timeout.as_millis()
+            ),
+        );
+        // A worker already retiring (the old worker of a recycle, one that
+        // SIGTTOU removed) keeps its grace only as far as the shutdown's:
+        // every worker is gone within shutdown.timeout of the signal.
+        for record in self.workers.values_mut() {
+            if let State::Retiring { deadline } = &mut record.state {
+                *deadline = (*deadline).min(now + timeout);
+            }
+        }
+        let live: Vec<WorkerId> =
+            self.workers.iter().filter(|(_, w)| w.state.is_live()).map(|(id, _)| *id).collect();
+        for worker in live {
+            self.retire(now, worker, timeout, actions);
+        }
+        self.check_done(actions);
+    }
+
+    pub(super) fn check_done(&mut self, actions: &mut Vec<Action>) {
+        if let Phase::ShuttingDown { forced } = self.phase
+            && self.workers.is_empty()
+        {
+            self.phase = Phase::Exited;
+            let how = if forced { "forced shutdown" } else { "shutdown" };
+            log(actions, Level::Info, format!("{how} complete: all workers exited"));
+            actions.push(Action::Exit(if self.failure.is_some() { 1 } else { 0 }));
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The words the machine and the shell speak: the [`Event`]s the shell
+//! reports, the [`Action`]s it carries out, the [`Signal`]s the master acts
+//! on, how a worker ended ([`ExitStatus`]), a worker's identity
+//! ([`WorkerId`]), and the summary a service manager sees ([`Status`]).
+
+use std::fmt;
+
+use log::Level;
+use srv_proto::{ListenAddr, MasterMessage, WorkerMessage};
+
+/// A worker's identity within one master; never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct WorkerId(pub(crate) u32);
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "worker {}", self.0)
+    }
+}
+
+/// The signals the master acts on (`SIGCHLD` is the shell's business).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// `SIGINT`: graceful shutdown; a second one forces it.
+    Int,
+    /// `SIGTERM`: graceful shutdown; a second one forces it.
+    Term,
+    /// `SIGHUP`: rolling recycle of every worker.
+    Hup,
+    /// `SIGTTIN`: one worker more.
+    Ttin,
+    /// `SIGTTOU`: one worker fewer.
+    Ttou,
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Signal::Int => "SIGINT",
+            Signal::Term => "SIGTERM",
+            Signal::Hup => "SIGHUP",
+            Signal::Ttin => "SIGTTIN",
+            Signal::Ttou => "SIGTTOU",
+        })
+    }
+}
+
+/// How a worker process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExitStatus {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(code) => write!(f, "exit code {code}"),
+            ExitStatus::Signal(signal) => write!(f, "signal {signal}"),
+        }
+    }
+}
+
+/// Something that happened, as the shell reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// A signal arrived.
+    Signal(Signal),
+    /// The worker the machine asked for runs as `pid`.
+    Spawned {
+        /// The worker.
+        worker: WorkerId,
+        /// Its process id.
+        pid: u32,
+    },
+    /// The worker the machine asked for could not be started at all.
+    SpawnFailed {
+        /// The worker.
+        worker: WorkerId,
+        /// Why, naming the program.
+        error: String,
+    },
+    /// A worker sent a message.
+    Message {
+        /// The worker.
+        worker: WorkerId,
+        /// The message.
+        message: WorkerMessage,
+    },
+    /// A worker sent bytes that are not the protocol.
+    ProtocolError {
+        /// The worker.
+        worker: WorkerId,
+        /// What was wrong.
+        error: String,
+    },
+    /// The master could not provide the socket a worker asked for (the
+    /// worker got the error in its `ListenReply`).
+    ListenFailed {
+        /// The worker.
+        worker: WorkerId,
+        /// The address it asked for.
+        addr: ListenAddr,
+        /// Why, naming the address.
+        error: String,
+    },
+    /// A worker's end of the channel closed.
+    ChannelClosed {
+        /// The worker.
+        worker: WorkerId,
+    },
+    /// A worker process ended and was reaped.
+    Exited {
+        /// The worker.
+        worker: WorkerId,
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// Time passed; deadlines up to `now` are due.
+    Tick,
+}
+
+/// Something the shell must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Start a worker process for this id, then report `Spawned` or
+    /// `SpawnFailed`.
+    Spawn(WorkerId),
+    /// Send this message to the worker.
+    Send(WorkerId, MasterMessage),
+    /// Bind `addr` (or reuse the socket held for it) and send the worker a
+    /// `ListenReply` with the socket or the error.
+    Listen(WorkerId, ListenAddr),
+    /// `SIGKILL` the worker.
+    Kill(WorkerId),
+    /// Close every listening socket the master holds: it is shutting down,
+    /// so new connections should be refused rather than queue for nobody.
+    CloseListeners,
+    /// Write one log line.
+    Log(Level, String),
+    /// Every worker is gone after a shutdown: exit with this code.
+    Exit(i32),
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Spawn(worker) => write!(f, "spawn {worker}"),
+            Action::Send(worker, message) => write!(f, "send {worker} {message:?}"),
+            Action::Listen(worker, addr) => write!(f, "listen {worker} {addr}"),
+            Action::Kill(worker) => write!(f, "kill {worker}"),
+            Action::CloseListeners => f.write_str("close listeners"),
+            Action::Log(level, line) => write!(f, "log {level}: {line}"),
+            Action::Exit(code) => write!(f, "exit {code}"),
+        }
+    }
+}
+
+/// What the master is doing as a whole, as a service manager sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServicePhase {
+    /// Not every worker has started yet, ever.
+    Starting,
+    /// Every worker started once; serving.
+    Ready,
+    /// A recycle is in progress.
+    Reloading,
+    /// Shutting down.
+    Stopping,
+}
+
+/// A summary of the master's state: [`Machine::status`].
+///
+/// [`Machine::status`]: super::Machine::status
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Status {
+    /// What the master is doing.
+    pub(crate) phase: ServicePhase,
+    /// Workers started and serving.
+    pub(crate) started: usize,
+    /// Workers wanted.
+    pub(crate) target: usize,
+    /// Worker processes, in any state.
+    pub(crate) workers: usize,
+}
+
+impl fmt::Display for Status {
+    /// A line for `STATUS=`, such as `4/4 workers ready`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Status { phase, started, target, workers } = *self;
+        match phase {
+            ServicePhase::Starting => write!(f, "starting: {started}/{target} workers ready"),
+            ServicePhase::Ready => write!(f, "{started}/{target} workers ready"),
+            ServicePhase::Reloading => write!(f, "recycling: {started}/{target} workers ready"),
+            ServicePhase::Stopping => write!(f, "stopping: {workers} workers left"),
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! One worker's books: its record ([`Worker`]), its [`State`]s and the
+//! transitions every concern shares: spawn, start (`progress`), retire, and
+//! the deadlines (`advance`), where a worker too slow to start, to exit
+//! after `Disconnect` or a refusal, or to exit after closing its channel is
+//! killed.
+
+use std::time::{Duration, Instant};
+
+use log::Level;
+use srv_proto::MasterMessage;
+
+use super::{Action, Machine, Phase, WorkerId, log};
+use crate::options::Require;
+
+/// How long a worker whose channel closed may take to exit before it is
+/// killed as broken.
+pub(crate) const CHANNEL_CLOSE_GRACE: Duration = Duration::from_millis(1000);
+
+#[derive(Debug)]
+pub(super) struct Worker {
+    pub(super) pid: Option<u32>,
+    pub(super) state: State,
+    /// Said hello with the right protocol version.
+    pub(super) greeted: bool,
+    /// The code from an `Exit` message: the worker meant to exit.
+    pub(super) exit_code: Option<i32>,
+    pub(super) spawned_at: Instant,
+    pub(super) started_at: Option<Instant>,
+    /// Crashes in a row of this worker's line of replacements.
+    pub(super) streak: u32,
+    /// When the worker closed its channel without exiting, the time by
+    /// which it must have exited.
+    pub(super) closed_deadline: Option<Instant>,
+    /// When the current [`FLOOD_WINDOW`](super::messages::FLOOD_WINDOW)
+    /// began, and the messages in it.
+    pub(super) window_start: Instant,
+    pub(super) window_messages: u32,
+    /// `ListenRequest`s so far (see
+    /// [`MAX_LISTEN_REQUESTS`](super::messages::MAX_LISTEN_REQUESTS)).
+    pub(super) listen_requests: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum State {
+    Starting {
+        deadline: Instant,
+        online: bool,
+        listening: bool,
+    },
+    Started,
+    /// Asked to disconnect; killed at `deadline`.
+    Retiring {
+        deadline: Instant,
+    },
+    /// Refused for its protocol version; killed at `deadline`.
+    Refused {
+        deadline: Instant,
+    },
+    /// `SIGKILL` sent; waiting to be reaped.
+    Killed,
+}
+
+impl State {
+    /// Starting or started: counts towards the target.
+    pub(super) fn is_live(&self) -> bool {
+        matches!(self, State::Starting { .. } | State::Started)
+    }
+}
+
+impl Machine {
+    pub(super) fn name(&self, worker: WorkerId) -> String {
+        match self.workers.get(&worker).and_then(|record| record.pid) {
+            Some(pid) => format!("{worker} (pid {pid})"),
+            None => worker.to_string(),
+        }
+    }
+
+    pub(super) fn spawn(
+        &mut self,
+        now: Instant,
+        streak: u32,
+        actions: &mut Vec<Action>,
+    ) -> WorkerId {
+        let worker = WorkerId(self.next_id);
+        self.next_id += 1;
+        let deadline = now + self.options.worker.timeout;
+        self.workers.insert(
+            worker,
+            Worker {
+                pid: None,
+                state: State::Starting { deadline, online: false, listening: false },
+                greeted: false,
+                exit_code: None,
+                spawned_at: now,
+                started_at: None,
+                streak,
+                closed_deadline: None,
+                window_start: now,
+                window_messages: 0,
+                listen_requests: 0,
+            },
+        );
+        actions.push(Action::Spawn(worker));
+        worker
+    }
+
+    /// Handles every deadline that is due at `now`, but those of `exiting`:
+    /// killing a reaped worker would be wrong, and so would its log line.
+    pub(super) fn advance(
+        &mut self,
+        now: Instant,
+        exiting: Option<WorkerId>,
+        actions: &mut Vec<Action>,
+    ) {
+        let due: Vec<(WorkerId, State, Option<Instant>)> = self
+            .workers
+            .iter()
+            .filter(|(id, _)| Some(**id) != exiting)
+            .map(|(id, worker)| (*id, worker.state.clone(), worker.closed_deadline))
+            .collect();
+        for (worker, state, closed_deadline) in due {
+            match state {
+                State::Starting { deadline, .. } if deadline <= now => {
+                    let require = self.options.worker.require;
+                    let timeout = self.options.worker.timeout.as_millis();
+                    let why = format!("did not report {require} within {timeout} ms");
+                    self.kill_as_failed(now, worker, &why, actions);
+                }
+                State::Retiring { deadline } if deadline <= now => {
+                    let name = self.name(worker);
+                    log(
+                        actions,
+                        Level::Warn,
+                        format!("{name} did not exit in time after disconnect; killing it"),
+                    );
+                    self.set_state(worker, State::Killed);
+                    actions.push(Action::Kill(worker));
+                }
+                State::Refused { deadline } if deadline <= now => {
+                    let name = self.name(worker);
+                    log(
+                        actions,
+                        Level::Warn,
+                        format!("{name} did not exit in time after being refused; killing it"),
+                    );
+                    self.set_state(worker, State::Killed);
+                    actions.push(Action::Kill(worker));
+                }
+                State::Starting { .. } | State::Started
+                    if closed_deadline.is_some_and(|at| at <= now) =>
+                {
+                    self.kill_as_failed(
+                        now,
+                        worker,
+                        "closed its channel but did not exit",
+                        actions,
+                    );
+                }
+                _ => {}
+            }
+        }
+        if self.phase != Phase::Running {
+            return;
+        }
+        let mut due_restarts = Vec::new();
+        self.restarts.retain(|restart| {
+            let is_due = restart.due <= now;
+            if is_due {
+                due_restarts.push(*restart);
+            }
+            !is_due
+        });
+        for restart in due_restarts {
+            self.spawn(now, restart.streak, actions);
+        }
+    }
+
+    pub(super) fn set_state(&mut self, worker: WorkerId, state: State) {
+        if let Some(record) = self.workers.get_mut(&worker) {
+            record.state = state;
+        }
+    }
+
+    /// Sends `Disconnect` and gives the worker `grace` to exit.
+    pub(super) fn retire(
+        &mut self,
+        now: Instant,
+        worker: WorkerId,
+        grace: Duration,
+        actions: &mut Vec<Action>,
+    ) {
+        let name = self.name(worker);
+        log(actions, Level::Info, format!("{name} disconnecting"));
+        self.set_state(worker, State::Retiring { deadline: now + grace });
+        actions.push(Action::Send(worker, MasterMessage::Disconnect));
+    }
+
+    /// A worker reached `reached`; it may now count as started.
+    pub(super) fn progress(
+        &mut self,
+        now: Instant,
+        worker: WorkerId,
+        reached: Require,
+        actions: &mut Vec<Action>,
+    ) {
+        let require = self.options.worker.require;
+        let Some(record) = self.workers.get_mut(&worker) else { return };
+        let State::Starting { online, listening, .. } = &mut record.state else { return };
+        match reached {
+            Require::Online => *online = true,
+            // A listening worker is also online: it can serve.
+            Require::Listen => (*online, *listening) = (true, true),
+        }
+        let started = match require {
+            Require::Online => *online,
+            Require::Listen => *listening,
+        };
+        if !started {
+            return;
+        }
+        record.state = State::Started;
+        record.started_at = Some(now);
+        self.ever_started = true;
+        let took = now.saturating_duration_since(record.spawned_at).as_millis();
+        let name = self.name(worker);
+        log(actions, Level::Info, format!("{name} started ({require}) in {took} ms"));
+        if let Some(recycle) = &mut self.recycle
+            && let Some((replacement, old)) = recycle.current
+            && replacement == worker
+        {
+            recycle.current = None;
+            recycle.replaced += 1;
+            if let Some(old) = old {
+                self.retire(now, old, self.options.recycle.timeout, actions);
+            }
+        }
+    }
+}
