@@ -1,0 +1,345 @@
+//! The rolling recycle (`SIGHUP`): one replacement at a time, what stops it,
+//! and what starts it over.
+
+use super::shell::{check, check_logs, options};
+use crate::options::Options;
+
+#[test]
+fn recycle_replaces_one_worker_at_a_time() {
+    check_logs(
+        options(3),
+        "
+        0 up 1 2 3
+        1000 SIGHUP
+        1100 up 4
+        1200 up 5
+        1300 exited 1
+        1400 up 6
+        1500 exited 2
+        1500 deadline
+        16399 tick
+        16400 tick
+        16410 exited 3 signal=9
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 spawn worker 3
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        0 log INFO: worker 3 spawned (pid 1003)
+        0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
+        0 log INFO: worker 2 (pid 1002) started (online) in 0 ms
+        0 log INFO: worker 3 (pid 1003) started (online) in 0 ms
+        1000 log INFO: SIGHUP: recycling 3 workers
+        1000 spawn worker 4
+        1000 log INFO: worker 4 spawned (pid 1004)
+        1100 log INFO: worker 4 (pid 1004) started (online) in 100 ms
+        1100 log INFO: worker 1 (pid 1001) disconnecting
+        1100 send worker 1 Disconnect
+        1100 spawn worker 5
+        1100 log INFO: worker 5 spawned (pid 1005)
+        1200 log INFO: worker 5 (pid 1005) started (online) in 100 ms
+        1200 log INFO: worker 2 (pid 1002) disconnecting
+        1200 send worker 2 Disconnect
+        1200 spawn worker 6
+        1200 log INFO: worker 6 spawned (pid 1006)
+        1300 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
+        1400 log INFO: worker 6 (pid 1006) started (online) in 200 ms
+        1400 log INFO: worker 3 (pid 1003) disconnecting
+        1400 send worker 3 Disconnect
+        1400 log INFO: recycle complete: 3 workers replaced in 400 ms
+        1500 log INFO: worker 2 (pid 1002) exited (exit code 0) as asked
+        1500 next deadline 16400
+        16400 log WARN: worker 3 (pid 1003) did not exit in time after disconnect; killing it
+        16400 kill worker 3
+        16410 log INFO: worker 3 (pid 1003) exited (signal 9) after being killed
+        next deadline none
+        ",
+    );
+}
+
+#[test]
+fn recycle_waits_for_its_own_replacement_not_any_new_worker() {
+    check(
+        options(2),
+        "
+        0 up 1 2
+        1000 SIGHUP
+        1000 SIGTTIN
+        1100 up 4
+        1200 up 3
+        1300 up 5
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        1000 spawn worker 3
+        1000 spawn worker 4
+        1200 send worker 1 Disconnect
+        1200 spawn worker 5
+        1300 send worker 2 Disconnect
+        next deadline 16200
+        ",
+    );
+}
+
+#[test]
+fn a_replacement_that_crashes_stops_the_recycle_and_the_old_workers_serve_on() {
+    check_logs(
+        options(2),
+        "
+        0 up 1 2
+        1000 SIGHUP
+        1100 hello 3
+        1200 exited 3 code=1
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
+        0 log INFO: worker 2 (pid 1002) started (online) in 0 ms
+        1000 log INFO: SIGHUP: recycling 2 workers
+        1000 spawn worker 3
+        1000 log INFO: worker 3 spawned (pid 1003)
+        1200 log ERROR: recycle stopped: replacement worker 3 (pid 1003) exited unasked (exit code 1); 2 old workers keep serving
+        next deadline none
+        ",
+    );
+}
+
+#[test]
+fn a_replacement_that_does_not_start_in_time_stops_the_recycle() {
+    check_logs(
+        options(2),
+        "
+        0 up 1 2
+        1000 SIGHUP
+        3000 tick
+        3010 exited 3 signal=9
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
+        0 log INFO: worker 2 (pid 1002) started (online) in 0 ms
+        1000 log INFO: SIGHUP: recycling 2 workers
+        1000 spawn worker 3
+        1000 log INFO: worker 3 spawned (pid 1003)
+        3000 kill worker 3
+        3000 log ERROR: recycle stopped: replacement worker 3 (pid 1003) did not report online within 2000 ms; 2 old workers keep serving
+        3010 log INFO: worker 3 (pid 1003) exited (signal 9) after being killed
+        next deadline none
+        ",
+    );
+}
+
+#[test]
+fn a_replacement_that_cannot_be_spawned_stops_the_recycle_and_a_later_sighup_works() {
+    check(
+        options(2),
+        "
+        0 up 1 2
+        1000 spawn-fails
+        1000 SIGHUP
+        1000 deadline
+        2000 SIGHUP
+        2100 up 4
+        2200 up 5
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        1000 spawn worker 3
+        1000 next deadline none
+        2000 spawn worker 4
+        2100 send worker 1 Disconnect
+        2100 spawn worker 5
+        2200 send worker 2 Disconnect
+        next deadline 17100
+        ",
+    );
+}
+
+#[test]
+fn a_sighup_during_a_recycle_starts_over_and_retires_the_replacement_in_flight() {
+    check(
+        options(3),
+        "
+        0 up 1 2 3
+        1000 SIGHUP
+        1100 up 4
+        1200 SIGHUP
+        1300 up 5
+        1400 up 6
+        1500 up 7
+        1600 up 8
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 spawn worker 3
+        1000 spawn worker 4
+        1100 send worker 1 Disconnect
+        1100 spawn worker 5
+        1200 send worker 5 Disconnect
+        1200 spawn worker 6
+        1400 send worker 2 Disconnect
+        1400 spawn worker 7
+        1500 send worker 3 Disconnect
+        1500 spawn worker 8
+        1600 send worker 4 Disconnect
+        next deadline 16100
+        ",
+    );
+}
+
+#[test]
+fn a_sigterm_during_a_recycle_stops_it_and_shuts_everything_down() {
+    check_logs(
+        options(2),
+        "
+        0 up 1 2
+        1000 SIGHUP
+        1100 SIGTERM
+        1200 exited 1 2 3
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
+        0 log INFO: worker 2 (pid 1002) started (online) in 0 ms
+        1000 log INFO: SIGHUP: recycling 2 workers
+        1000 spawn worker 3
+        1000 log INFO: worker 3 spawned (pid 1003)
+        1100 close listeners
+        1100 log INFO: recycle stopped by SIGTERM with 2 workers not replaced
+        1100 log INFO: SIGTERM: shutting down 3 workers (grace 15000 ms)
+        1100 log INFO: worker 1 (pid 1001) disconnecting
+        1100 send worker 1 Disconnect
+        1100 log INFO: worker 2 (pid 1002) disconnecting
+        1100 send worker 2 Disconnect
+        1100 log INFO: worker 3 (pid 1003) disconnecting
+        1100 send worker 3 Disconnect
+        1200 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
+        1200 log INFO: worker 2 (pid 1002) exited (exit code 0) as asked
+        1200 log INFO: worker 3 (pid 1003) exited (exit code 0) as asked
+        1200 log INFO: shutdown complete: all workers exited
+        1200 exit 0
+        next deadline none
+        ",
+    );
+}
+
+#[test]
+fn an_old_worker_that_crashes_while_its_replacement_starts_is_not_restarted() {
+    check_logs(
+        options(2),
+        "
+        0 up 1 2
+        1000 SIGHUP
+        1100 exited 1 signal=11
+        1100 deadline
+        1200 up 3
+        1300 up 4
+        1400 exited 2
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
+        0 log INFO: worker 2 (pid 1002) started (online) in 0 ms
+        1000 log INFO: SIGHUP: recycling 2 workers
+        1000 spawn worker 3
+        1000 log INFO: worker 3 spawned (pid 1003)
+        1100 log WARN: worker 1 (pid 1001) exited unasked (signal 11); its replacement is already starting
+        1100 next deadline 3000
+        1200 log INFO: worker 3 (pid 1003) started (online) in 200 ms
+        1200 spawn worker 4
+        1200 log INFO: worker 4 spawned (pid 1004)
+        1300 log INFO: worker 4 (pid 1004) started (online) in 100 ms
+        1300 log INFO: worker 2 (pid 1002) disconnecting
+        1300 send worker 2 Disconnect
+        1300 log INFO: recycle complete: 2 workers replaced in 300 ms
+        1400 log INFO: worker 2 (pid 1002) exited (exit code 0) as asked
+        next deadline none
+        ",
+    );
+}
+
+#[test]
+fn an_old_worker_that_crashes_before_its_turn_is_restarted_and_skipped() {
+    check(
+        options(2),
+        "
+        0 up 1 2
+        1000 SIGHUP
+        1100 exited 2 signal=11
+        1200 up 3
+        1200 deadline
+        6100 tick
+        6100 up 4
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        1000 spawn worker 3
+        1200 send worker 1 Disconnect
+        1200 next deadline 6100
+        6100 spawn worker 4
+        next deadline 16200
+        ",
+    );
+}
+
+#[test]
+fn a_sighup_spawns_one_replacement_and_retires_its_old_worker_once_it_started() {
+    check(
+        Options::default(),
+        "
+        0 up 1 2 3 4
+        0 SIGHUP
+        0 up 5
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 spawn worker 3
+        0 spawn worker 4
+        0 spawn worker 5
+        0 send worker 1 Disconnect
+        0 spawn worker 6
+        next deadline 2000
+        ",
+    );
+}
+
+#[test]
+fn the_recycle_ends_when_the_last_replacement_started() {
+    check(
+        options(1),
+        "
+        0 up 1
+        0 SIGHUP
+        0 state
+        0 up 2
+        0 state
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 state phase=Reloading started=1 target=1 workers=2 ready=true recycling=true failure=None
+        0 send worker 1 Disconnect
+        0 state phase=Ready started=1 target=1 workers=2 ready=true recycling=false failure=None
+        next deadline 15000
+        ",
+    );
+}
