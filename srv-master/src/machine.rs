@@ -245,10 +245,7 @@ impl Machine {
     /// Whether every worker is started and none is pending: all of
     /// `worker.count` serve.
     pub(crate) fn is_ready(&self) -> bool {
-        self.phase == Phase::Running
-            && self.restarts.is_empty()
-            && self.workers.values().filter(|worker| worker.state == State::Started).count()
-                >= self.target
+        self.phase == Phase::Running && self.restarts.is_empty() && self.started() >= self.target
     }
 
     /// Whether a recycle is in progress.

@@ -62,7 +62,6 @@ impl Machine {
         // A recycle's replacement that fails stops the recycle; if it still
         // had an old worker to replace, that one keeps serving and nothing
         // needs restarting.
-        let mut needs_replacement = true;
         if let Some(recycle) = &self.recycle
             && let Some((replacement, old)) = recycle.current
             && replacement == worker
@@ -76,22 +75,11 @@ impl Machine {
                     "recycle stopped: replacement {name} {why}; {left} old workers keep serving"
                 ),
             );
-            needs_replacement = old.is_none();
-            if !needs_replacement {
+            if old.is_some() {
                 return;
             }
         }
-        if let Some(recycle) = &mut self.recycle {
-            recycle.queue.retain(|queued| *queued != worker);
-            if let Some((_, old)) = &mut recycle.current
-                && *old == Some(worker)
-            {
-                // Its replacement is already starting and takes its place.
-                *old = None;
-                needs_replacement = false;
-            }
-        }
-        if !needs_replacement {
+        if self.old_worker_gone(worker) {
             log(actions, Level::Warn, format!("{name} {why}; its replacement is already starting"));
             return;
         }
@@ -131,18 +119,7 @@ impl Machine {
                     format!("{name} exited on purpose ({status}); replacing it"),
                 );
                 self.workers.remove(&worker);
-                let mut replace = true;
-                if let Some(recycle) = &mut self.recycle {
-                    recycle.queue.retain(|queued| *queued != worker);
-                    if let Some((_, old)) = &mut recycle.current
-                        && *old == Some(worker)
-                    {
-                        // Its recycle replacement is already starting.
-                        *old = None;
-                        replace = false;
-                    }
-                }
-                if replace {
+                if !self.old_worker_gone(worker) {
                     self.spawn(now, streak, actions);
                 }
                 return;

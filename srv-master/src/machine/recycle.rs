@@ -66,4 +66,21 @@ impl Machine {
             return;
         }
     }
+
+    /// Takes `worker`, which is going away on its own (it failed, or exited
+    /// on purpose), off the recycle's books: out of the queue, and no longer
+    /// the old worker of the replacement in flight. Returns whether it was
+    /// that old worker: then its replacement is already starting and takes
+    /// its place, so it needs no replacement of its own.
+    pub(super) fn old_worker_gone(&mut self, worker: WorkerId) -> bool {
+        let Some(recycle) = &mut self.recycle else { return false };
+        recycle.queue.retain(|queued| *queued != worker);
+        if let Some((_, old)) = &mut recycle.current
+            && *old == Some(worker)
+        {
+            *old = None;
+            return true;
+        }
+        false
+    }
 }

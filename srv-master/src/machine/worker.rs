@@ -126,22 +126,16 @@ impl Machine {
                     let why = format!("did not report {require} within {timeout} ms");
                     self.kill_as_failed(now, worker, &why, actions);
                 }
-                State::Retiring { deadline } if deadline <= now => {
+                State::Retiring { deadline } | State::Refused { deadline } if deadline <= now => {
+                    let after = match state {
+                        State::Refused { .. } => "being refused",
+                        _ => "disconnect",
+                    };
                     let name = self.name(worker);
                     log(
                         actions,
                         Level::Warn,
-                        format!("{name} did not exit in time after disconnect; killing it"),
-                    );
-                    self.set_state(worker, State::Killed);
-                    actions.push(Action::Kill(worker));
-                }
-                State::Refused { deadline } if deadline <= now => {
-                    let name = self.name(worker);
-                    log(
-                        actions,
-                        Level::Warn,
-                        format!("{name} did not exit in time after being refused; killing it"),
+                        format!("{name} did not exit in time after {after}; killing it"),
                     );
                     self.set_state(worker, State::Killed);
                     actions.push(Action::Kill(worker));

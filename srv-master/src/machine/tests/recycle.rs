@@ -343,3 +343,35 @@ fn the_recycle_ends_when_the_last_replacement_started() {
         ",
     );
 }
+
+#[test]
+fn a_stopped_recycle_counts_only_the_old_workers_still_there() {
+    // Worker 3 crashes before its turn and leaves the queue: when the
+    // replacement fails, worker 1 (its old worker) and worker 2 serve on.
+    check_logs(
+        options(3),
+        "
+        0 up 1 2 3
+        1000 SIGHUP
+        1100 exited 3 signal=11
+        1200 exited 4 code=1
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 spawn worker 3
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        0 log INFO: worker 3 spawned (pid 1003)
+        0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
+        0 log INFO: worker 2 (pid 1002) started (online) in 0 ms
+        0 log INFO: worker 3 (pid 1003) started (online) in 0 ms
+        1000 log INFO: SIGHUP: recycling 3 workers
+        1000 spawn worker 4
+        1000 log INFO: worker 4 spawned (pid 1004)
+        1100 log WARN: worker 3 (pid 1003) exited unasked (signal 11); restarting in 5000 ms
+        1200 log ERROR: recycle stopped: replacement worker 4 (pid 1004) exited unasked (exit code 1); 2 old workers keep serving
+        next deadline 6100
+        ",
+    );
+}
