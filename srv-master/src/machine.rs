@@ -54,8 +54,8 @@
 //! - `messages.rs`: what a worker says, and the limits on it;
 //! - `failure.rs`: failures, exits and restarts;
 //! - `recycle.rs`: the rolling recycle;
-//! - `scaling.rs`: `SIGTTOU` (`SIGTTIN` is a line of `on_signal`);
-//! - `shutdown.rs`: the graceful shutdown.
+//! - `scaling.rs`: `SIGTTIN` and `SIGTTOU`;
+//! - `shutdown.rs`: the graceful shutdown, and the forced one.
 //!
 //! [`REFUSED_GRACE`]: messages::REFUSED_GRACE
 //! [`MAX_MESSAGES_PER_WINDOW`]: messages::MAX_MESSAGES_PER_WINDOW
@@ -74,7 +74,7 @@ use std::time::Instant;
 
 use log::Level;
 
-use crate::options::{MAX_WORKERS, Options};
+use crate::options::Options;
 
 use self::failure::Restart;
 use self::recycle::Recycle;
@@ -283,41 +283,10 @@ impl Machine {
                 self.stop(now, &signal.to_string(), None, actions);
             }
             (Signal::Int | Signal::Term, Phase::ShuttingDown { .. }) => {
-                self.phase = Phase::ShuttingDown { forced: true };
-                let left: Vec<WorkerId> = self
-                    .workers
-                    .iter()
-                    .filter(|(_, w)| w.state != State::Killed)
-                    .map(|(id, _)| *id)
-                    .collect();
-                log(
-                    actions,
-                    Level::Warn,
-                    format!("{signal} again: forcing shutdown, killing {} workers", left.len()),
-                );
-                for worker in left {
-                    self.set_state(worker, State::Killed);
-                    actions.push(Action::Kill(worker));
-                }
+                self.force_stop(signal, actions);
             }
             (Signal::Hup, Phase::Running) => self.begin_recycle(now, actions),
-            (Signal::Ttin, Phase::Running) => {
-                if self.target >= MAX_WORKERS {
-                    log(
-                        actions,
-                        Level::Warn,
-                        format!("SIGTTIN ignored: already at {MAX_WORKERS} workers"),
-                    );
-                    return;
-                }
-                self.target += 1;
-                log(
-                    actions,
-                    Level::Info,
-                    format!("SIGTTIN: workers {} -> {}", self.target - 1, self.target),
-                );
-                self.spawn(now, 0, actions);
-            }
+            (Signal::Ttin, Phase::Running) => self.add_one(now, actions),
             (Signal::Ttou, Phase::Running) => self.remove_one(now, actions),
             (_, _) => log(actions, Level::Info, format!("{signal} ignored: shutting down")),
         }

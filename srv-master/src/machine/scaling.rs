@@ -1,6 +1,6 @@
-//! Scaling: `SIGTTOU` removes one worker (a pending restart first, then a
-//! worker still starting, then the newest); `SIGTTIN` adds one (in
-//! `on_signal`).
+//! Scaling: `SIGTTIN` adds one worker (up to `MAX_WORKERS`); `SIGTTOU`
+//! removes one (a pending restart first, then a worker still starting, then
+//! the newest), never the last.
 
 use std::time::Instant;
 
@@ -8,8 +8,25 @@ use log::Level;
 
 use super::recycle::Recycle;
 use super::{Action, Machine, State, log};
+use crate::options::MAX_WORKERS;
 
 impl Machine {
+    /// `SIGTTIN`: one worker more, up to [`MAX_WORKERS`].
+    pub(super) fn add_one(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        if self.target >= MAX_WORKERS {
+            log(actions, Level::Warn, format!("SIGTTIN ignored: already at {MAX_WORKERS} workers"));
+            return;
+        }
+        self.target += 1;
+        log(
+            actions,
+            Level::Info,
+            format!("SIGTTIN: workers {} -> {}", self.target - 1, self.target),
+        );
+        self.spawn(now, 0, actions);
+    }
+
+    /// `SIGTTOU`: one worker fewer, never fewer than one.
     pub(super) fn remove_one(&mut self, now: Instant, actions: &mut Vec<Action>) {
         if self.target <= 1 {
             log(actions, Level::Warn, "SIGTTOU ignored: already at 1 worker".to_owned());

@@ -1,12 +1,13 @@
 //! The graceful shutdown: every live worker gets `Disconnect` and
 //! `shutdown.timeout` to exit, the listeners close, and the master exits
-//! once the last worker is gone.
+//! once the last worker is gone. A second `SIGINT` or `SIGTERM` forces it:
+//! every worker is killed at once.
 
 use std::time::Instant;
 
 use log::Level;
 
-use super::{Action, Machine, Phase, State, WorkerId, log};
+use super::{Action, Machine, Phase, Signal, State, WorkerId, log};
 
 impl Machine {
     /// Begins the graceful shutdown, because of `cause` (a signal, or a
@@ -57,6 +58,27 @@ impl Machine {
             self.retire(now, worker, timeout, actions);
         }
         self.check_done(actions);
+    }
+
+    /// A second `SIGINT` or `SIGTERM` during the shutdown: kill every
+    /// worker not killed yet.
+    pub(super) fn force_stop(&mut self, signal: Signal, actions: &mut Vec<Action>) {
+        self.phase = Phase::ShuttingDown { forced: true };
+        let left: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.state != State::Killed)
+            .map(|(id, _)| *id)
+            .collect();
+        log(
+            actions,
+            Level::Warn,
+            format!("{signal} again: forcing shutdown, killing {} workers", left.len()),
+        );
+        for worker in left {
+            self.set_state(worker, State::Killed);
+            actions.push(Action::Kill(worker));
+        }
     }
 
     pub(super) fn check_done(&mut self, actions: &mut Vec<Action>) {
