@@ -1,68 +1,138 @@
-//! Random event sequences: whatever happens, the fake shell's invariants
-//! hold.
+//! Random event sequences, drawn by proptest: whatever happens, the fake
+//! shell's invariants hold.
+//!
+//! A case is a [`World`] (the options) and up to 120 [`Step`]s. A step is
+//! drawn before the state it meets is known, so it carries numbers that
+//! `random_run` reads against that state: `roll` chooses what happens (the
+//! table in `random_run`), `pick` the worker among those it can happen to,
+//! `variant` the flavour (which signal, message or protocol version). A
+//! failing case shrinks to fewer and smaller steps, which proptest prints.
+//!
+//! [`config`] sets the case count; `PROPTEST_CASES` raises it for a longer
+//! run. Failures are saved beside this file
+//! (`random.proptest-regressions`) and replayed first.
 
 use std::time::Duration;
 
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::{Index, select};
+use proptest::test_runner::FileFailurePersistence;
 use srv_proto::PROTOCOL_VERSION;
 
 use super::shell::{Shell, options};
 use crate::options::Require;
 
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick(&mut self, ids: &[u32]) -> Option<u32> {
-        (!ids.is_empty()).then(|| ids[self.below(ids.len() as u64) as usize])
+/// `cases` cases, unless `PROPTEST_CASES` says otherwise, with failures
+/// saved beside this file rather than in a `proptest-regressions` folder at
+/// the crate root.
+fn config(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(cases);
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
     }
 }
 
-/// Random signals, messages, crashes, exits and time; after every step the
-/// fake shell's invariants hold, and the machine never runs more than the
-/// target plus one recycle replacement. Every so often the world turns
-/// well-behaved until it is quiet: then exactly the target runs, all
-/// started, and after a `SIGHUP` all of them were spawned after it. The end
-/// is a shutdown that exits exactly once.
-#[test]
-fn random_event_sequences_keep_the_invariants() {
-    for seed in 1..=600 {
-        random_run(seed);
+/// The options of one case.
+#[derive(Debug, Clone)]
+struct World {
+    /// `worker.count`, 1 to 4.
+    count: usize,
+    /// `restart.delay`.
+    restart_delay_ms: u64,
+    /// `worker.require = listen` (one case in three), else `online`.
+    require_listen: bool,
+}
+
+/// One step of a case, read against the state it meets (see the module
+/// docs).
+#[derive(Debug, Clone)]
+struct Step {
+    /// What happens, out of 100.
+    roll: u8,
+    /// The worker it happens to, among those it can happen to.
+    pick: Index,
+    /// The flavour, out of 4 (or out of 2, as `variant % 2`).
+    variant: u8,
+    /// Milliseconds after the previous step.
+    later: u64,
+    /// Milliseconds that pass more when nothing else happens.
+    idle: u64,
+}
+
+impl Step {
+    fn pick(&self, ids: &[u32]) -> Option<u32> {
+        (!ids.is_empty()).then(|| *self.pick.get(ids))
     }
 }
 
-fn random_run(seed: u64) {
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let count = 1 + rng.below(4) as usize;
+fn world() -> impl Strategy<Value = World> {
+    let delays: &'static [u64] = &[0, 100, 1000, 5000];
+    (1..=4usize, select(delays), prop::bool::weighted(1.0 / 3.0)).prop_map(
+        |(count, restart_delay_ms, require_listen)| World {
+            count,
+            restart_delay_ms,
+            require_listen,
+        },
+    )
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    // Mostly at once, sometimes a little or a second later.
+    let later: &'static [u64] = &[0, 0, 0, 1, 10, 100, 1000];
+    (0..100u8, any::<Index>(), 0..4u8, select(later), 0..6000u64)
+        .prop_map(|(roll, pick, variant, later, idle)| Step { roll, pick, variant, later, idle })
+}
+
+proptest! {
+    #![proptest_config(config(CASES))]
+
+    /// Random signals, messages, crashes, exits and time; after every step the
+    /// fake shell's invariants hold, and the machine never runs more than the
+    /// target plus one recycle replacement. Every so often the world turns
+    /// well-behaved until it is quiet: then exactly the target runs, all
+    /// started, and after a `SIGHUP` all of them were spawned after it. The end
+    /// is a shutdown that exits exactly once.
+    #[test]
+    fn random_event_sequences_keep_the_invariants(
+        world in world(),
+        steps in vec(step(), 0..=STEPS),
+    ) {
+        random_run(&world, &steps);
+    }
+}
+
+/// Cases per run: as many as the 600 seeded runs this test had before it
+/// used proptest, each of at most [`STEPS`] steps.
+const CASES: u32 = 600;
+
+/// The most steps in one case.
+const STEPS: usize = 120;
+
+fn random_run(world: &World, steps: &[Step]) {
+    let count = world.count;
     let mut options = options(count);
-    options.restart.delay = Duration::from_millis([0, 100, 1000, 5000][rng.below(4) as usize]);
+    options.restart.delay = Duration::from_millis(world.restart_delay_ms);
     options.restart.max_delay = Duration::from_millis(8000);
     options.recycle.timeout = Duration::from_millis(3000);
     options.shutdown.timeout = Duration::from_millis(3000);
-    if rng.below(3) == 0 {
+    if world.require_listen {
         options.worker.require = Require::Listen;
     }
     let mut shell = Shell::start(options, false);
-    shell.label = format!(" (seed {seed})");
     let (mut target, mut shutting_down) = (count, false);
-    for _ in 0..120 {
+    for step in steps {
         if shell.exits > 0 {
             break;
         }
         let (live, serving, leaving) = (shell.live(), shell.serving(), shell.leaving());
-        let later = [0, 0, 0, 1, 10, 100, 1000][rng.below(7) as usize];
+        let later = step.later;
         let mut lines = Vec::new();
-        match rng.below(100) {
+        match step.roll {
             0..6 => lines.push("SIGHUP".to_owned()),
             6..11 => {
                 target += usize::from(!shutting_down);
@@ -74,12 +144,12 @@ fn random_run(seed: u64) {
             }
             17..19 => {
                 shutting_down = true;
-                lines.push(["SIGTERM", "SIGINT"][rng.below(2) as usize].to_owned());
+                lines.push(["SIGTERM", "SIGINT"][usize::from(step.variant % 2)].to_owned());
             }
             19..45 => {
-                if let Some(id) = rng.pick(&live) {
+                if let Some(id) = step.pick(&live) {
                     let process = &shell.processes[&id];
-                    lines.push(match (process.greeted, rng.below(4)) {
+                    lines.push(match (process.greeted, step.variant) {
                         (false, _) => format!("hello {id}"),
                         (true, 0) => format!("listen-request {id}"),
                         (true, 1) => format!("listening {id}"),
@@ -87,15 +157,15 @@ fn random_run(seed: u64) {
                     });
                 }
             }
-            45..52 => lines.extend(rng.pick(&serving).map(|id| format!("exited {id} signal=11"))),
+            45..52 => lines.extend(step.pick(&serving).map(|id| format!("exited {id} signal=11"))),
             52..56 => {
-                if let Some(id) = rng.pick(&serving) {
+                if let Some(id) = step.pick(&serving) {
                     lines.push(format!("exit-msg {id} code=3"));
                     lines.push(format!("exited {id} code=3"));
                 }
             }
             56..70 => {
-                if let Some(id) = rng.pick(&leaving) {
+                if let Some(id) = step.pick(&leaving) {
                     let killed = shell.processes[&id].killed;
                     lines.push(format!(
                         "exited {id} {}",
@@ -103,14 +173,15 @@ fn random_run(seed: u64) {
                     ));
                 }
             }
-            70..73 => lines.extend(rng.pick(&live).map(|id| format!("closed {id}"))),
+            70..73 => lines.extend(step.pick(&live).map(|id| format!("closed {id}"))),
             73..75 => {
-                let line = ["garbage", "flood n=1001"][rng.below(2) as usize];
-                lines.extend(rng.pick(&live).map(|id| format!("{line} {id}")));
+                let line = ["garbage", "flood n=1001"][usize::from(step.variant % 2)];
+                lines.extend(step.pick(&live).map(|id| format!("{line} {id}")));
             }
             75..77 => {
-                let version = [PROTOCOL_VERSION, PROTOCOL_VERSION + 1][rng.below(2) as usize];
-                lines.extend(rng.pick(&live).map(|id| format!("hello {id} version={version}")));
+                let version =
+                    [PROTOCOL_VERSION, PROTOCOL_VERSION + 1][usize::from(step.variant % 2)];
+                lines.extend(step.pick(&live).map(|id| format!("hello {id} version={version}")));
             }
             77..79 => lines.push("spawn-fails".to_owned()),
             79..84 if !shutting_down && shell.failing_spawns == 0 => {
@@ -136,7 +207,7 @@ fn random_run(seed: u64) {
         let ms = shell.now_ms + later;
         if lines.is_empty() {
             // Nothing else happens: time passes.
-            shell.line(&format!("{} tick", ms + rng.below(6000)));
+            shell.line(&format!("{} tick", ms + step.idle));
         }
         for line in lines {
             shell.line(&format!("{ms} {line}"));

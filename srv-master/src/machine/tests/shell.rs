@@ -74,8 +74,6 @@ pub(super) struct Shell {
     pub(super) exits: usize,
     /// `CloseListeners` was seen: a `Listen` would bind again.
     listeners_closed: bool,
-    /// Names the run in the message of a broken invariant (a seed).
-    pub(super) label: String,
 }
 
 impl Shell {
@@ -94,7 +92,6 @@ impl Shell {
             slow_spawns: 0,
             exits: 0,
             listeners_closed: false,
-            label: String::new(),
         };
         let mut answers = VecDeque::new();
         for action in actions {
@@ -343,8 +340,8 @@ impl Shell {
 
     pub(super) fn broken(&self, what: &str) -> ! {
         let start = self.history.len().saturating_sub(80);
-        let (label, history) = (&self.label, self.history[start..].join("\n"));
-        panic!("broken invariant{label}: {what}; history:\n{history}");
+        let history = self.history[start..].join("\n");
+        panic!("broken invariant: {what}; history:\n{history}");
     }
 
     /// Workers spawned and not gone.
