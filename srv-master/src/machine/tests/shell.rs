@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use similar::{Algorithm, ChangeTag};
 use srv_proto::{ListenAddr, MasterMessage, PROTOCOL_VERSION, WorkerMessage};
 
 use crate::machine::{Action, Event, ExitStatus, Machine, Signal, WorkerId};
@@ -443,30 +444,18 @@ fn compare(actual: &str, expect: &str) {
     }
 }
 
-/// A line diff through the longest common subsequence.
+/// A line diff: `  ` before a line in both, `- ` before one only expected,
+/// `+ ` before one only in the transcript.
 fn diff(expect: &[&str], actual: &[&str]) -> String {
-    let (n, m) = (expect.len(), actual.len());
-    let mut common = vec![vec![0usize; m + 1]; n + 1];
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            common[i][j] = if expect[i] == actual[j] {
-                common[i + 1][j + 1] + 1
-            } else {
-                common[i + 1][j].max(common[i][j + 1])
+    let mut out = String::new();
+    for op in similar::capture_diff_slices(Algorithm::Myers, expect, actual) {
+        for change in op.iter_changes(expect, actual) {
+            let sign = match change.tag() {
+                ChangeTag::Equal => ' ',
+                ChangeTag::Delete => '-',
+                ChangeTag::Insert => '+',
             };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, String::new());
-    while i < n || j < m {
-        if i < n && j < m && expect[i] == actual[j] {
-            writeln!(out, "  {}", expect[i]).unwrap();
-            (i, j) = (i + 1, j + 1);
-        } else if j < m && (i == n || common[i][j + 1] >= common[i + 1][j]) {
-            writeln!(out, "+ {}", actual[j]).unwrap();
-            j += 1;
-        } else {
-            writeln!(out, "- {}", expect[i]).unwrap();
-            i += 1;
+            writeln!(out, "{sign} {}", change.value()).unwrap();
         }
     }
     out
