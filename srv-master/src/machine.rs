@@ -83,6 +83,8 @@ pub(crate) use self::vocabulary::{
 };
 use self::worker::{CHANNEL_CLOSE_GRACE, State, Worker};
 
+/// The master as a whole: running, shutting down (forced by a second
+/// signal), or done (it returned `Action::Exit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Running,
@@ -277,6 +279,9 @@ impl Machine {
         self.workers.values().filter(|worker| worker.state == State::Started).count()
     }
 
+    /// What a signal does depends on the phase: while running, each starts
+    /// its operation; while shutting down, a second `SIGINT` or `SIGTERM`
+    /// forces the shutdown and the others are logged and ignored.
     fn on_signal(&mut self, now: Instant, signal: Signal, actions: &mut Vec<Action>) {
         match (signal, self.phase) {
             (Signal::Int | Signal::Term, Phase::Running) => {

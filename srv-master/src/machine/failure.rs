@@ -10,6 +10,8 @@ use log::Level;
 use super::{Action, ExitStatus, Machine, Phase, State, WorkerId, log};
 use crate::backoff::restart_delay;
 
+/// A replacement waiting for its restart delay; `streak` carries the
+/// crashes in a row on to it.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Restart {
     pub(super) due: Instant,
@@ -89,6 +91,9 @@ impl Machine {
         self.restarts.push(Restart { due: now + delay, streak });
     }
 
+    /// A worker was reaped: log how it ended, treat an exit nobody asked
+    /// for as a failure (or replace at once a worker that announced it), and
+    /// take it off the books.
     pub(super) fn on_exit(
         &mut self,
         now: Instant,

@@ -34,6 +34,8 @@ pub(crate) const MAX_MESSAGES_PER_WINDOW: u32 = 1000;
 pub(crate) const MAX_LISTEN_REQUESTS: u32 = 64;
 
 impl Machine {
+    /// A message from a worker, checked against the rules in the module
+    /// docs before it counts.
     pub(super) fn on_message(
         &mut self,
         now: Instant,

@@ -10,6 +10,7 @@ use log::Level;
 
 use super::{Action, Machine, Phase, WorkerId, log};
 
+/// A recycle in progress.
 #[derive(Debug)]
 pub(super) struct Recycle {
     /// Old workers still to replace, in order.
@@ -22,6 +23,9 @@ pub(super) struct Recycle {
 }
 
 impl Machine {
+    /// `SIGHUP`: every live worker is old (a replacement still starting for
+    /// an earlier `SIGHUP` is retired); `step_recycle` spawns the first
+    /// replacement.
     pub(super) fn begin_recycle(&mut self, now: Instant, actions: &mut Vec<Action>) {
         if let Some(Recycle { current: Some((replacement, Some(_))), .. }) = self.recycle {
             // The replacement in flight was spawned before this SIGHUP and is

@@ -81,6 +81,8 @@ impl Machine {
         }
     }
 
+    /// Once the last worker of a shutdown is gone: exit, 1 if the master
+    /// stopped on its own failure.
     pub(super) fn check_done(&mut self, actions: &mut Vec<Action>) {
         if let Phase::ShuttingDown { forced } = self.phase
             && self.workers.is_empty()

@@ -16,6 +16,8 @@ use crate::options::Require;
 /// killed as broken.
 pub(crate) const CHANNEL_CLOSE_GRACE: Duration = Duration::from_millis(1000);
 
+/// What the machine knows about one worker, from `Spawn` until it is
+/// reaped.
 #[derive(Debug)]
 pub(super) struct Worker {
     pub(super) pid: Option<u32>,
@@ -40,6 +42,8 @@ pub(super) struct Worker {
     pub(super) listen_requests: u32,
 }
 
+/// Where a worker is in its life (see "Worker lifecycle" in the module
+/// docs of `machine`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum State {
     Starting {
@@ -68,6 +72,8 @@ impl State {
 }
 
 impl Machine {
+    /// `worker N (pid P)` for log lines, or `worker N` before its spawn is
+    /// reported.
     pub(super) fn name(&self, worker: WorkerId) -> String {
         match self.workers.get(&worker).and_then(|record| record.pid) {
             Some(pid) => format!("{worker} (pid {pid})"),
@@ -75,6 +81,7 @@ impl Machine {
         }
     }
 
+    /// Books a new worker, `Starting`, and asks the shell to spawn it.
     pub(super) fn spawn(
         &mut self,
         now: Instant,
@@ -169,6 +176,7 @@ impl Machine {
         }
     }
 
+    /// Sets a booked worker's state; a worker off the books stays off.
     pub(super) fn set_state(&mut self, worker: WorkerId, state: State) {
         if let Some(record) = self.workers.get_mut(&worker) {
             record.state = state;
