@@ -195,6 +195,33 @@ fn unsafe_blocks_have_safety_comments() {
     );
 }
 
+/// The most lines a library source file may have (CONTRIBUTING.md,
+/// Layout): past that, a module becomes a directory split by concern.
+const MAX_LIBRARY_FILE_LINES: usize = 1000;
+
+#[test]
+fn library_source_files_stay_small() {
+    let offenders: Vec<String> = rust_files()
+        .into_iter()
+        .filter(|file| {
+            let library = ["srv-proto/src/", "srv-master/src/", "srv-worker/src/", "srv/src/"]
+                .iter()
+                .any(|dir| file.path.starts_with(dir));
+            // A test module is not the library, however it is nested.
+            let test = file.path.split('/').any(|part| part == "tests" || part == "tests.rs");
+            library && !test && file.text.lines().count() > MAX_LIBRARY_FILE_LINES
+        })
+        .map(|file| format!("{} ({} lines)", file.path, file.text.lines().count()))
+        .collect();
+    report(
+        &format!(
+            "no library source file may exceed {MAX_LIBRARY_FILE_LINES} lines \
+             (CONTRIBUTING.md, Layout): split it by concern"
+        ),
+        &offenders,
+    );
+}
+
 #[test]
 fn members_inherit_workspace_lints() {
     let manifest = read("Cargo.toml");
