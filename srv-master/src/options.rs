@@ -175,14 +175,38 @@ pub struct RestartOptions {
 /// assert_eq!(Require::default().to_string(), "online");
 /// assert_eq!("ready".parse::<Require>().unwrap_err().key, "worker.require");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Require {
     /// The worker called `online()`.
     #[default]
     Online,
     /// The worker got a listening socket with `listen()`.
     Listen,
+}
+
+impl<'de> Deserialize<'de> for Require {
+    /// From `"online"` or `"listen"`. Written out rather than derived so
+    /// that every format says the same thing about a wrong value: a derived
+    /// enum lets TOML answer "wanted string or table" for `require = 1`.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Require, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Require;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`online` or `listen`")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Require, E> {
+                match name {
+                    "online" => Ok(Require::Online),
+                    "listen" => Ok(Require::Listen),
+                    _ => Err(E::unknown_variant(name, &["online", "listen"])),
+                }
+            }
+        }
+        deserializer.deserialize_str(Name)
+    }
 }
 
 impl Default for WorkerOptions {
@@ -233,11 +257,11 @@ pub const MAX_WORKERS: usize = 1024;
 /// ```
 /// let error = srv_master::Options::from_toml_str("[worker]\ncount = \"many\"\n").unwrap_err();
 /// assert_eq!(error.key, "worker.count");
-/// assert_eq!(error.problem, "invalid type: string \"many\", expected usize");
+/// assert_eq!(error.problem, "invalid type: string \"many\", expected usize (line 2, column 9)");
 /// assert_eq!(error.file, None);
 /// assert_eq!(
 ///     error.to_string(),
-///     "invalid option worker.count: invalid type: string \"many\", expected usize"
+///     "invalid option worker.count: invalid type: string \"many\", expected usize (line 2, column 9)"
 /// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,24 +3,21 @@
 //!
 //! # How the key gets into the error
 //!
-//! The text is first parsed into a [`Tree`], a format-neutral tree of
-//! tables, arrays and scalars, so a syntax error is the format's own message
-//! (with its line and column). `Options` is then deserialized from the tree
-//! by [`Node`], a small serde deserializer that knows the dotted path of
-//! every value it hands out. When serde's derived code fails on a value (an
-//! unknown field, since every options struct has `deny_unknown_fields`; a
-//! wrong type; a `worker.require` that is neither `online` nor `listen`) the
-//! error travels back through the table that held the value, and that table
-//! writes the key in, unless a table further down already did.
+//! `Options` is deserialized straight from the format's own deserializer,
+//! wrapped by `serde_path_to_error`, which records the path of map keys and
+//! array indices down to the value that failed. The key of the error is that
+//! path with the array indices left out (an option's name: `listen.allow`,
+//! the index goes into the problem instead), so the list of known keys is
+//! the one serde derives from the structs (every options struct has
+//! `deny_unknown_fields`), and a new option needs no change here.
 //!
-//! So the list of known keys is the one serde derives from the structs: a
-//! new option needs no change here. Values are then checked by
-//! [`Options::validate`], which names its keys itself.
+//! Syntax errors are not about a key: they keep the format's own message
+//! with its line. Values are then checked by [`Options::validate`], which
+//! names its keys itself.
 
-use std::fmt;
 use std::path::Path;
 
-use serde::de::{self, Deserialize, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde_path_to_error::{Path as KeyPath, Segment};
 
 use super::{Options, OptionsError};
 
@@ -55,9 +52,21 @@ impl Options {
     /// unknown key, a value of the wrong type, or a value
     /// [`Options::validate`] refuses; `key` names the option.
     pub fn from_toml_str(text: &str) -> Result<Options, OptionsError> {
-        let tree: Tree = toml::from_str(text)
-            .map_err(|error| OptionsError::new("", error.to_string().trim_end()))?;
-        Options::from_tree(&tree)
+        let syntax = |error: toml::de::Error| OptionsError::new("", error.to_string().trim_end());
+        let deserializer = toml::Deserializer::parse(text).map_err(syntax)?;
+        let options = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let (key, index) = option_key(error.path());
+            let inner = error.into_inner();
+            // The message alone, with its place: the full `Display` spans
+            // several lines with a snippet of the file, too much for a log line.
+            let place = inner.span().map(|span| line_and_column(text, span.start));
+            let mut problem = format!("{index}{}", inner.message());
+            if let Some((line, column)) = place {
+                problem.push_str(&format!(" (line {line}, column {column})"));
+            }
+            OptionsError::new(&key, &problem)
+        })?;
+        Options::validated(options)
     }
 
     /// Options from JSON text: an object of objects, `{"worker": {"count":
@@ -79,9 +88,21 @@ impl Options {
     ///
     /// As [`Options::from_toml_str`], for JSON.
     pub fn from_json_str(text: &str) -> Result<Options, OptionsError> {
-        let tree: Tree = serde_json::from_str(text)
-            .map_err(|error| OptionsError::new("", &format!("JSON parse error: {error}")))?;
-        Options::from_tree(&tree)
+        let syntax = |error| OptionsError::new("", &format!("JSON parse error: {error}"));
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let options: Options =
+            serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+                let (key, index) = option_key(error.path());
+                let inner = error.into_inner();
+                if inner.is_syntax() || inner.is_eof() {
+                    syntax(inner)
+                } else {
+                    OptionsError::new(&key, &format!("{index}{inner}"))
+                }
+            })?;
+        // Characters after the value are a syntax error too.
+        deserializer.end().map_err(syntax)?;
+        Options::validated(options)
     }
 
     /// Options from a config file: TOML when the name ends in `.toml`, JSON
@@ -126,245 +147,43 @@ impl Options {
         parse(&text).map_err(in_file)
     }
 
-    fn from_tree(tree: &Tree) -> Result<Options, OptionsError> {
-        let options = Options::deserialize(Node { tree, path: String::new() })
-            .map_err(|error| OptionsError::new(&error.key, &error.message))?;
+    fn validated(options: Options) -> Result<Options, OptionsError> {
         options.validate()?;
         Ok(options)
     }
 }
 
-/// A parsed config file, whatever its format.
-#[derive(Debug, Clone, PartialEq)]
-enum Tree {
-    /// A TOML table or a JSON object, keys in file order (TOML tables come
-    /// sorted by key; it does not matter).
-    Table(Vec<(String, Tree)>),
-    Array(Vec<Tree>),
-    String(String),
-    Integer(i64),
-    /// A JSON number above `i64::MAX`.
-    Unsigned(u64),
-    Float(f64),
-    Bool(bool),
-    /// JSON `null`: an `Option` left unset.
-    Null,
-}
-
-impl<'de> Deserialize<'de> for Tree {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Tree, D::Error> {
-        deserializer.deserialize_any(TreeVisitor)
-    }
-}
-
-struct TreeVisitor;
-
-impl<'de> Visitor<'de> for TreeVisitor {
-    type Value = Tree;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a config file")
-    }
-
-    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Tree, E> {
-        Ok(Tree::Bool(value))
-    }
-
-    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Tree, E> {
-        Ok(Tree::Integer(value))
-    }
-
-    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Tree, E> {
-        Ok(i64::try_from(value).map_or(Tree::Unsigned(value), Tree::Integer))
-    }
-
-    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Tree, E> {
-        Ok(Tree::Float(value))
-    }
-
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<Tree, E> {
-        Ok(Tree::String(value.to_owned()))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Tree, E> {
-        Ok(Tree::Null)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Tree, E> {
-        Ok(Tree::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Tree, D::Error> {
-        Tree::deserialize(deserializer)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Tree, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Tree::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Tree, A::Error> {
-        let mut entries: Vec<(String, Tree)> = Vec::new();
-        while let Some((key, value)) = map.next_entry::<String, Tree>()? {
-            // TOML refuses duplicate keys itself; for JSON, say where it is.
-            if entries.iter().any(|(known, _)| *known == key) {
-                return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+/// The option a deserialization error is about: the dotted map keys of
+/// `path` (`listen.allow`), and a prefix for the problem naming the array
+/// item, if any (`item 2: `, counting from 1 as people do).
+fn option_key(path: &KeyPath) -> (String, String) {
+    let mut key = String::new();
+    let mut index = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Map { key: name } => {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(name);
             }
-            entries.push((key, value));
-        }
-        Ok(Tree::Table(entries))
-    }
-}
-
-/// Why deserializing from a [`Node`] failed, and at which dotted key
-/// (empty for the whole file, or until a table fills it in).
-#[derive(Debug)]
-struct KeyedError {
-    key: String,
-    message: String,
-}
-
-impl KeyedError {
-    /// The error, naming `key` unless it names a key already (a deeper one).
-    fn at(mut self, key: &str) -> KeyedError {
-        if self.key.is_empty() {
-            key.clone_into(&mut self.key);
-        }
-        self
-    }
-}
-
-impl fmt::Display for KeyedError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for KeyedError {}
-
-impl de::Error for KeyedError {
-    fn custom<T: fmt::Display>(message: T) -> KeyedError {
-        KeyedError { key: String::new(), message: message.to_string() }
-    }
-}
-
-/// A value of the tree and its dotted key (empty for the root).
-struct Node<'t> {
-    tree: &'t Tree,
-    path: String,
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
-}
-
-impl<'de> Deserializer<'de> for Node<'_> {
-    type Error = KeyedError;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, KeyedError> {
-        match self.tree {
-            Tree::Table(entries) => {
-                visitor.visit_map(Entries { entries: entries.iter(), path: self.path, next: None })
-            }
-            Tree::Array(items) => visitor.visit_seq(Items { items: items.iter(), path: self.path }),
-            Tree::String(value) => visitor.visit_str(value),
-            Tree::Integer(value) => visitor.visit_i64(*value),
-            Tree::Unsigned(value) => visitor.visit_u64(*value),
-            Tree::Float(value) => visitor.visit_f64(*value),
-            Tree::Bool(value) => visitor.visit_bool(*value),
-            Tree::Null => visitor.visit_unit(),
+            Segment::Seq { index: at } => index = format!("item {}: ", at + 1),
+            Segment::Enum { .. } | Segment::Unknown => {}
         }
     }
-
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, KeyedError> {
-        match self.tree {
-            Tree::Null => visitor.visit_none(),
-            _ => visitor.visit_some(self),
-        }
-    }
-
-    fn deserialize_enum<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        _variants: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, KeyedError> {
-        match self.tree {
-            // A unit variant by name, like `require = "listen"`.
-            Tree::String(value) => visitor.visit_enum(value.as_str().into_deserializer()),
-            _ => self.deserialize_any(visitor),
-        }
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit unit_struct newtype_struct seq tuple tuple_struct
-        map struct identifier ignored_any
-    }
+    (key, index)
 }
 
-/// The entries of a table, handed out with their dotted keys.
-struct Entries<'t> {
-    entries: std::slice::Iter<'t, (String, Tree)>,
-    /// The table's own dotted key.
-    path: String,
-    /// The entry whose key was handed out and whose value comes next.
-    next: Option<&'t (String, Tree)>,
-}
-
-impl<'de> MapAccess<'de> for Entries<'_> {
-    type Error = KeyedError;
-
-    fn next_key_seed<K: de::DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, KeyedError> {
-        let Some(entry) = self.entries.next() else { return Ok(None) };
-        self.next = Some(entry);
-        let key: de::value::StrDeserializer<'_, KeyedError> = entry.0.as_str().into_deserializer();
-        // An unknown field fails here, on its key.
-        seed.deserialize(key).map(Some).map_err(|error| error.at(&join(&self.path, &entry.0)))
+/// The 1-based line and column (in characters) of byte `offset` of `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
     }
-
-    fn next_value_seed<V: de::DeserializeSeed<'de>>(
-        &mut self,
-        seed: V,
-    ) -> Result<V::Value, KeyedError> {
-        let Some((key, tree)) = self.next.take() else {
-            return Err(de::Error::custom("a value was asked for before its key"));
-        };
-        let path = join(&self.path, key);
-        seed.deserialize(Node { tree, path: path.clone() }).map_err(|error| error.at(&path))
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.entries.len())
-    }
-}
-
-/// The items of an array; an error in one names the array's key.
-struct Items<'t> {
-    items: std::slice::Iter<'t, Tree>,
-    path: String,
-}
-
-impl<'de> SeqAccess<'de> for Items<'_> {
-    type Error = KeyedError;
-
-    fn next_element_seed<T: de::DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, KeyedError> {
-        let Some(tree) = self.items.next() else { return Ok(None) };
-        seed.deserialize(Node { tree, path: self.path.clone() }).map(Some)
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.items.len())
-    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
+    (line, column)
 }
 
 #[cfg(test)]
@@ -516,13 +335,32 @@ mod tests {
     }
 
     #[test]
+    fn places_count_lines_and_characters_from_one() {
+        assert_eq!(line_and_column("", 0), (1, 1));
+        assert_eq!(line_and_column("ab\ncd", 4), (2, 2));
+        assert_eq!(line_and_column("é\nx = 1", 3), (2, 1));
+        assert_eq!(line_and_column("éé", 3), (1, 2)); // inside a character: its start
+        assert_eq!(line_and_column("ab", 99), (1, 3));
+    }
+
+    #[test]
+    fn array_items_are_named_in_the_problem() {
+        let error = toml_error("[listen]\nallow = [\"0.0.0.0:80\", \"nowhere\"]\n");
+        assert_eq!(error.key, "listen.allow");
+        assert!(error.problem.starts_with("item 2: "), "{error}");
+    }
+
+    #[test]
     fn syntax_errors_give_the_line() {
         let error = toml_error("[worker]\ncount = \n");
         assert_eq!(error.key, "");
         assert!(error.problem.contains("line 2"), "{error}");
         assert!(!error.to_string().starts_with("invalid option"), "{error}");
+        // A key given twice is an error of the table that has it twice.
         let error = json_error("{\"worker\": {\"count\": 1, \"count\": 2}}");
-        assert!(error.problem.starts_with("JSON parse error: duplicate key `count` at line 1"));
+        assert_eq!(error.key, "worker", "{error}");
+        assert!(error.problem.starts_with("duplicate field `count`"), "{error}");
+        assert!(error.problem.contains("line 1"), "{error}");
         let error = json_error("{\"worker\": {\"count\": 3,}}");
         assert_eq!(error.key, "");
         assert!(error.problem.starts_with("JSON parse error: "), "{error}");
