@@ -367,31 +367,13 @@ mod tests {
         assert!(error.problem.contains("line 1"), "{error}");
     }
 
-    /// A directory of its own for one test, removed when dropped.
-    struct TempDir(std::path::PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            let name = format!("srv-master-options-{tag}-{}", std::process::id());
-            let path = std::env::temp_dir().join(name);
-            std::fs::create_dir_all(&path).unwrap();
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[test]
     fn files_by_extension() {
-        let dir = TempDir::new("files");
-        let toml = dir.0.join("srv.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("srv.toml");
         std::fs::write(&toml, "[worker]\ncount = 5\n").unwrap();
         assert_eq!(Options::from_file(&toml).unwrap().worker.count, 5);
-        let json = dir.0.join("srv.JSON");
+        let json = dir.path().join("srv.JSON");
         std::fs::write(&json, r#"{"worker": {"count": 6}}"#).unwrap();
         assert_eq!(Options::from_file(&json).unwrap().worker.count, 6);
 
@@ -402,11 +384,11 @@ mod tests {
         let shown = error.to_string();
         assert!(shown.starts_with(&format!("{}: invalid option worker.cont: ", toml.display())));
 
-        let missing = dir.0.join("missing.toml");
+        let missing = dir.path().join("missing.toml");
         let error = Options::from_file(&missing).unwrap_err();
         assert_eq!((error.key.as_str(), error.file.as_deref()), ("", Some(missing.as_path())));
         assert!(error.problem.starts_with("cannot read: "), "{error}");
-        let error = Options::from_file(dir.0.join("srv.yaml")).unwrap_err();
+        let error = Options::from_file(dir.path().join("srv.yaml")).unwrap_err();
         assert!(error.problem.starts_with("unknown config file format"), "{error}");
     }
 }
