@@ -24,7 +24,9 @@
 //! exiting, or floods the channel with more than
 //! [`MAX_MESSAGES_PER_WINDOW`] messages within [`FLOOD_WINDOW`] (a
 //! well-behaved worker sends a handful in its whole life) is killed and
-//! replaced like a crashed one.
+//! replaced like a crashed one. So is a worker that exits on purpose within
+//! [`EARLY_EXIT_WINDOW`] of its spawn: it is restarted with the crash
+//! backoff, never respawned in a tight loop.
 //!
 //! # Counting
 //!
@@ -60,6 +62,7 @@
 //! [`REFUSED_GRACE`]: messages::REFUSED_GRACE
 //! [`MAX_MESSAGES_PER_WINDOW`]: messages::MAX_MESSAGES_PER_WINDOW
 //! [`FLOOD_WINDOW`]: messages::FLOOD_WINDOW
+//! [`EARLY_EXIT_WINDOW`]: failure::EARLY_EXIT_WINDOW
 
 mod failure;
 mod messages;

@@ -377,7 +377,10 @@ impl Worker {
     /// Reports an intentional exit with `code`, then exits the process.
     ///
     /// The master does not count the exit as a crash, so it replaces the
-    /// worker without a restart delay.
+    /// worker without a restart delay, unless the worker exits within one
+    /// second of its spawn: that counts as a crash (with the restart
+    /// backoff), so that a worker exiting as soon as it starts cannot make
+    /// the master spawn in a tight loop.
     ///
     /// ```no_run
     /// # let worker = srv_worker::Worker::standalone();

@@ -7,7 +7,7 @@
 //!           [--shutdown-timeout MS] [--recycle-timeout MS] [--no-ignore-sigint]
 //!           [--never-online] [--crash-after-ms MS] [--ignore-disconnect]
 //!           [--slow-exit-ms MS] [--listen ADDR] [--online-delay-ms MS]
-//!           [--only-worker-ids 1,2] [--orphan-ms MS]
+//!           [--only-worker-ids 1,2] [--orphan-ms MS] [--exit-after-ms MS]
 //! ```
 //!
 //! Like `hello`, one binary is both: without a master it is the master, and
@@ -23,6 +23,9 @@
 //! - `--never-online`: never report online.
 //! - `--crash-after-ms N`: exit with code 3, without telling the master, `N`
 //!   ms after start; `0` exits at once, before reporting anything.
+//! - `--exit-after-ms N`: once online, wait `N` ms, then exit 0 on purpose
+//!   (`Worker::exit`, which tells the master first); `0` exits right after
+//!   reporting online.
 //! - `--ignore-disconnect`: keep running after `Disconnect` (until killed).
 //! - `--slow-exit-ms N`: after `Disconnect`, wait `N` ms, then exit 0.
 //! - `--listen ADDR`: get a listening socket for `ADDR` from the master
@@ -66,6 +69,7 @@
 //! misbehave: worker <id> pid <pid> online
 //! misbehave: worker <id> pid <pid> disconnected (<reason>)
 //! misbehave: worker <id> pid <pid> exiting (code <code>)
+//! misbehave: worker <id> pid <pid> exiting on purpose (code 0)
 //! misbehave: worker <id> pid <pid> hostile: <kind>
 //! misbehave: worker <id> pid <pid> spawned grandchild pid <pid>
 //! misbehave: worker <id> pid <pid> refused: <reason>
@@ -101,6 +105,8 @@ use srv_worker::Worker;
 struct Behaviour {
     never_online: bool,
     crash_after: Option<Duration>,
+    /// `--exit-after-ms`: exit 0 on purpose this long after `online`.
+    exit_after: Option<Duration>,
     ignore_disconnect: bool,
     slow_exit: Option<Duration>,
     listen: Option<String>,
@@ -187,7 +193,7 @@ const USAGE: &str = "usage: misbehave [--workers N] [--require online|listen] \
     [--shutdown-timeout MS] [--recycle-timeout MS] [--no-ignore-sigint] \
     [--never-online] [--crash-after-ms MS] [--ignore-disconnect] [--slow-exit-ms MS] \
     [--listen ADDR] [--online-delay-ms MS] [--only-worker-ids ID,ID,...] [--orphan-ms MS] \
-    [--hostile KIND] [--serve-http] [--worker-program PATH]";
+    [--exit-after-ms MS] [--hostile KIND] [--serve-http] [--worker-program PATH]";
 
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -241,6 +247,7 @@ fn parse_args(
             "--no-ignore-sigint" => options.worker.ignore_sigint = false,
             "--never-online" => behaviour.never_online = true,
             "--crash-after-ms" => behaviour.crash_after = Some(millis(&arg, &value()?)?),
+            "--exit-after-ms" => behaviour.exit_after = Some(millis(&arg, &value()?)?),
             "--ignore-disconnect" => behaviour.ignore_disconnect = true,
             "--slow-exit-ms" => behaviour.slow_exit = Some(millis(&arg, &value()?)?),
             "--listen" => behaviour.listen = Some(value()?),
@@ -346,6 +353,11 @@ fn run_worker(worker: &Worker, behaviour: &Behaviour) -> anyhow::Result<()> {
     if !(misbehaves && behaviour.never_online) {
         worker.online()?;
         say(id, "online");
+    }
+    if misbehaves && let Some(after) = behaviour.exit_after {
+        std::thread::sleep(after);
+        say(id, "exiting on purpose (code 0)");
+        worker.exit(0);
     }
     // Kept open like `listener`.
     let _also = match &behaviour.listen_also {

@@ -1,8 +1,10 @@
-//! Crash loops: a worker that crashes right after it starts, and a worker
-//! program that cannot be executed at all, are restarted with a bounded
-//! exponential backoff from `restart.delay` to `restart.max_delay`; a worker
-//! that stays up long enough resets it; every log line names the next
-//! delay; and the master does not busy-loop meanwhile.
+//! Crash loops: a worker that crashes right after it starts, one that exits
+//! on purpose right after it starts, and a worker program that cannot be
+//! executed at all, are restarted with a bounded exponential backoff from
+//! `restart.delay` to `restart.max_delay`; a worker that stays up long
+//! enough resets it; every log line names the next delay; and the master
+//! does not busy-loop meanwhile. A worker that exits on purpose once it has
+//! run a while is replaced at once.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
@@ -111,6 +113,74 @@ fn a_worker_crashing_at_start_backs_off_to_the_cap_and_a_stable_worker_resets_it
         .any(|line| line.contains("worker 7 (pid ") && line.contains("started (online)"))
     {
         master.fail("worker 7 did not replace worker 6");
+    }
+}
+
+/// What the master logs when a worker exits on purpose too soon after its
+/// spawn (`EARLY_EXIT_WINDOW` in the machine).
+const EARLY_EXIT: &str = "within 1000 ms: counted as a crash";
+
+#[test]
+fn a_worker_that_exits_on_purpose_right_after_online_backs_off_like_a_crash() {
+    // Hello, Online, Exit { code: 0 }, exit: without the early-exit window,
+    // each is replaced at once, tens of milliseconds apart, forever.
+    let master = Master::start(
+        misbehave(),
+        &[
+            "--workers",
+            "1",
+            "--worker-timeout",
+            "10000",
+            "--exit-after-ms",
+            "0",
+            "--restart-delay",
+            DELAY_MS,
+            "--max-restart-delay",
+            MAX_DELAY_MS,
+        ],
+    );
+    let lines = master.wait_until("five early exits on purpose and a sixth spawn", |lines| {
+        restart_delays(lines, EARLY_EXIT).len() >= EXPECTED_DELAYS.len()
+            && pids_after(lines, "spawned (pid ").len() > EXPECTED_DELAYS.len()
+    });
+    let delays = restart_delays(&lines, EARLY_EXIT);
+    assert_backoff(&master, &lines, &delays, "spawned (pid ");
+    if count(&lines, "; replacing it") != 0 {
+        master.fail("an early exit on purpose was replaced at once");
+    }
+}
+
+#[test]
+fn a_worker_that_exits_on_purpose_after_the_window_is_replaced_at_once() {
+    // Worker 1 recycles itself 1.2 s after it started; restart.delay is
+    // far longer than this test waits, so only an immediate replacement
+    // (not counted as a crash) brings worker 3.
+    let master = Master::start(
+        misbehave(),
+        &[
+            "--workers",
+            "2",
+            "--worker-timeout",
+            "10000",
+            "--exit-after-ms",
+            "1200",
+            "--only-worker-ids",
+            "1",
+            "--restart-delay",
+            "60000",
+            "--max-restart-delay",
+            "60000",
+        ],
+    );
+    let lines = master.wait_until_within(Duration::from_secs(15), "worker 3 started", |lines| {
+        lines
+            .iter()
+            .any(|line| line.contains("worker 3 (pid ") && line.contains("started (online)"))
+    });
+    let first = pids_after(&lines, "spawned (pid ")[0];
+    let needle = format!("(pid {first}) exited on purpose (exit code 0); replacing it");
+    if count(&lines, &needle) != 1 || count(&lines, "restarting in") != 0 {
+        master.fail(&format!("expected {needle:?} and no restart delay"));
     }
 }
 

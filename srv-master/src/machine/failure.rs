@@ -2,13 +2,30 @@
 //! and replaced after `restart_delay` (a [`Restart`] waits for it), unless a
 //! recycle's replacement already takes its place; a worker that exits is
 //! taken off the books.
+//!
+//! An exit on purpose (an `Exit` message, then that exit code) is replaced
+//! at once without counting as a crash, unless it comes within
+//! [`EARLY_EXIT_WINDOW`] of the worker's spawn: then it is a crash like any
+//! other, so that a worker that exits on purpose as soon as it starts (by
+//! bug or by design) is restarted with the backoff, never in a fork loop.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::Level;
 
 use super::{Action, ExitStatus, Machine, Phase, State, WorkerId, log};
 use crate::backoff::restart_delay;
+
+/// An exit on purpose this soon after the worker's spawn counts as a crash.
+///
+/// A worker exits on purpose to recycle itself after serving its share
+/// (gunicorn's `--max-requests`), which takes far longer than this; one
+/// that says `Online`, `Exit` and exits at once would otherwise be respawned
+/// in a tight loop (35 ms apart, each spawn costing the master a fork and
+/// whatever the worker made it bind). One second bounds such a loop to a
+/// spawn a second even before the backoff, and no honest recycle is that
+/// short.
+pub(crate) const EARLY_EXIT_WINDOW: Duration = Duration::from_millis(1000);
 
 /// A replacement waiting for its restart delay; `streak` carries the
 /// crashes in a row on to it.
@@ -104,6 +121,7 @@ impl Machine {
         let name = self.name(worker);
         let Some(record) = self.workers.get(&worker) else { return };
         let (state, exit_code, streak) = (record.state.clone(), record.exit_code, record.streak);
+        let lived = now.saturating_duration_since(record.spawned_at);
         match state {
             State::Retiring { .. } => {
                 log(actions, Level::Info, format!("{name} exited ({status}) as asked"))
@@ -118,16 +136,25 @@ impl Machine {
                 if exit_code.is_some_and(|code| status == ExitStatus::Code(code))
                     && self.phase == Phase::Running =>
             {
-                log(
-                    actions,
-                    Level::Info,
-                    format!("{name} exited on purpose ({status}); replacing it"),
-                );
-                self.workers.remove(&worker);
-                if !self.old_worker_gone(worker) {
-                    self.spawn(now, streak, actions);
+                if lived < EARLY_EXIT_WINDOW {
+                    let why = format!(
+                        "exited on purpose ({status}) {} ms after its spawn, within {} ms: counted as a crash",
+                        lived.as_millis(),
+                        EARLY_EXIT_WINDOW.as_millis()
+                    );
+                    self.fail(now, worker, &why, actions);
+                } else {
+                    log(
+                        actions,
+                        Level::Info,
+                        format!("{name} exited on purpose ({status}); replacing it"),
+                    );
+                    self.workers.remove(&worker);
+                    if !self.old_worker_gone(worker) {
+                        self.spawn(now, streak, actions);
+                    }
+                    return;
                 }
-                return;
             }
             State::Starting { .. } | State::Started => {
                 let why = format!("exited unasked ({status})");

@@ -143,11 +143,11 @@ fn an_announced_exit_is_replaced_at_once_and_a_different_code_is_a_crash() {
         options(2),
         "
         0 up 1 2
-        100 exit-msg 1 code=0
-        110 exited 1 code=0
-        120 up 3
-        200 exit-msg 2 code=3
-        210 exited 2 code=1
+        1100 exit-msg 1 code=0
+        1110 exited 1 code=0
+        1120 up 3
+        1200 exit-msg 2 code=3
+        1210 exited 2 code=1
         ",
         "
         0 spawn worker 1
@@ -156,12 +156,88 @@ fn an_announced_exit_is_replaced_at_once_and_a_different_code_is_a_crash() {
         0 log INFO: worker 2 spawned (pid 1002)
         0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
         0 log INFO: worker 2 (pid 1002) started (online) in 0 ms
-        110 log INFO: worker 1 (pid 1001) exited on purpose (exit code 0); replacing it
-        110 spawn worker 3
-        110 log INFO: worker 3 spawned (pid 1003)
-        120 log INFO: worker 3 (pid 1003) started (online) in 10 ms
-        210 log WARN: worker 2 (pid 1002) exited unasked (exit code 1); restarting in 5000 ms
-        next deadline 5210
+        1110 log INFO: worker 1 (pid 1001) exited on purpose (exit code 0); replacing it
+        1110 spawn worker 3
+        1110 log INFO: worker 3 spawned (pid 1003)
+        1120 log INFO: worker 3 (pid 1003) started (online) in 10 ms
+        1210 log WARN: worker 2 (pid 1002) exited unasked (exit code 1); restarting in 5000 ms
+        next deadline 6210
+        ",
+    );
+}
+
+#[test]
+fn an_exit_on_purpose_within_the_early_exit_window_of_the_spawn_is_a_crash() {
+    // Hello, Online, Exit and exit in 35 ms, again and again: the spawns
+    // are spaced by the backoff (restart.delay 0, so 0, 200, 400 ms), not
+    // 35 ms apart.
+    let mut options = options(1);
+    options.restart.delay = Duration::ZERO;
+    check_logs(
+        options,
+        "
+        30 up 1
+        30 exit-msg 1 code=0
+        35 exited 1 code=0
+        35 tick
+        65 up 2
+        65 exit-msg 2 code=0
+        70 exited 2 code=0
+        270 tick
+        300 up 3
+        300 exit-msg 3 code=0
+        305 exited 3 code=0
+        ",
+        "
+        0 spawn worker 1
+        0 log INFO: worker 1 spawned (pid 1001)
+        30 log INFO: worker 1 (pid 1001) started (online) in 30 ms
+        35 log WARN: worker 1 (pid 1001) exited on purpose (exit code 0) 35 ms after its spawn, within 1000 ms: counted as a crash; restarting in 0 ms
+        35 spawn worker 2
+        35 log INFO: worker 2 spawned (pid 1002)
+        65 log INFO: worker 2 (pid 1002) started (online) in 30 ms
+        70 log WARN: worker 2 (pid 1002) exited on purpose (exit code 0) 35 ms after its spawn, within 1000 ms: counted as a crash; restarting in 200 ms
+        270 spawn worker 3
+        270 log INFO: worker 3 spawned (pid 1003)
+        300 log INFO: worker 3 (pid 1003) started (online) in 30 ms
+        305 log WARN: worker 3 (pid 1003) exited on purpose (exit code 0) 35 ms after its spawn, within 1000 ms: counted as a crash; restarting in 400 ms
+        next deadline 705
+        ",
+    );
+}
+
+#[test]
+fn an_exit_on_purpose_counts_from_the_spawn_and_is_replaced_at_once_from_the_window_on() {
+    // Worker 1 took 900 ms to start and exits at once: 999 ms after its
+    // spawn, a crash. Worker 3 exits 1000 ms after its spawn: a recycle of
+    // its own, replaced at once.
+    check_logs(
+        options(2),
+        "
+        0 up 2
+        900 up 1
+        999 exit-msg 1 code=0
+        999 exited 1 code=0
+        5999 tick
+        6000 up 3
+        6999 exit-msg 3 code=0
+        6999 exited 3 code=0
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        0 log INFO: worker 2 (pid 1002) started (online) in 0 ms
+        900 log INFO: worker 1 (pid 1001) started (online) in 900 ms
+        999 log WARN: worker 1 (pid 1001) exited on purpose (exit code 0) 999 ms after its spawn, within 1000 ms: counted as a crash; restarting in 5000 ms
+        5999 spawn worker 3
+        5999 log INFO: worker 3 spawned (pid 1003)
+        6000 log INFO: worker 3 (pid 1003) started (online) in 1 ms
+        6999 log INFO: worker 3 (pid 1003) exited on purpose (exit code 0); replacing it
+        6999 spawn worker 4
+        6999 log INFO: worker 4 spawned (pid 1004)
+        next deadline 8999
         ",
     );
 }
