@@ -51,8 +51,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 pub use options::{
-    ListenOptions, MAX_WORKERS, Options, OptionsError, RecycleOptions, Require, RestartOptions,
-    ShutdownOptions, WorkerOptions,
+    DEFAULT_MAX_START_FAILURES, ListenOptions, MAX_WORKERS, Options, OptionsError, RecycleOptions,
+    Require, RestartOptions, ShutdownOptions, WorkerOptions,
 };
 
 /// Whether this process was started by an srv master as one of its workers.
@@ -92,6 +92,8 @@ pub enum Error {
     },
     /// The master gave up: a worker could not listen on its address before
     /// any worker had started (port in use; the master stopped its workers
+    /// first), no worker could start (`worker.max_start_failures` failed
+    /// starts in a row, the last one named; the master stopped its workers
     /// first), or `worker.user` / `worker.group` cannot be used (no such
     /// user or group, or the master is not root; no worker was started).
     Failed(String),
@@ -254,8 +256,9 @@ impl Master {
     /// ([`Error::Io`]); `worker.user` or `worker.group` names no user or
     /// group, or asks for another user while the master is not root
     /// ([`Error::Failed`], before any worker starts); or the master gave up
-    /// after stopping its workers ([`Error::Failed`]: a worker could not get
-    /// its listening socket before any had started).
+    /// after stopping its workers ([`Error::Failed`]: before any worker had
+    /// started, a worker could not get its listening socket, or one worker
+    /// failed to start `worker.max_start_failures` times in a row).
     pub fn run(self) -> Result<(), Error> {
         event_loop::run(self.options, self.command).map(drop)
     }

@@ -28,6 +28,21 @@
 //! [`EARLY_EXIT_WINDOW`] of its spawn: it is restarted with the crash
 //! backoff, never respawned in a tight loop.
 //!
+//! # Giving up
+//!
+//! Before any worker has ever started, the configuration or the program may
+//! simply not work. A listen failure then stops the master at once; and once
+//! a line of replacements has failed to start `worker.max_start_failures`
+//! times in a row (exited, crashed or refused before reaching
+//! `worker.require`, timed out, or not spawned at all), the master gives
+//! up: the graceful shutdown, then exit 1 with the last failure as the
+//! reason ([`Machine::failure`]), which the shell returns as the error and
+//! the `STATUS=` line shows. The decision is carried out once the deadlines
+//! due, and then the event, are handled, never in the middle of either: a
+//! worker whose exit the event reports is gone, and is not asked to
+//! disconnect. After the first start, failures are restarted with the
+//! backoff however many there are.
+//!
 //! # Counting
 //!
 //! While running, the number of workers that are starting or started, plus
@@ -115,6 +130,10 @@ pub(crate) struct Machine {
     ever_ready: bool,
     /// Why the master is stopping on its own, if it is.
     failure: Option<String>,
+    /// Why the master gives up, decided by a failure (see `fail`) and
+    /// carried out by `give_up_if_decided` once the deadlines, or the
+    /// event, that decided it are handled.
+    give_up: Option<String>,
 }
 
 impl Machine {
@@ -136,6 +155,7 @@ impl Machine {
             ever_started: false,
             ever_ready: false,
             failure: None,
+            give_up: None,
         };
         let mut actions = Vec::new();
         for _ in 0..target {
@@ -158,6 +178,7 @@ impl Machine {
             _ => None,
         };
         self.advance(now, exiting, actions);
+        self.give_up_if_decided(now, exiting, actions);
         match event {
             Event::Tick => {}
             Event::Signal(signal) => self.on_signal(now, signal, actions),
@@ -209,6 +230,7 @@ impl Machine {
             }
             Event::Exited { worker, status } => self.on_exit(now, worker, status, actions),
         }
+        self.give_up_if_decided(now, None, actions);
         self.step_recycle(now, actions);
         if !self.ever_ready && self.is_ready() {
             self.ever_ready = true;
@@ -224,7 +246,13 @@ impl Machine {
             (Phase::Running, None) if self.ever_ready => ServicePhase::Ready,
             (Phase::Running, None) => ServicePhase::Starting,
         };
-        Status { phase, started: self.started(), target: self.target, workers: self.workers.len() }
+        Status {
+            phase,
+            started: self.started(),
+            target: self.target,
+            workers: self.workers.len(),
+            failure: self.failure.clone(),
+        }
     }
 
     /// The earliest time at which [`Machine::handle`] has something to do
@@ -288,7 +316,7 @@ impl Machine {
     fn on_signal(&mut self, now: Instant, signal: Signal, actions: &mut Vec<Action>) {
         match (signal, self.phase) {
             (Signal::Int | Signal::Term, Phase::Running) => {
-                self.stop(now, &signal.to_string(), None, actions);
+                self.stop(now, &signal.to_string(), None, None, actions);
             }
             (Signal::Int | Signal::Term, Phase::ShuttingDown { .. }) => {
                 self.force_stop(signal, actions);

@@ -113,7 +113,7 @@ mod tests {
     use super::*;
 
     fn status(phase: ServicePhase, started: usize) -> Status {
-        Status { phase, started, target: 4, workers: started }
+        Status { phase, started, target: 4, workers: started, failure: None }
     }
 
     fn sent(before: Option<Status>, after: Status) -> Vec<String> {

@@ -98,6 +98,13 @@ pub struct WorkerOptions {
     /// `worker.group`: run workers with this group (name or numeric gid);
     /// defaults to the primary group of `worker.user`.
     pub group: Option<String>,
+    /// `worker.max_start_failures`: before any worker has ever started,
+    /// the master gives up (stops its workers and exits 1, naming the last
+    /// failure) once one worker has failed to start this many times in a
+    /// row: exited or crashed before `require`, timed out, could not be
+    /// spawned (default 3, at least 1). Once a worker has started, crashes
+    /// are restarted with the backoff, however many.
+    pub max_start_failures: u32,
 }
 
 /// `recycle.*` options.
@@ -218,6 +225,7 @@ impl Default for WorkerOptions {
             timeout: Duration::from_millis(2000),
             user: None,
             group: None,
+            max_start_failures: DEFAULT_MAX_START_FAILURES,
         }
     }
 }
@@ -242,6 +250,20 @@ impl Default for RestartOptions {
         }
     }
 }
+
+/// The default of `worker.max_start_failures`.
+///
+/// With the default `restart.delay` (5 s, doubling), three attempts give up
+/// about 15 s after the master starts: a program that cannot start fails
+/// `systemctl start` well within systemd's `TimeoutStartSec` (90 s), and
+/// the service manager's own restart policy takes over, while a dependency
+/// that is a few seconds late still gets two more tries.
+///
+/// ```
+/// let options = srv_master::Options::default();
+/// assert_eq!(options.worker.max_start_failures, srv_master::DEFAULT_MAX_START_FAILURES);
+/// ```
+pub const DEFAULT_MAX_START_FAILURES: u32 = 3;
 
 /// The most workers one master runs; more is surely a typo.
 ///
@@ -314,7 +336,8 @@ impl Options {
     ///
     /// `worker.count` of 0 or over [`MAX_WORKERS`]; `worker.timeout`,
     /// `recycle.timeout` or `shutdown.timeout` of 0; `restart.max_delay`
-    /// below `restart.delay`; an empty `worker.user` or `worker.group`.
+    /// below `restart.delay`; an empty `worker.user` or `worker.group`; a
+    /// `worker.max_start_failures` of 0.
     pub fn validate(&self) -> Result<(), OptionsError> {
         let error = |key, problem: &str| Err(OptionsError::new(key, problem));
         if self.worker.count == 0 {
@@ -325,6 +348,9 @@ impl Options {
         }
         if self.worker.timeout.is_zero() {
             return error("worker.timeout", "must be more than 0 ms");
+        }
+        if self.worker.max_start_failures == 0 {
+            return error("worker.max_start_failures", "must be at least 1");
         }
         // No grace at all would kill every worker with its requests in flight.
         if self.recycle.timeout.is_zero() {
@@ -394,6 +420,7 @@ mod tests {
         assert!(options.worker.ignore_sigint);
         assert_eq!(options.worker.require, Require::Online);
         assert_eq!(options.worker.timeout, Duration::from_millis(2000));
+        assert_eq!(options.worker.max_start_failures, 3);
         assert_eq!(options.recycle.timeout, Duration::from_millis(15000));
         assert_eq!(options.shutdown.timeout, Duration::from_millis(15000));
         assert_eq!(options.restart.delay, Duration::from_millis(5000));
@@ -403,10 +430,11 @@ mod tests {
     #[test]
     fn validation_names_the_key() {
         type Change = fn(&mut Options);
-        let cases: [(Change, &str); 6] = [
+        let cases: [(Change, &str); 7] = [
             (|o| o.worker.count = 0, "worker.count"),
             (|o| o.worker.count = MAX_WORKERS + 1, "worker.count"),
             (|o| o.worker.timeout = Duration::ZERO, "worker.timeout"),
+            (|o| o.worker.max_start_failures = 0, "worker.max_start_failures"),
             (|o| o.recycle.timeout = Duration::ZERO, "recycle.timeout"),
             (|o| o.shutdown.timeout = Duration::ZERO, "shutdown.timeout"),
             (|o| o.restart.max_delay = Duration::from_millis(1), "restart.max_delay"),

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! misbehave [--workers N] [--require online|listen] [--worker-timeout MS]
-//!           [--restart-delay MS] [--max-restart-delay MS]
+//!           [--restart-delay MS] [--max-restart-delay MS] [--max-start-failures N]
 //!           [--shutdown-timeout MS] [--recycle-timeout MS] [--no-ignore-sigint]
 //!           [--never-online] [--crash-after-ms MS] [--ignore-disconnect]
 //!           [--slow-exit-ms MS] [--listen ADDR] [--online-delay-ms MS]
@@ -190,7 +190,7 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 
 const USAGE: &str = "usage: misbehave [--workers N] [--require online|listen] \
     [--worker-timeout MS] [--restart-delay MS] [--max-restart-delay MS] \
-    [--shutdown-timeout MS] [--recycle-timeout MS] [--no-ignore-sigint] \
+    [--max-start-failures N] [--shutdown-timeout MS] [--recycle-timeout MS] [--no-ignore-sigint] \
     [--never-online] [--crash-after-ms MS] [--ignore-disconnect] [--slow-exit-ms MS] \
     [--listen ADDR] [--online-delay-ms MS] [--only-worker-ids ID,ID,...] [--orphan-ms MS] \
     [--exit-after-ms MS] [--hostile KIND] [--serve-http] [--worker-program PATH]";
@@ -242,6 +242,7 @@ fn parse_args(
             "--worker-timeout" => options.worker.timeout = millis(&arg, &value()?)?,
             "--restart-delay" => options.restart.delay = millis(&arg, &value()?)?,
             "--max-restart-delay" => options.restart.max_delay = millis(&arg, &value()?)?,
+            "--max-start-failures" => options.worker.max_start_failures = number(&arg, &value()?)?,
             "--shutdown-timeout" => options.shutdown.timeout = millis(&arg, &value()?)?,
             "--recycle-timeout" => options.recycle.timeout = millis(&arg, &value()?)?,
             "--no-ignore-sigint" => options.worker.ignore_sigint = false,

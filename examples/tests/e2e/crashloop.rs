@@ -5,6 +5,11 @@
 //! enough resets it; every log line names the next delay; and the master
 //! does not busy-loop meanwhile. A worker that exits on purpose once it has
 //! run a while is replaced at once.
+//!
+//! Workers that never start make the master give up: after
+//! `worker.max_start_failures` failed starts in a row (3 by default) with no
+//! worker ever started, it stops and exits 1, naming the last failure. Once
+//! a worker has started, crashes are restarted however many.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
@@ -13,7 +18,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::harness::{Master, TempDir, count, log_interval_ms, misbehave, pids_after, wait_until};
+use crate::harness::{
+    Exit, Master, TempDir, count, log_interval_ms, misbehave, pids_after, wait_until,
+};
 
 /// `restart.delay` and `restart.max_delay` of these tests: the delays go
 /// 100, 200, 400, 800, 800, ...
@@ -84,6 +91,9 @@ fn a_worker_crashing_at_start_backs_off_to_the_cap_and_a_stable_worker_resets_it
             DELAY_MS,
             "--max-restart-delay",
             MAX_DELAY_MS,
+            // Five failed starts before the first success.
+            "--max-start-failures",
+            "6",
         ],
     );
     let lines = master.wait_for_count("started (online)", 1);
@@ -205,6 +215,9 @@ fn unspawnable_program_backs_off_without_spinning(program: &str, error: &str) {
             DELAY_MS,
             "--max-restart-delay",
             MAX_DELAY_MS,
+            // Keep trying for the whole CPU window.
+            "--max-start-failures",
+            "1000",
         ],
     );
     let failed = format!("could not be spawned: cannot execute {program}: {error}");
@@ -249,4 +262,107 @@ fn a_worker_program_that_is_not_executable_is_named_and_backs_off_without_a_busy
     fs::set_permissions(&program, fs::Permissions::from_mode(0o644)).expect("chmod -x");
     let program = program.to_str().expect("temporary paths are UTF-8");
     unspawnable_program_backs_off_without_spinning(program, "Permission denied");
+}
+
+/// Waits for the master to give up (exit 1 within `within`), then checks
+/// that its log and its error name the last failure, `last`, after `n`
+/// failed starts in a row; returns the log.
+fn assert_gives_up(master: &mut Master, within: Duration, n: u32, last: &str) -> Vec<String> {
+    assert_eq!(master.wait_exit_within(within), Exit::Code(1), "the master gives up with exit 1");
+    let lines = master.lines();
+    let failure = format!(
+        "no worker could start: {n} failed starts in a row (worker.max_start_failures = {n}), the last: worker "
+    );
+    let named = |line: &&String| line.contains(&failure) && line.contains(last);
+    if !lines.iter().any(|line| named(&line) && line.ends_with(": stopping")) {
+        master.fail(&format!("no log line with {failure:?} naming {last:?}"));
+    }
+    if !lines.iter().any(|line| named(&line) && line.starts_with("Error: ")) {
+        master.fail(&format!("the master's error does not name {last:?}"));
+    }
+    if count(&lines, "started (online)") != 0 {
+        master.fail("a worker started: the master should not have given up");
+    }
+    lines
+}
+
+#[test]
+fn workers_that_exit_before_reporting_anything_make_the_master_give_up_with_exit_1() {
+    // Two workers, each exits with code 3 before saying anything. The first
+    // line to fail three times in a row ends it: at most 6 spawns, and
+    // about 100 + 200 ms of restart delays.
+    let mut master = Master::start(
+        misbehave(),
+        &[
+            "--workers",
+            "2",
+            "--worker-timeout",
+            "10000",
+            "--crash-after-ms",
+            "0",
+            "--restart-delay",
+            "100",
+            "--max-restart-delay",
+            "400",
+        ],
+    );
+    let lines =
+        assert_gives_up(&mut master, Duration::from_secs(10), 3, "exited unasked (exit code 3)");
+    let spawns = master.worker_pids().len();
+    if !(3..=6).contains(&spawns) {
+        master.fail(&format!("{spawns} workers spawned, expected 3 to 6"));
+    }
+    assert_eq!(count(&lines, "shutdown complete: all workers exited"), 1);
+}
+
+#[test]
+fn a_worker_that_never_reports_is_timed_out_and_the_master_gives_up_with_exit_1() {
+    let mut master = Master::start(
+        misbehave(),
+        &[
+            "--workers",
+            "1",
+            "--never-online",
+            "--worker-timeout",
+            "300",
+            "--restart-delay",
+            "100",
+            "--max-restart-delay",
+            "400",
+        ],
+    );
+    assert_gives_up(&mut master, Duration::from_secs(10), 3, "did not report online within 300 ms");
+    if master.worker_pids().len() != 3 {
+        master.fail("expected exactly 3 workers spawned");
+    }
+}
+
+#[test]
+fn a_worker_that_started_and_then_keeps_crashing_is_restarted_past_max_start_failures() {
+    // Every worker reports online, then crashes 300 ms later: the master
+    // has seen workers start, so it restarts them with the backoff, more
+    // than worker.max_start_failures (3) times, and does not give up.
+    let master = Master::start(
+        misbehave(),
+        &[
+            "--workers",
+            "1",
+            "--worker-timeout",
+            "10000",
+            "--crash-after-ms",
+            "300",
+            "--restart-delay",
+            "100",
+            "--max-restart-delay",
+            "400",
+        ],
+    );
+    let lines =
+        master.wait_until("five crashes after a start, and a sixth worker started", |lines| {
+            count(lines, "exited unasked (exit code 3); restarting in") >= 5
+                && count(lines, "started (online)") >= 6
+        });
+    if count(&lines, "no worker could start") != 0 {
+        master.fail("the master gave up although workers had started");
+    }
 }

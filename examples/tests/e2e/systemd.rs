@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::signal::Signal;
 
-use crate::harness::{Exit, Master, TEST_TIMEOUT, TempDir, count};
+use crate::harness::{Exit, Master, TEST_TIMEOUT, TempDir, count, misbehave};
 use crate::http_support::{get_ok, http, start_on_port_0, wait_addr, wait_serving};
 
 /// Reads notification datagrams into `got` until `done` holds for them, or
@@ -113,6 +113,58 @@ fn notify_says_ready_reloading_stopping_and_status_and_pings_the_watchdog() {
         position(got, before_stop, "STOPPING=1").is_some()
     });
     assert_eq!(master.wait_exit(), Exit::Code(0));
+}
+
+#[test]
+fn notify_never_says_ready_and_names_the_failure_when_no_worker_can_start() {
+    // Under `Type=notify`, `systemctl start` waits for READY=1; a master
+    // whose workers cannot start must exit instead, and leave a STATUS=
+    // line that `systemctl status` shows, naming why.
+    let dir = TempDir::new("notify-fail");
+    let path = dir.path.join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let args = [
+        "--workers",
+        "1",
+        "--worker-timeout",
+        "10000",
+        "--crash-after-ms",
+        "0",
+        "--restart-delay",
+        "100",
+        "--max-restart-delay",
+        "400",
+    ];
+    let mut master = Master::start_with(misbehave(), &args, TEST_TIMEOUT, |command| {
+        command.env("NOTIFY_SOCKET", &path);
+    });
+    assert_eq!(master.wait_exit_within(Duration::from_secs(10)), Exit::Code(1));
+    let mut got = Vec::new();
+    let named = |got: &[String]| {
+        got.iter().any(|message| {
+            message.lines().any(|line| {
+                line.starts_with("STATUS=failed: no worker could start: 3 failed starts in a row")
+                    && line.contains("exited unasked (exit code 3)")
+            })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    read_until(&master, &socket, &mut got, deadline, "a STATUS= naming the failure", named);
+    // Everything the master sent is queued by now: it has exited.
+    read_until(
+        &master,
+        &socket,
+        &mut got,
+        Instant::now() + Duration::from_secs(5),
+        "the end",
+        |got| got.last().is_some_and(|message| message.contains("stopping: 0 workers left")),
+    );
+    assert_eq!(position(&got, 0, "READY=1"), None, "READY=1 was sent: {got:#?}");
+    assert!(
+        position(&got, 0, "STOPPING=1").is_some(),
+        "STOPPING=1 comes with the failure: {got:#?}"
+    );
 }
 
 /// The command that starts `http` as systemd's socket activation would,

@@ -60,7 +60,11 @@ impl Machine {
     }
 
     /// Books a failure of a live worker: log it, stop a recycle whose
-    /// replacement it was, and schedule its replacement with backoff.
+    /// replacement it was, and schedule its replacement with backoff; or,
+    /// when no worker has ever started and this worker's line has now
+    /// failed to start `worker.max_start_failures` times in a row, decide
+    /// to give up (`give_up_if_decided` carries it out): stop every worker
+    /// and exit 1, naming this failure.
     pub(super) fn fail(
         &mut self,
         now: Instant,
@@ -78,6 +82,24 @@ impl Machine {
             .started_at
             .is_some_and(|at| now.saturating_duration_since(at) >= self.options.restart.max_delay);
         let streak = if stable { 1 } else { record.streak + 1 };
+        if self.give_up.is_some() {
+            // The shutdown is about to begin; nothing is restarted.
+            log(actions, Level::Warn, format!("{name} {why}"));
+            return;
+        }
+        // Before any worker ever started, every failure of a line is a
+        // start failure, and its streak counts them: a program that cannot
+        // start would otherwise be restarted forever, and a service manager
+        // waiting for readiness would wait until its own timeout.
+        let limit = self.options.worker.max_start_failures;
+        if !self.ever_started && streak >= limit {
+            let starts = if streak == 1 { "start" } else { "starts" };
+            let failure = format!(
+                "no worker could start: {streak} failed {starts} in a row (worker.max_start_failures = {limit}), the last: {name} {why}"
+            );
+            self.give_up = Some(failure);
+            return;
+        }
         // A recycle's replacement that fails stops the recycle; if it still
         // had an old worker to replace, that one keeps serving and nothing
         // needs restarting.
@@ -106,6 +128,22 @@ impl Machine {
             restart_delay(self.options.restart.delay, self.options.restart.max_delay, streak);
         log(actions, Level::Warn, format!("{name} {why}; restarting in {} ms", delay.as_millis()));
         self.restarts.push(Restart { due: now + delay, streak });
+    }
+
+    /// Gives up, if a failure decided so (see `fail`): the graceful
+    /// shutdown, and exit 1 naming that failure. Called once the deadlines
+    /// and once the event are handled, not in the middle, so that the
+    /// worker whose exit the event reports (`exited`) is not asked to
+    /// disconnect, and the event is handled as during a shutdown.
+    pub(super) fn give_up_if_decided(
+        &mut self,
+        now: Instant,
+        exited: Option<WorkerId>,
+        actions: &mut Vec<Action>,
+    ) {
+        if let Some(failure) = self.give_up.take() {
+            self.stop(now, "no worker could start", Some(failure), exited, actions);
+        }
     }
 
     /// A worker was reaped: log how it ended, treat an exit nobody asked

@@ -149,7 +149,7 @@ impl Machine {
     ) {
         if self.phase == Phase::Running && !self.ever_started {
             let why = format!("cannot listen on {addr}: {error}");
-            self.stop(now, &why, Some(why.clone()), actions);
+            self.stop(now, &why, Some(why.clone()), None, actions);
         } else {
             let name = self.name(worker);
             log(actions, Level::Warn, format!("{name}: {error}"));

@@ -11,12 +11,14 @@ use super::{Action, Machine, Phase, Signal, State, WorkerId, log};
 
 impl Machine {
     /// Begins the graceful shutdown, because of `cause` (a signal, or a
-    /// `failure` that makes the master exit non-zero).
+    /// `failure` that makes the master exit non-zero). Every live worker is
+    /// asked to disconnect but `exited`, whose exit is being reported.
     pub(super) fn stop(
         &mut self,
         now: Instant,
         cause: &str,
         failure: Option<String>,
+        exited: Option<WorkerId>,
         actions: &mut Vec<Action>,
     ) {
         self.phase = Phase::ShuttingDown { forced: false };
@@ -52,8 +54,12 @@ impl Machine {
                 *deadline = (*deadline).min(now + timeout);
             }
         }
-        let live: Vec<WorkerId> =
-            self.workers.iter().filter(|(_, w)| w.state.is_live()).map(|(id, _)| *id).collect();
+        let live: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(id, w)| w.state.is_live() && Some(**id) != exited)
+            .map(|(id, _)| *id)
+            .collect();
         for worker in live {
             self.retire(now, worker, timeout, actions);
         }

@@ -174,7 +174,7 @@ pub(crate) enum ServicePhase {
 /// A summary of the master's state: [`Machine::status`].
 ///
 /// [`Machine::status`]: super::Machine::status
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Status {
     /// What the master is doing.
     pub(crate) phase: ServicePhase,
@@ -184,12 +184,19 @@ pub(crate) struct Status {
     pub(crate) target: usize,
     /// Worker processes, in any state.
     pub(crate) workers: usize,
+    /// Why the master is stopping on its own, if it is (it then exits 1).
+    pub(crate) failure: Option<String>,
 }
 
 impl fmt::Display for Status {
-    /// A line for `STATUS=`, such as `4/4 workers ready`.
+    /// A line for `STATUS=`, such as `4/4 workers ready`; a master that
+    /// stops on its own says why, and systemd shows that line after it
+    /// exited.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Status { phase, started, target, workers } = *self;
+        let Status { phase, started, target, workers, ref failure } = *self;
+        if let Some(failure) = failure {
+            return write!(f, "failed: {failure}; stopping: {workers} workers left");
+        }
         match phase {
             ServicePhase::Starting => write!(f, "starting: {started}/{target} workers ready"),
             ServicePhase::Ready => write!(f, "{started}/{target} workers ready"),

@@ -160,7 +160,8 @@ impl Machine {
                 _ => {}
             }
         }
-        if self.phase != Phase::Running {
+        // A master about to give up starts nothing more.
+        if self.phase != Phase::Running || self.give_up.is_some() {
             return;
         }
         let mut due_restarts = Vec::new();

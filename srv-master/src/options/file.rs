@@ -209,6 +209,7 @@ mod tests {
              ignore_sigint = false\n\
              require = \"listen\"\n\
              timeout = 500\n\
+             max_start_failures = 10\n\
              [recycle]\n\
              timeout = 1000\n\
              [shutdown]\n\
@@ -223,6 +224,7 @@ mod tests {
         expected.worker.ignore_sigint = false;
         expected.worker.require = Require::Listen;
         expected.worker.timeout = Duration::from_millis(500);
+        expected.worker.max_start_failures = 10;
         expected.recycle.timeout = Duration::from_millis(1000);
         expected.shutdown.timeout = Duration::from_millis(2000);
         expected.restart.delay = Duration::from_millis(100);

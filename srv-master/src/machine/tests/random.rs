@@ -46,6 +46,9 @@ struct World {
     restart_delay_ms: u64,
     /// `worker.require = listen` (one case in three), else `online`.
     require_listen: bool,
+    /// `worker.max_start_failures`: 1, the default 3, or so many that the
+    /// master never gives up.
+    max_start_failures: u32,
 }
 
 /// One step of a case, read against the state it meets (see the module
@@ -72,11 +75,13 @@ impl Step {
 
 fn world() -> impl Strategy<Value = World> {
     let delays: &'static [u64] = &[0, 100, 1000, 5000];
-    (1..=4usize, select(delays), prop::bool::weighted(1.0 / 3.0)).prop_map(
-        |(count, restart_delay_ms, require_listen)| World {
+    let limits: &'static [u32] = &[1, 3, 1000];
+    (1..=4usize, select(delays), prop::bool::weighted(1.0 / 3.0), select(limits)).prop_map(
+        |(count, restart_delay_ms, require_listen, max_start_failures)| World {
             count,
             restart_delay_ms,
             require_listen,
+            max_start_failures,
         },
     )
 }
@@ -92,7 +97,8 @@ proptest! {
     #![proptest_config(config(CASES))]
 
     /// Random signals, messages, crashes, exits and time; after every step the
-    /// fake shell's invariants hold, and the machine never runs more than the
+    /// fake shell's invariants hold (a master that gives up before any worker
+    /// started counts as shutting down), and the machine never runs more than the
     /// target plus one recycle replacement. Every so often the world turns
     /// well-behaved until it is quiet: then exactly the target runs, all
     /// started, and after a `SIGHUP` all of them were spawned after it. The end
@@ -123,6 +129,7 @@ fn random_run(world: &World, steps: &[Step]) {
     if world.require_listen {
         options.worker.require = Require::Listen;
     }
+    options.worker.max_start_failures = world.max_start_failures;
     let mut shell = Shell::start(options, false);
     let (mut target, mut shutting_down) = (count, false);
     for step in steps {
@@ -185,8 +192,10 @@ fn random_run(world: &World, steps: &[Step]) {
             }
             77..79 => lines.push("spawn-fails".to_owned()),
             79..84 if !shutting_down && shell.failing_spawns == 0 => {
-                shell.settle();
-                shell.check_settled(target);
+                if !settle_running(&mut shell, target) {
+                    shutting_down = true;
+                    continue;
+                }
                 let before = shell.processes.keys().max().copied().unwrap_or(0);
                 shell.line(&format!("{} SIGHUP", shell.now_ms));
                 shell.settle();
@@ -198,9 +207,9 @@ fn random_run(world: &World, steps: &[Step]) {
                     ));
                 }
             }
-            84..88 if !shutting_down => {
-                shell.settle();
-                shell.check_settled(target);
+            84..88 if !shutting_down && !settle_running(&mut shell, target) => {
+                shutting_down = true;
+                continue;
             }
             _ => {}
         }
@@ -213,14 +222,31 @@ fn random_run(world: &World, steps: &[Step]) {
             shell.line(&format!("{ms} {line}"));
         }
         if !shutting_down {
-            shell.check_running(target);
+            // A master whose workers never started may give up: it stops on
+            // its own, which only a start failure before any start may cause.
+            if shell.gave_up() {
+                shutting_down = true;
+            } else {
+                shell.check_running(target);
+            }
         }
     }
-    if !shutting_down {
-        shell.settle();
-        shell.check_settled(target);
+    if !shutting_down && settle_running(&mut shell, target) {
         shell.line(&format!("{} SIGTERM", shell.now_ms));
     }
     shell.settle();
     shell.check_exited();
+}
+
+/// Settles a running master and checks that exactly `target` workers
+/// serve; `false` if it gave up instead (its workers never started), and
+/// then it has exited.
+fn settle_running(shell: &mut Shell, target: usize) -> bool {
+    shell.settle();
+    if shell.gave_up() {
+        shell.check_exited();
+        return false;
+    }
+    shell.check_settled(target);
+    true
 }

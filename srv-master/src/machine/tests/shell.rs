@@ -75,6 +75,9 @@ pub(super) struct Shell {
     pub(super) exits: usize,
     /// `CloseListeners` was seen: a `Listen` would bind again.
     listeners_closed: bool,
+    /// Some worker was started after an event: the master may no longer
+    /// give up on its own.
+    ever_started: bool,
 }
 
 impl Shell {
@@ -93,6 +96,7 @@ impl Shell {
             slow_spawns: 0,
             exits: 0,
             listeners_closed: false,
+            ever_started: false,
         };
         let mut answers = VecDeque::new();
         for action in actions {
@@ -258,6 +262,7 @@ impl Shell {
             let is_tick = event == Event::Tick;
             let mut actions = Vec::new();
             self.machine.handle(self.now(), event, &mut actions);
+            self.ever_started |= self.machine.started() > 0;
             for action in actions {
                 self.act(action, &mut events);
             }
@@ -360,6 +365,18 @@ impl Shell {
     pub(super) fn leaving(&self) -> Vec<u32> {
         let leaving = self.processes.iter().filter(|(_, p)| !p.gone && p.told_to_leave);
         leaving.map(|(id, _)| *id).collect()
+    }
+
+    /// Whether the master stopped on its own (`Machine::failure`), which it
+    /// may do only before any worker has started.
+    pub(super) fn gave_up(&self) -> bool {
+        let failure = self.machine.failure();
+        if let Some(failure) = failure
+            && self.ever_started
+        {
+            self.broken(&format!("gave up after a worker started: {failure}"));
+        }
+        failure.is_some()
     }
 
     /// While running: the machine wants `target` workers, and at most one

@@ -2,6 +2,8 @@
 //! within `worker.timeout` (counted from when its process exists), and one
 //! too slow to start is killed and replaced.
 
+use std::time::Duration;
+
 use super::shell::{check, check_logs, options};
 use crate::options::{Options, Require};
 
@@ -206,6 +208,199 @@ fn worker_timeout_counts_from_when_the_process_exists() {
         0 next deadline 2000
         300 next deadline 2300
         next deadline 2300
+        ",
+    );
+}
+
+// Never starting: `worker.max_start_failures`.
+
+#[test]
+fn start_failures_of_every_kind_in_a_row_make_the_master_give_up_with_exit_1() {
+    // A crash before online, a timeout, a failed spawn: the third failure
+    // in a row with no worker ever started stops the master, naming it.
+    let mut options = options(1);
+    options.restart.delay = Duration::from_millis(1000);
+    check_logs(
+        options,
+        "
+        100 exited 1 code=3
+        1100 tick
+        3100 tick
+        3110 exited 2 signal=9
+        3110 spawn-fails
+        5100 tick
+        5100 status
+        5100 state
+        ",
+        "
+        0 spawn worker 1
+        0 log INFO: worker 1 spawned (pid 1001)
+        100 log WARN: worker 1 (pid 1001) exited unasked (exit code 3); restarting in 1000 ms
+        1100 spawn worker 2
+        1100 log INFO: worker 2 spawned (pid 1002)
+        3100 kill worker 2
+        3100 log WARN: worker 2 (pid 1002) did not report online within 2000 ms; restarting in 2000 ms
+        3110 log INFO: worker 2 (pid 1002) exited (signal 9) after being killed
+        5100 spawn worker 3
+        5100 log ERROR: no worker could start: 3 failed starts in a row (worker.max_start_failures = 3), the last: worker 3 could not be spawned: cannot spawn /srv/app: No such file or directory: stopping
+        5100 close listeners
+        5100 log INFO: no worker could start: shutting down 0 workers (grace 15000 ms)
+        5100 log INFO: shutdown complete: all workers exited
+        5100 exit 1
+        5100 status failed: no worker could start: 3 failed starts in a row (worker.max_start_failures = 3), the last: worker 3 could not be spawned: cannot spawn /srv/app: No such file or directory; stopping: 0 workers left
+        5100 state phase=Stopping started=0 target=1 workers=0 ready=false recycling=false failure=Some(\"no worker could start: 3 failed starts in a row (worker.max_start_failures = 3), the last: worker 3 could not be spawned: cannot spawn /srv/app: No such file or directory\")
+        next deadline none
+        ",
+    );
+}
+
+#[test]
+fn giving_up_disconnects_the_workers_still_starting_and_exits_after_the_last() {
+    // Worker 1 crashes at once, every time; worker 2 is slow but would
+    // start. One line reaching the limit is enough: nothing has started.
+    let mut options = options(2);
+    options.worker.timeout = Duration::from_millis(10000);
+    options.restart.delay = Duration::from_millis(100);
+    check(
+        options,
+        "
+        0 exited 1 code=3
+        100 tick
+        100 exited 3 code=3
+        300 tick
+        300 exited 4 code=3
+        300 state
+        400 exited 2
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        100 spawn worker 3
+        300 spawn worker 4
+        300 close listeners
+        300 send worker 2 Disconnect
+        300 state phase=Stopping started=0 target=2 workers=1 ready=false recycling=false failure=Some(\"no worker could start: 3 failed starts in a row (worker.max_start_failures = 3), the last: worker 4 (pid 1004) exited unasked (exit code 3)\")
+        400 exit 1
+        next deadline none
+        ",
+    );
+}
+
+#[test]
+fn max_start_failures_1_gives_up_at_the_first_failure() {
+    let mut options = options(1);
+    options.worker.max_start_failures = 1;
+    check(
+        options,
+        "
+        2000 tick
+        2010 exited 1 signal=9
+        ",
+        "
+        0 spawn worker 1
+        2000 kill worker 1
+        2000 close listeners
+        2010 exit 1
+        next deadline none
+        ",
+    );
+}
+
+#[test]
+fn once_a_worker_has_started_start_failures_are_restarted_however_many() {
+    // Worker 1 serves; worker 2's line fails to start five times in a row,
+    // past the limit of 3, and is restarted each time with the backoff.
+    let mut options = options(2);
+    options.restart.delay = Duration::from_millis(100);
+    options.restart.max_delay = Duration::from_millis(400);
+    check(
+        options,
+        "
+        0 up 1
+        0 exited 2 code=3
+        100 tick
+        100 exited 3 code=3
+        300 tick
+        300 exited 4 code=3
+        700 tick
+        700 exited 5 code=3
+        1100 tick
+        1100 exited 6 code=3
+        1500 tick
+        1500 up 7
+        1500 state
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        100 spawn worker 3
+        300 spawn worker 4
+        700 spawn worker 5
+        1100 spawn worker 6
+        1500 spawn worker 7
+        1500 state phase=Ready started=2 target=2 workers=2 ready=true recycling=false failure=None
+        next deadline none
+        ",
+    );
+}
+
+#[test]
+fn a_worker_that_started_once_and_keeps_crashing_is_restarted_however_many_times() {
+    let mut options = options(1);
+    options.restart.delay = Duration::from_millis(100);
+    options.restart.max_delay = Duration::from_millis(400);
+    check(
+        options,
+        "
+        0 up 1
+        10 exited 1 signal=11
+        110 tick
+        110 exited 2 code=3
+        310 tick
+        310 exited 3 code=3
+        710 tick
+        710 exited 4 code=3
+        1110 tick
+        1110 state
+        ",
+        "
+        0 spawn worker 1
+        110 spawn worker 2
+        310 spawn worker 3
+        710 spawn worker 4
+        1110 spawn worker 5
+        1110 state phase=Ready started=0 target=1 workers=1 ready=false recycling=false failure=None
+        next deadline 3110
+        ",
+    );
+}
+
+#[test]
+fn giving_up_at_a_deadline_spares_the_worker_whose_exit_is_reported() {
+    // Worker 2's start deadline decides to give up while the event is
+    // worker 1's exit: worker 1 is gone, and is not asked to disconnect.
+    let mut options = options(2);
+    options.worker.max_start_failures = 1;
+    check_logs(
+        options,
+        "
+        2000 exited 1 code=3
+        2010 exited 2 signal=9
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        2000 kill worker 2
+        2000 log ERROR: no worker could start: 1 failed start in a row (worker.max_start_failures = 1), the last: worker 2 (pid 1002) did not report online within 2000 ms: stopping
+        2000 close listeners
+        2000 log INFO: no worker could start: shutting down 2 workers (grace 15000 ms)
+        2000 log WARN: worker 1 (pid 1001) exited unasked (exit code 3)
+        2010 log INFO: worker 2 (pid 1002) exited (signal 9) after being killed
+        2010 log INFO: shutdown complete: all workers exited
+        2010 exit 1
+        next deadline none
         ",
     );
 }
