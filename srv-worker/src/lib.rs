@@ -39,12 +39,23 @@
 //! master left some of the worker's messages unread, and counts either as a
 //! disconnect ([`DisconnectReason::MasterGone`]), so a worker that honours
 //! disconnects never outlives its master for long.
+//!
+//! # `SIGTERM`
+//!
+//! A worker from [`Worker::from_env`] treats `SIGTERM` as a disconnect
+//! ([`DisconnectReason::Terminated`]), so that a service manager that
+//! signals the whole process group (systemd's default
+//! `KillMode=control-group`, `kill -- -PGID`, supervisord's `stopasgroup`)
+//! loses no request in flight; a second `SIGTERM` ends it at once. See
+//! [`Sigterm`] and [`Worker::from_env_with`] to keep the program's own
+//! handling instead.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
 mod listener;
 mod shared;
+mod signals;
 
 use std::future::Future;
 use std::io::{self, Write};
@@ -56,6 +67,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 pub use listener::Listener;
+pub use signals::Sigterm;
 pub use srv_proto::ListenAddr;
 use srv_proto::{Channel, PROTOCOL_VERSION, WorkerMessage, env};
 
@@ -89,6 +101,11 @@ pub enum DisconnectReason {
     /// frames. (A well-framed message this worker cannot decode, perhaps from
     /// a newer master, is logged and skipped: not a disconnect.)
     Refused(String),
+    /// This process got `SIGTERM` (see [`Sigterm`]): a service manager
+    /// stopping the whole process group, whose master shuts down too, or an
+    /// operator stopping this one worker, which the master replaces once it
+    /// has exited.
+    Terminated,
 }
 
 /// The connection of a worker process to its master, or a standalone stand-in.
@@ -117,7 +134,8 @@ pub struct Worker {
 
 #[derive(Debug)]
 struct Link {
-    writer: Mutex<Channel>,
+    /// Shared with the `SIGTERM` thread, which reports the coming exit.
+    writer: Arc<Mutex<Channel>>,
     /// Serialises `listen` calls so each reply matches its request.
     listen_lock: Mutex<()>,
     worker_id: Option<u32>,
@@ -135,6 +153,12 @@ impl Worker {
     /// channel's variables from the environment, so that programs this
     /// worker spawns do not mistake a descriptor for a channel.
     ///
+    /// Under a master, it also makes `SIGTERM` a disconnect
+    /// ([`Sigterm::Disconnect`]): a service manager that signals the whole
+    /// process group stops the worker gracefully rather than at once. Use
+    /// [`Worker::from_env_with`]`(`[`Sigterm::Leave`]`)` to handle `SIGTERM`
+    /// yourself. Standalone (`Ok(None)`), nothing is installed.
+    ///
     /// ```
     /// use srv_worker::Worker;
     ///
@@ -151,16 +175,50 @@ impl Worker {
     /// The inherited channel is invalid (not a Unix stream socket), or the
     /// master is already gone.
     pub fn from_env() -> io::Result<Option<Worker>> {
+        Worker::from_env_with(Sigterm::Disconnect)
+    }
+
+    /// [`Worker::from_env`], choosing what `SIGTERM` does; nothing is
+    /// installed when there is no master.
+    ///
+    /// With [`Sigterm::Disconnect`] (what `from_env` does), the first
+    /// `SIGTERM` disconnects the worker and tells the master that it will
+    /// exit 0 on purpose, and a second one ends it at once. Handlers the
+    /// program registers through signal-hook or tokio run as well, since
+    /// they share one registry; a bare `sigaction` for `SIGTERM` installed
+    /// later replaces srv's. With [`Sigterm::Leave`], srv installs nothing,
+    /// and the program is responsible for not dying with requests in flight
+    /// when the whole process group is signalled.
+    ///
+    /// ```
+    /// use srv_worker::{Sigterm, Worker};
+    ///
+    /// // This server wants SIGTERM to end it at once, as by default.
+    /// let worker = Worker::from_env_with(Sigterm::Leave)?;
+    /// assert!(worker.is_none()); // run by hand, as this example is
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Worker::from_env`], and the `SIGTERM` handler cannot be
+    /// installed (its thread cannot be started).
+    pub fn from_env_with(sigterm: Sigterm) -> io::Result<Option<Worker>> {
         let worker_id = std::env::var(env::ENV_WORKER_ID).ok().and_then(|id| id.parse().ok());
         let Some(stream) = env::take_inherited_channel()? else {
             return Ok(None);
         };
-        Worker::connect(stream, worker_id).map(Some)
+        let worker = Worker::connect(stream, worker_id)?;
+        if let (Sigterm::Disconnect, Some(link)) = (sigterm, &worker.link) {
+            signals::disconnect_on_sigterm(Arc::clone(&worker.shared), Arc::clone(&link.writer))?;
+        }
+        Ok(Some(worker))
     }
 
     /// Connects over an already open channel: what [`Worker::from_env`] does
     /// after taking the inherited socket. Useful for tests and for programs
-    /// that receive the channel some other way.
+    /// that receive the channel some other way. It installs nothing for
+    /// `SIGTERM` ([`Sigterm::Leave`]).
     ///
     /// ```
     /// use std::os::unix::net::UnixStream;
@@ -186,7 +244,7 @@ impl Worker {
         let reader = Channel::new(stream.try_clone()?);
         let shared = Shared::start(reader)?;
         let link = Link {
-            writer: Mutex::new(Channel::new(stream)),
+            writer: Arc::new(Mutex::new(Channel::new(stream))),
             listen_lock: Mutex::new(()),
             worker_id,
         };

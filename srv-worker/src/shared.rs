@@ -129,12 +129,14 @@ impl Shared {
         }
     }
 
-    fn disconnect(&self, reason: DisconnectReason) {
+    pub(crate) fn disconnect(&self, reason: DisconnectReason) {
         let mut state = self.lock();
         if state.reason.is_some() {
             return;
         }
-        let master_gone = reason != DisconnectReason::Requested;
+        // After `Requested` or `Terminated` the master still answers.
+        let master_gone =
+            matches!(reason, DisconnectReason::MasterGone | DisconnectReason::Refused(_));
         if master_gone && matches!(state.reply, Reply::Waiting) {
             let error =
                 io::Error::new(io::ErrorKind::BrokenPipe, format!("master gone: {reason:?}"));

@@ -8,6 +8,7 @@
 //!           [--never-online] [--crash-after-ms MS] [--ignore-disconnect]
 //!           [--slow-exit-ms MS] [--listen ADDR] [--online-delay-ms MS]
 //!           [--only-worker-ids 1,2] [--orphan-ms MS] [--exit-after-ms MS]
+//!           [--keep-sigterm]
 //! ```
 //!
 //! Like `hello`, one binary is both: without a master it is the master, and
@@ -26,6 +27,9 @@
 //! - `--exit-after-ms N`: once online, wait `N` ms, then exit 0 on purpose
 //!   (`Worker::exit`, which tells the master first); `0` exits right after
 //!   reporting online.
+//! - `--keep-sigterm`: connect with `Worker::from_env_with(Sigterm::Leave)`,
+//!   so that `SIGTERM` kills the worker at once (by default srv-worker makes
+//!   it a disconnect).
 //! - `--ignore-disconnect`: keep running after `Disconnect` (until killed).
 //! - `--slow-exit-ms N`: after `Disconnect`, wait `N` ms, then exit 0.
 //! - `--listen ADDR`: get a listening socket for `ADDR` from the master
@@ -98,7 +102,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use srv_master::{Master, Options};
 use srv_proto::{Channel, MAX_FRAME_LEN, MasterMessage, PROTOCOL_VERSION, Received, WorkerMessage};
-use srv_worker::Worker;
+use srv_worker::{Sigterm, Worker};
 
 /// What the workers do, from the worker flags.
 #[derive(Debug, Default)]
@@ -107,6 +111,8 @@ struct Behaviour {
     crash_after: Option<Duration>,
     /// `--exit-after-ms`: exit 0 on purpose this long after `online`.
     exit_after: Option<Duration>,
+    /// `--keep-sigterm`: leave `SIGTERM` its default action.
+    keep_sigterm: bool,
     ignore_disconnect: bool,
     slow_exit: Option<Duration>,
     listen: Option<String>,
@@ -193,7 +199,7 @@ const USAGE: &str = "usage: misbehave [--workers N] [--require online|listen] \
     [--max-start-failures N] [--shutdown-timeout MS] [--recycle-timeout MS] [--no-ignore-sigint] \
     [--never-online] [--crash-after-ms MS] [--ignore-disconnect] [--slow-exit-ms MS] \
     [--listen ADDR] [--online-delay-ms MS] [--only-worker-ids ID,ID,...] [--orphan-ms MS] \
-    [--exit-after-ms MS] [--hostile KIND] [--serve-http] [--worker-program PATH]";
+    [--exit-after-ms MS] [--keep-sigterm] [--hostile KIND] [--serve-http] [--worker-program PATH]";
 
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -215,7 +221,11 @@ fn main() -> anyhow::Result<()> {
     {
         return run_hostile(id, channel, kind);
     }
-    match Worker::from_env()? {
+    let sigterm = match worker_id {
+        Some(id) if behaviour.keep_sigterm && behaviour.applies_to(id) => Sigterm::Leave,
+        _ => Sigterm::Disconnect,
+    };
+    match Worker::from_env_with(sigterm)? {
         Some(worker) => run_worker(&worker, &behaviour),
         None => {
             let master = match worker_program {
@@ -249,6 +259,7 @@ fn parse_args(
             "--never-online" => behaviour.never_online = true,
             "--crash-after-ms" => behaviour.crash_after = Some(millis(&arg, &value()?)?),
             "--exit-after-ms" => behaviour.exit_after = Some(millis(&arg, &value()?)?),
+            "--keep-sigterm" => behaviour.keep_sigterm = true,
             "--ignore-disconnect" => behaviour.ignore_disconnect = true,
             "--slow-exit-ms" => behaviour.slow_exit = Some(millis(&arg, &value()?)?),
             "--listen" => behaviour.listen = Some(value()?),

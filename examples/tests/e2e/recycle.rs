@@ -1,9 +1,10 @@
 //! Shared ports and lossless recycling of the reference server under load:
 //! SIGHUP replaces every worker without losing a request (new connection per
-//! request, and keep-alive), requests in flight survive SIGHUP and SIGTERM, a
-//! second master on the same port fails without harming the first, a
-//! recycle runs a replaced binary, and SIGTTIN/SIGTTOU add and remove a
-//! worker.
+//! request, and keep-alive), requests in flight survive SIGHUP and SIGTERM
+//! (to the master, to the whole process group as service managers send it,
+//! or to one worker), a second master on the same port fails without
+//! harming the first, a recycle runs a replaced binary, and SIGTTIN/SIGTTOU
+//! add and remove a worker.
 //!
 //! The load generator (`xtask/src/load.rs`) counts a request as failed when
 //! the connection is refused, reset or closed before the whole response
@@ -241,6 +242,58 @@ fn slow_requests_in_flight_survive_sigterm_and_the_master_exits_0() {
     wait_exited_as_asked(&master, &workers, Duration::from_secs(1));
     if count(&master.lines(), "killing it") != 0 {
         master.fail("a worker had to be killed");
+    }
+}
+
+#[test]
+fn slow_requests_in_flight_survive_sigterm_to_the_whole_process_group() {
+    // systemd's default KillMode=control-group, `timeout`, `kill -- -PGID`:
+    // the master and every worker get SIGTERM at once. srv-worker makes it a
+    // disconnect, so each worker drains like after the master's own.
+    let mut master = start_http(&[]);
+    let addr = wait_addr(&master);
+    let workers = wait_serving(&master, N_WORKERS);
+    let requests = start_slow_requests(&master, addr, &workers);
+    master.signal_group(Signal::SIGTERM);
+    finish_slow_requests(&master, requests);
+    assert_eq!(master.wait_exit_within(RECYCLE_WITHIN), Exit::Code(0));
+    // The master's log says how each worker ended: drained and exited 0.
+    wait_exited_as_asked(&master, &workers, Duration::from_secs(1));
+    let lines = master.lines();
+    for trouble in ["signal 15", "killing it", "exited unasked", "with an error"] {
+        if count(&lines, trouble) != 0 {
+            master.fail(&format!("a line with {trouble:?}: a worker did not drain"));
+        }
+    }
+}
+
+#[test]
+fn sigterm_to_one_worker_drains_it_and_the_master_replaces_it_without_a_crash() {
+    // An operator stops one worker by pid. It finishes its requests, exits
+    // 0, and is replaced at once: restart.delay (60 s) would outlast the
+    // test, so only a replacement not counted as a crash passes.
+    let master = start_on_port_0(
+        http(),
+        &["--workers", "1", "--shutdown-timeout", GRACE_MS, "--restart-delay", "60000"],
+    );
+    let addr = wait_addr(&master);
+    let workers = wait_serving(&master, 1);
+    let old = *workers.iter().next().expect("one worker");
+    let requests = start_slow_requests(&master, addr, &workers);
+    master.signal_worker(old, Signal::SIGTERM);
+    finish_slow_requests(&master, requests);
+    let lines = master.wait_until_within(RECYCLE_WITHIN, "a replacement serving", |lines| {
+        let serving = serving_pids(lines);
+        serving.len() == 1 && !serving.contains(&old)
+    });
+    let needle = format!("(pid {old}) exited on purpose (exit code 0); replacing it");
+    if count(&lines, &needle) != 1 || count(&lines, "restarting in") != 0 {
+        master.fail(&format!("expected {needle:?}, and no crash"));
+    }
+    let new = serving_pids(&lines);
+    let pid = get_ok(&master, addr, "/").pid();
+    if !pid.is_some_and(|pid| new.contains(&pid)) {
+        master.fail(&format!("GET / answered by {pid:?}, not by the replacement {new:?}"));
     }
 }
 

@@ -173,21 +173,61 @@ fn without_ignore_sigint_ctrl_c_kills_workers() {
     assert_eq!(master.wait_exit(), Exit::Code(0));
     let lines = master.lines();
     // Whether the master handles its SIGINT before or after reaping a
-    // worker, the worker's exit is logged as by signal 2.
+    // worker, the worker's exit is logged as by signal 2, never as asked.
     for pid in &workers {
-        let needle = format!("(pid {pid}) exited (signal 2)");
-        if count(&lines, &needle) != 1 {
-            master.fail(&format!("expected one line with {needle:?}"));
+        let draining = format!("(pid {pid}) was killed by signal 2 (SIGINT) while draining");
+        let unasked = format!("(pid {pid}) exited unasked (signal 2)");
+        if count(&lines, &draining) + count(&lines, &unasked) != 1 {
+            master.fail(&format!("expected one line with {draining:?} or {unasked:?}"));
         }
     }
+    assert_eq!(count(&lines, "as asked"), 0, "a worker killed by SIGINT did not exit as asked");
     assert_eq!(reports(&lines, "exiting").len(), 0, "no worker exited on its own");
     assert_none_alive(&master, &workers);
 }
 
+/// SIGTERM to the whole process group, as systemd's default
+/// `KillMode=control-group` sends it: a worker with srv-worker's default
+/// drains and exits 0, booked as asked; one that kept the default action
+/// (`Sigterm::Leave`) dies of it, and the master says so rather than "as
+/// asked".
+#[test]
+fn sigterm_to_the_group_drains_workers_and_the_log_says_how_each_ended() {
+    let mut master = Master::start(
+        misbehave(),
+        &[
+            "--workers",
+            "2",
+            "--worker-timeout",
+            "10000",
+            "--keep-sigterm",
+            "--only-worker-ids",
+            "1",
+        ],
+    );
+    let lines = master.wait_for_count("started (online)", 2);
+    let started = reports(&lines, "started");
+    let pid_of = |id| started.iter().find(|report| report.id == id).expect("both started").pid;
+    let (killed, drained) = (pid_of(1), pid_of(2));
+    master.signal_group(Signal::SIGTERM);
+    assert_eq!(master.wait_exit(), Exit::Code(0));
+    let lines = master.lines();
+    assert_each_once(&master, &lines, &[drained], "exited (exit code 0) as asked");
+    // The master handles its own SIGTERM first, so worker 1 is draining
+    // when it is reaped; were it reaped first, it would be a crash.
+    let draining = format!("(pid {killed}) was killed by signal 15 (SIGTERM) while draining");
+    let unasked = format!("(pid {killed}) exited unasked (signal 15)");
+    if count(&lines, &draining) + count(&lines, &unasked) != 1 {
+        master.fail(&format!("expected one line with {draining:?} or {unasked:?}"));
+    }
+    assert_eq!(count(&lines, &format!("(pid {killed}) exited (signal 15) as asked")), 0);
+    assert_none_alive(&master, &[killed, drained]);
+}
+
 /// A worker that dies with a message of the master unread in its socket
 /// makes the master's read fail with `ECONNRESET`: that is the peer going
-/// away, like end of file, not a protocol error (no needless `SIGKILL`, the
-/// exit booked "as asked"). Ctrl+C with `--no-ignore-sigint` hits the same
+/// away, like end of file, not a protocol error (no needless `SIGKILL`; the
+/// exit is booked as what it was, a kill while draining). Ctrl+C with `--no-ignore-sigint` hits the same
 /// race most of the time; this test makes it deterministic by stopping the
 /// worker so that the disconnect stays unread.
 #[test]
@@ -213,7 +253,12 @@ fn worker_dying_with_a_disconnect_unread_is_not_a_protocol_error() {
         0,
         "a worker that died is not a protocol error"
     );
-    assert_each_once(&master, &lines, &[first.pid], "exited (signal 9) as asked");
+    assert_each_once(
+        &master,
+        &lines,
+        &[first.pid],
+        "was killed by signal 9 (SIGKILL) while draining",
+    );
 }
 
 /// The pid in a misbehave report `forked orphan pid N (sleeps M ms)`.

@@ -149,6 +149,12 @@ impl Machine {
     /// A worker was reaped: log how it ended, treat an exit nobody asked
     /// for as a failure (or replace at once a worker that announced it), and
     /// take it off the books.
+    ///
+    /// The log line says what happened, not what was expected: a worker
+    /// asked to disconnect that a signal killed (`SIGTERM` to the whole
+    /// process group reaches workers too) or that exited with an error did
+    /// not exit "as asked", and one the master killed may have exited on its
+    /// own first.
     pub(super) fn on_exit(
         &mut self,
         now: Instant,
@@ -161,12 +167,32 @@ impl Machine {
         let (state, exit_code, streak) = (record.state.clone(), record.exit_code, record.streak);
         let lived = now.saturating_duration_since(record.spawned_at);
         match state {
-            State::Retiring { .. } => {
-                log(actions, Level::Info, format!("{name} exited ({status}) as asked"))
-            }
-            State::Killed => {
+            State::Retiring { .. } => match status {
+                ExitStatus::Code(0) => {
+                    log(actions, Level::Info, format!("{name} exited ({status}) as asked"))
+                }
+                ExitStatus::Code(_) => log(
+                    actions,
+                    Level::Warn,
+                    format!("{name} exited ({status}) after disconnect, with an error"),
+                ),
+                ExitStatus::Signal(signal) => log(
+                    actions,
+                    Level::Warn,
+                    format!(
+                        "{name} was killed by signal {signal}{} while draining",
+                        signal_name(signal)
+                    ),
+                ),
+            },
+            State::Killed if status == ExitStatus::Signal(SIGKILL) => {
                 log(actions, Level::Info, format!("{name} exited ({status}) after being killed"))
             }
+            State::Killed => log(
+                actions,
+                Level::Info,
+                format!("{name} exited ({status}) as it was being killed"),
+            ),
             State::Refused { .. } => {
                 log(actions, Level::Info, format!("{name} exited ({status}) after being refused"))
             }
@@ -195,11 +221,24 @@ impl Machine {
                 }
             }
             State::Starting { .. } | State::Started => {
-                let why = format!("exited unasked ({status})");
+                let why = match exit_code {
+                    Some(code) => format!("exited ({status}) after announcing exit code {code}"),
+                    None => format!("exited unasked ({status})"),
+                };
                 self.fail(now, worker, &why, actions);
             }
         }
         self.workers.remove(&worker);
         self.check_done(actions);
     }
+}
+
+/// `SIGKILL`'s number, as `ExitStatus::Signal` carries it.
+const SIGKILL: i32 = nix::libc::SIGKILL;
+
+/// ` (SIGTERM)` for 15: the name of a signal number, for log lines; empty
+/// for a number this platform does not name.
+fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map_or_else(|_| String::new(), |signal| format!(" ({})", signal.as_str()))
 }

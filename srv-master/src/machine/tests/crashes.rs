@@ -160,7 +160,7 @@ fn an_announced_exit_is_replaced_at_once_and_a_different_code_is_a_crash() {
         1110 spawn worker 3
         1110 log INFO: worker 3 spawned (pid 1003)
         1120 log INFO: worker 3 (pid 1003) started (online) in 10 ms
-        1210 log WARN: worker 2 (pid 1002) exited unasked (exit code 1); restarting in 5000 ms
+        1210 log WARN: worker 2 (pid 1002) exited (exit code 1) after announcing exit code 3; restarting in 5000 ms
         next deadline 6210
         ",
     );
@@ -439,6 +439,37 @@ fn a_closed_channel_gives_the_worker_channel_close_grace_to_exit() {
         0 next deadline 1000
         1000 kill worker 1
         next deadline 2000
+        ",
+    );
+}
+
+#[test]
+fn a_worker_that_sigterm_made_exit_on_its_own_is_replaced_at_once_and_not_counted_as_a_crash() {
+    // SIGTERM to worker 1 alone: srv-worker disconnects it and announces
+    // `Exit { code: 0 }`; it drains, exits 0, and is replaced at once.
+    // Worker 2 also announced exit code 0 on its SIGTERM, but a second
+    // SIGTERM killed it: a crash, and the log says what was announced.
+    check_logs(
+        options(2),
+        "
+        0 up 1 2
+        5000 exit-msg 1 code=0
+        5000 exit-msg 2 code=0
+        5400 exited 1 code=0
+        5400 exited 2 signal=15
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
+        0 log INFO: worker 2 (pid 1002) started (online) in 0 ms
+        5400 log INFO: worker 1 (pid 1001) exited on purpose (exit code 0); replacing it
+        5400 spawn worker 3
+        5400 log INFO: worker 3 spawned (pid 1003)
+        5400 log WARN: worker 2 (pid 1002) exited (signal 15) after announcing exit code 0; restarting in 5000 ms
+        next deadline 7400
         ",
     );
 }

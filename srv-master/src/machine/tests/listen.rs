@@ -28,7 +28,7 @@ fn a_listen_failure_before_any_worker_started_stops_the_master_with_exit_1() {
         0 send worker 1 Disconnect
         0 log INFO: worker 2 (pid 1002) disconnecting
         0 send worker 2 Disconnect
-        10 log INFO: worker 1 (pid 1001) exited (exit code 1) as asked
+        10 log WARN: worker 1 (pid 1001) exited (exit code 1) after disconnect, with an error
         10 log INFO: worker 2 (pid 1002) exited (exit code 0) as asked
         10 log INFO: shutdown complete: all workers exited
         10 exit 1

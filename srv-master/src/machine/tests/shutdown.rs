@@ -312,3 +312,59 @@ fn shutdown_retires_every_started_worker() {
         ",
     );
 }
+
+#[test]
+fn the_log_says_how_each_worker_ended_not_only_that_it_was_asked() {
+    // SIGTERM to the whole process group: the master shuts down, and its
+    // workers got the signal too. Worker 1 drained and exited 0 (srv-worker
+    // makes SIGTERM a disconnect); worker 2 kept the default action and died
+    // of it; worker 3 exited with an error; worker 4, killed at the grace,
+    // had exited on its own just before the SIGKILL landed.
+    let mut options = options(4);
+    options.shutdown.timeout = Duration::from_millis(1000);
+    check_logs(
+        options,
+        "
+        0 up 1 2 3 4
+        100 SIGTERM
+        110 exited 2 signal=15
+        200 exited 1
+        300 exited 3 code=1
+        1100 tick
+        1110 exited 4 code=0
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 spawn worker 3
+        0 spawn worker 4
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        0 log INFO: worker 3 spawned (pid 1003)
+        0 log INFO: worker 4 spawned (pid 1004)
+        0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
+        0 log INFO: worker 2 (pid 1002) started (online) in 0 ms
+        0 log INFO: worker 3 (pid 1003) started (online) in 0 ms
+        0 log INFO: worker 4 (pid 1004) started (online) in 0 ms
+        100 close listeners
+        100 log INFO: SIGTERM: shutting down 4 workers (grace 1000 ms)
+        100 log INFO: worker 1 (pid 1001) disconnecting
+        100 send worker 1 Disconnect
+        100 log INFO: worker 2 (pid 1002) disconnecting
+        100 send worker 2 Disconnect
+        100 log INFO: worker 3 (pid 1003) disconnecting
+        100 send worker 3 Disconnect
+        100 log INFO: worker 4 (pid 1004) disconnecting
+        100 send worker 4 Disconnect
+        110 log WARN: worker 2 (pid 1002) was killed by signal 15 (SIGTERM) while draining
+        200 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
+        300 log WARN: worker 3 (pid 1003) exited (exit code 1) after disconnect, with an error
+        1100 log WARN: worker 4 (pid 1004) did not exit in time after disconnect; killing it
+        1100 kill worker 4
+        1110 log INFO: worker 4 (pid 1004) exited (exit code 0) as it was being killed
+        1110 log INFO: shutdown complete: all workers exited
+        1110 exit 0
+        next deadline none
+        ",
+    );
+}
