@@ -42,7 +42,7 @@ use signal_hook_mio::v1_0::Signals;
 use srv_proto::{Channel, ListenAddr, ListenError, MasterMessage, Received, WorkerMessage};
 
 use crate::Error;
-use crate::listeners::Listeners;
+use crate::listeners::{Listeners, Policy, adopt_from_env};
 use crate::machine::{Action, Event, ExitStatus, Machine, Signal, WorkerId};
 use crate::notify::Notifier;
 use crate::options::Options;
@@ -108,7 +108,7 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
         command,
         children: HashMap::new(),
         by_pid: HashMap::new(),
-        listeners: Listeners::from_env(),
+        listeners: Listeners::new(listen_policy(&options, credentials), adopt_from_env()),
         unread: Vec::new(),
         exit_code: None,
     };
@@ -180,6 +180,16 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
     }
 }
 
+/// What the listeners may bind: `listen.unix_mode`, and Unix paths only
+/// from `listen.allow` when the workers run as another user.
+fn listen_policy(options: &Options, credentials: Option<Credentials>) -> Policy {
+    Policy {
+        unix_mode: options.listen.unix_mode,
+        unix_needs_allow: credentials.is_some_and(|credentials| credentials.changes_user()),
+        allow: options.listen.allow.clone(),
+    }
+}
+
 impl Shell {
     /// Feeds events to the machine and carries out its actions, which may
     /// produce more events (a spawn reports its pid), until none are left.
@@ -216,7 +226,7 @@ impl Shell {
                     }
                 }
             }
-            Action::CloseListeners => self.listeners = Listeners::default(),
+            Action::CloseListeners => self.listeners.close(),
             Action::Log(level, line) => log::log!(target: "srv", level, "{line}"),
             Action::Exit(code) => self.exit_code = Some(code),
         }

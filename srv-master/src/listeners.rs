@@ -11,16 +11,54 @@
 //! whose `listen` names their local address, so even a restart of the master
 //! itself loses no queued connection.
 //!
-//! Unix-domain socket files are removed when stale (nobody accepts on them)
-//! before binding, and removed again when the master drops its listeners.
+//! # Unix socket files: no path is trusted between check and use
+//!
+//! A Unix socket is a file the master creates, and removes again, because a
+//! worker asked for a path; the master may be root, and the worker another
+//! user who owns some directory on that path. So a path is resolved once,
+//! when it is bound:
+//!
+//! 1. Its directory is opened component by component without following any
+//!    symbolic link (`O_PATH | O_NOFOLLOW` on each; a path through a link is
+//!    refused, naming the link). Everything later goes through that
+//!    descriptor.
+//! 2. A stale socket file there (one that refuses connections, left by a
+//!    master that was killed) is removed with `unlinkat` on the descriptor,
+//!    only if `fstatat` still finds the same (device, inode) that the probe
+//!    looked at.
+//! 3. The socket is bound at the path's text (the kernel has no
+//!    `bind` relative to a directory descriptor) and `fstatat` on the
+//!    descriptor at once records the file's (device, inode), which must be
+//!    a socket and the one the path names; otherwise the bind is undone and
+//!    refused as a race.
+//! 4. `listen.unix_mode` is applied through an `O_PATH` descriptor of that
+//!    very inode (`chmod` of its `/proc/self/fd` entry), so a file swapped
+//!    in meanwhile is never changed.
+//! 5. When the listeners are dropped, the file is removed with `unlinkat` on
+//!    the directory descriptor, and only if `fstatat` still finds the
+//!    recorded (device, inode) there.
+//!
+//! So whatever a worker renames or replaces with a symbolic link after the
+//! bind, the master removes nothing but its own socket in the directory it
+//! bound in. What is left is the instant between a successful `fstatat` and
+//! the `unlinkat`, in which only a user who may already remove entries of
+//! that directory can replace the entry.
+//!
+//! When workers run as another user, a Unix path must be named in
+//! `listen.allow` ([`Policy::unix_needs_allow`]): the operator, not a
+//! worker, chooses which files a root master creates.
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::FileTypeExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, open, openat};
+use nix::sys::stat::{FchmodatFlags, FileStat, Mode, SFlag, fchmodat, fstat, fstatat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
 use socket2::{Domain, SockAddr, Socket, Type};
 use srv_proto::{ListenAddr, ListenError};
 
@@ -29,10 +67,33 @@ use srv_proto::{ListenAddr, ListenError};
 /// kernel caps it at `net.core.somaxconn`.
 pub(crate) const BACKLOG: i32 = 4096;
 
+/// What the master may bind for its workers, beyond what the kernel allows.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Policy {
+    /// `listen.unix_mode`: the permission bits of every socket file created.
+    pub(crate) unix_mode: Option<u32>,
+    /// Workers run as another user: a Unix path must be in `allow`.
+    pub(crate) unix_needs_allow: bool,
+    /// `listen.allow`.
+    pub(crate) allow: Vec<ListenAddr>,
+}
+
 #[derive(Debug)]
 struct Held {
     socket: OwnedFd,
     actual: ListenAddr,
+}
+
+/// A socket file this master created, and how to find exactly it again.
+#[derive(Debug)]
+struct SocketFile {
+    /// The directory it was bound in, opened without following links.
+    dir: OwnedFd,
+    name: OsString,
+    dev: u64,
+    ino: u64,
+    /// For log lines only.
+    path: PathBuf,
 }
 
 /// The sockets held, by the address workers asked for.
@@ -40,49 +101,59 @@ struct Held {
 pub(crate) struct Listeners {
     held: HashMap<ListenAddr, Held>,
     /// Socket files this master created, removed on drop.
-    unix_paths: Vec<PathBuf>,
+    files: Vec<SocketFile>,
+    policy: Policy,
+}
+
+/// The sockets a service manager passed to this process (none unless
+/// `LISTEN_PID` is this process), by their local address. Descriptors that
+/// are not TCP or Unix stream sockets are skipped with a warning.
+pub(crate) fn adopt_from_env() -> Vec<(ListenAddr, OwnedFd)> {
+    let mut passed = listenfd::ListenFd::from_env();
+    let mut adopted = Vec::new();
+    for index in 0..passed.len() {
+        let found = match passed.take_tcp_listener(index) {
+            Ok(listener) => listener.map(|listener| {
+                (listener.local_addr().map(ListenAddr::Tcp), OwnedFd::from(listener))
+            }),
+            Err(_) => match passed.take_unix_listener(index) {
+                Ok(listener) => listener.map(|listener| {
+                    let actual = listener.local_addr().and_then(|addr| {
+                        addr.as_pathname()
+                            .map(|path| ListenAddr::Unix(path.to_owned()))
+                            .ok_or_else(|| io::Error::other("unnamed unix socket"))
+                    });
+                    (actual, OwnedFd::from(listener))
+                }),
+                Err(error) => {
+                    log::warn!(target: "srv", "ignoring socket {index} passed by the service manager: {error}");
+                    None
+                }
+            },
+        };
+        let Some((actual, socket)) = found else { continue };
+        match actual {
+            Ok(actual) => {
+                log::info!(target: "srv", "adopted {actual} from the service manager");
+                adopted.push((actual, socket));
+            }
+            Err(error) => {
+                log::warn!(target: "srv", "ignoring socket {index} passed by the service manager: {error}");
+            }
+        }
+    }
+    adopted
 }
 
 impl Listeners {
-    /// The sockets a service manager passed to this process (none unless
-    /// `LISTEN_PID` is this process), keyed by their local address.
-    /// Descriptors that are not TCP or Unix stream sockets are skipped with a
-    /// warning.
-    pub(crate) fn from_env() -> Listeners {
-        let mut passed = listenfd::ListenFd::from_env();
-        let mut listeners = Listeners::default();
-        for index in 0..passed.len() {
-            let adopted = match passed.take_tcp_listener(index) {
-                Ok(listener) => listener.map(|listener| {
-                    (listener.local_addr().map(ListenAddr::Tcp), OwnedFd::from(listener))
-                }),
-                Err(_) => match passed.take_unix_listener(index) {
-                    Ok(listener) => listener.map(|listener| {
-                        let actual = listener.local_addr().and_then(|addr| {
-                            addr.as_pathname()
-                                .map(|path| ListenAddr::Unix(path.to_owned()))
-                                .ok_or_else(|| io::Error::other("unnamed unix socket"))
-                        });
-                        (actual, OwnedFd::from(listener))
-                    }),
-                    Err(error) => {
-                        log::warn!(target: "srv", "ignoring socket {index} passed by the service manager: {error}");
-                        None
-                    }
-                },
-            };
-            let Some((actual, socket)) = adopted else { continue };
-            match actual {
-                Ok(actual) => {
-                    log::info!(target: "srv", "adopted {actual} from the service manager");
-                    listeners.held.insert(actual.clone(), Held { socket, actual });
-                }
-                Err(error) => {
-                    log::warn!(target: "srv", "ignoring socket {index} passed by the service manager: {error}");
-                }
-            }
-        }
-        listeners
+    /// Listeners that bind under `policy`, holding `adopted` (the sockets a
+    /// service manager passed, by their local address) from the start.
+    pub(crate) fn new(policy: Policy, adopted: Vec<(ListenAddr, OwnedFd)>) -> Listeners {
+        let held = adopted
+            .into_iter()
+            .map(|(actual, socket)| (actual.clone(), Held { socket, actual }))
+            .collect();
+        Listeners { held, files: Vec::new(), policy }
     }
 
     /// The socket for `requested` and its actual address, binding it first
@@ -97,13 +168,30 @@ impl Listeners {
                 .values()
                 .any(|held| held.actual == *requested && !is_wildcard_port(requested));
         if !known {
-            let (socket, actual) = bind(requested).map_err(|error| ListenError {
+            if let ListenAddr::Unix(_) = requested
+                && self.policy.unix_needs_allow
+                && !self.policy.allow.contains(requested)
+            {
+                return Err(ListenError {
+                    errno: Some(nix::libc::EACCES),
+                    message: format!(
+                        "listen {requested}: not in listen.allow, which must name every Unix \
+                         socket path when workers run as another user"
+                    ),
+                });
+            }
+            let bound = bind(requested, self.policy.unix_mode).map_err(|error| ListenError {
                 errno: error.raw_os_error(),
                 message: format!("bind {requested}: {error}"),
             })?;
-            if let ListenAddr::Unix(path) = &actual {
-                self.unix_paths.push(path.clone());
-            }
+            let (socket, actual) = match bound {
+                Bound::Tcp(socket, actual) => (socket, actual),
+                Bound::Unix(socket, file) => {
+                    let actual = ListenAddr::Unix(file.path.clone());
+                    self.files.push(file);
+                    (socket, actual)
+                }
+            };
             self.held.insert(requested.clone(), Held { socket, actual });
             let held = &self.held[requested];
             return Ok((held.socket.as_fd(), held.actual.clone(), true));
@@ -116,13 +204,45 @@ impl Listeners {
         };
         Ok((held.socket.as_fd(), held.actual.clone(), false))
     }
+
+    /// Closes every socket and removes the socket files this master created
+    /// (see the module documentation); the policy stays.
+    pub(crate) fn close(&mut self) {
+        self.held.clear();
+        for file in self.files.drain(..) {
+            file.remove();
+        }
+    }
 }
 
 impl Drop for Listeners {
     fn drop(&mut self) {
-        for path in &self.unix_paths {
-            // Best effort: the file may be gone or replaced already.
-            let _ = std::fs::remove_file(path);
+        self.close();
+    }
+}
+
+impl SocketFile {
+    /// Removes the file if it is still the one this master created, in the
+    /// directory it was created in.
+    fn remove(self) {
+        match fstatat(&self.dir, self.name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat) if (stat.st_dev, stat.st_ino) == (self.dev, self.ino) => {
+                if let Err(errno) =
+                    unlinkat(&self.dir, self.name.as_os_str(), UnlinkatFlags::NoRemoveDir)
+                {
+                    log::warn!(target: "srv", "cannot remove the socket file {:?}: {errno}", self.path);
+                }
+            }
+            // Removed already: by whoever, it is gone.
+            Err(Errno::ENOENT) => {}
+            Ok(_) => log::warn!(
+                target: "srv",
+                "not removing {:?}: it is no longer the socket file this master created",
+                self.path
+            ),
+            Err(errno) => {
+                log::warn!(target: "srv", "cannot check the socket file {:?}: {errno}", self.path)
+            }
         }
     }
 }
@@ -131,10 +251,16 @@ fn is_wildcard_port(addr: &ListenAddr) -> bool {
     matches!(addr, ListenAddr::Tcp(socket_addr) if socket_addr.port() == 0)
 }
 
+/// A socket just bound and listening.
+enum Bound {
+    Tcp(OwnedFd, ListenAddr),
+    Unix(OwnedFd, SocketFile),
+}
+
 /// Binds and listens on `addr`: close-on-exec, blocking, `SO_REUSEADDR` for
 /// TCP so a restarted master can bind while old connections linger in
 /// `TIME_WAIT`.
-fn bind(addr: &ListenAddr) -> io::Result<(OwnedFd, ListenAddr)> {
+fn bind(addr: &ListenAddr, unix_mode: Option<u32>) -> io::Result<Bound> {
     match addr {
         ListenAddr::Tcp(socket_addr) => {
             let socket = Socket::new(Domain::for_address(*socket_addr), Type::STREAM, None)?;
@@ -145,37 +271,176 @@ fn bind(addr: &ListenAddr) -> io::Result<(OwnedFd, ListenAddr)> {
                 .local_addr()?
                 .as_socket()
                 .ok_or_else(|| io::Error::other("bound TCP socket has no IP address"))?;
-            Ok((OwnedFd::from(socket), ListenAddr::Tcp(actual)))
+            Ok(Bound::Tcp(OwnedFd::from(socket), ListenAddr::Tcp(actual)))
         }
         ListenAddr::Unix(path) => {
-            remove_stale_socket(path)?;
-            let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-            socket.bind(&SockAddr::unix(path)?)?;
-            socket.listen(BACKLOG)?;
-            Ok((OwnedFd::from(socket), ListenAddr::Unix(path.clone())))
+            let (socket, file) = bind_unix(path, unix_mode)?;
+            Ok(Bound::Unix(socket, file))
         }
     }
 }
 
-/// Removes a socket file at `path` that nobody accepts on any more (left by
-/// a master that was killed). A live socket, or a file that is not a socket,
-/// is left alone and the bind fails with "address in use".
-fn remove_stale_socket(path: &std::path::Path) -> io::Result<()> {
-    let Ok(metadata) = std::fs::symlink_metadata(path) else { return Ok(()) };
-    if !metadata.file_type().is_socket() {
+/// Binds a Unix socket at `path` as the module documentation describes.
+fn bind_unix(path: &Path, unix_mode: Option<u32>) -> io::Result<(OwnedFd, SocketFile)> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))?
+        .to_owned();
+    let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty());
+    let dir = open_dir_nofollow(parent.unwrap_or(Path::new(".")))?;
+    remove_stale_socket(&dir, &name, path)?;
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    // On failure, whatever is at the path is not provably this socket: it
+    // is left alone.
+    let stat = bound_file(&dir, &name, path)?;
+    let file = SocketFile { dir, name, dev: stat.st_dev, ino: stat.st_ino, path: path.to_owned() };
+    if let Some(mode) = unix_mode {
+        // Until `listen`, nobody can connect, so the bits are right before
+        // anyone can use them. On failure, the file is removed on drop.
+        if let Err(error) = chmod_socket(&file, mode) {
+            file.remove();
+            return Err(error);
+        }
+    }
+    if let Err(error) = socket.listen(BACKLOG) {
+        file.remove();
+        return Err(error);
+    }
+    Ok((OwnedFd::from(socket), file))
+}
+
+/// The socket file the bind just created: found through the directory
+/// descriptor, a socket, and the very file the path's text names.
+fn bound_file(dir: &OwnedFd, name: &OsStr, path: &Path) -> io::Result<FileStat> {
+    let raced = || {
+        io::Error::other(
+            "the path changed while the socket was bound (a directory renamed or replaced); \
+             refusing it",
+        )
+    };
+    let stat = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|_| raced())?;
+    let by_text = nix::sys::stat::stat(path).map_err(|_| raced())?;
+    let is_socket = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK;
+    if !is_socket || (stat.st_dev, stat.st_ino) != (by_text.st_dev, by_text.st_ino) {
+        return Err(raced());
+    }
+    Ok(stat)
+}
+
+/// Sets the permission bits of `file` through an `O_PATH` descriptor of
+/// the recorded inode, so that an entry swapped in meanwhile is never
+/// touched. Linux has no `fchmod` for `O_PATH` descriptors and no
+/// `fchmodat(AT_SYMLINK_NOFOLLOW)` before 6.6; `chmod` of the descriptor's
+/// `/proc/self/fd` entry changes the inode it refers to.
+fn chmod_socket(file: &SocketFile, mode: u32) -> io::Result<()> {
+    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = openat(&file.dir, file.name.as_os_str(), flags, Mode::empty())?;
+    let stat = fstat(&fd)?;
+    if (stat.st_dev, stat.st_ino) != (file.dev, file.ino) {
+        return Err(io::Error::other("the socket file was replaced before its mode was set"));
+    }
+    let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let mode = Mode::from_bits_truncate(mode);
+    fchmodat(AT_FDCWD, proc_path.as_str(), mode, FchmodatFlags::FollowSymlink).map_err(|errno| {
+        io::Error::new(
+            io::Error::from(errno).kind(),
+            format!(
+                "cannot set listen.unix_mode (through {proc_path}, is /proc mounted?): {errno}"
+            ),
+        )
+    })
+}
+
+/// Opens the directory `dir` for `*at` calls without following a symbolic
+/// link in any component (`O_PATH | O_NOFOLLOW` one component at a time).
+fn open_dir_nofollow(dir: &Path) -> io::Result<OwnedFd> {
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let start = if dir.is_absolute() { "/" } else { "." };
+    let mut current = open(start, flags, Mode::empty())?;
+    let mut walked = PathBuf::from(if dir.is_absolute() { "/" } else { "" });
+    for component in dir.components() {
+        let name: &OsStr = match component {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
+            Component::ParentDir => OsStr::new(".."),
+            Component::Normal(name) => name,
+        };
+        walked.push(name);
+        current =
+            openat(&current, name, flags | OFlag::O_NOFOLLOW, Mode::empty()).map_err(|errno| {
+                let is_link =
+                    fstatat(&current, name, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok_and(|stat| {
+                        SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK
+                    });
+                if is_link {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "{walked:?} is a symbolic link; name the directory it points to \
+                             (socket paths are not resolved through links)"
+                        ),
+                    )
+                } else {
+                    io::Error::new(io::Error::from(errno).kind(), format!("{walked:?}: {errno}"))
+                }
+            })?;
+    }
+    Ok(current)
+}
+
+/// Removes the socket file `name` in `dir` if nobody accepts on it any more
+/// (left by a master that was killed). A live socket, or a file that is not
+/// a socket, is left alone and the bind fails with "address in use". The
+/// file is removed only if it is still the one probed.
+fn remove_stale_socket(dir: &OwnedFd, name: &OsStr, path: &Path) -> io::Result<()> {
+    let stat = match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(stat) => stat,
+        Err(_) => return Ok(()),
+    };
+    if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
         return Ok(());
     }
     match UnixStream::connect(path) {
-        Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
-            std::fs::remove_file(path)
+        Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {}
+        _ => return Ok(()),
+    }
+    match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(again) if (again.st_dev, again.st_ino) == (stat.st_dev, stat.st_ino) => {
+            unlinkat(dir, name, UnlinkatFlags::NoRemoveDir).map_err(io::Error::from)
         }
+        // Replaced or removed meanwhile: let the bind say what it finds.
         _ => Ok(()),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
+
+    /// A directory of this test's own, removed when dropped.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(tag: &str) -> Dir {
+            let path =
+                std::env::temp_dir().join(format!("srv-listeners-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).unwrap();
+            Dir(path)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn unix(path: &Path) -> ListenAddr {
+        ListenAddr::Unix(path.to_owned())
+    }
 
     #[test]
     fn one_socket_per_address_port_zero_included() {
@@ -207,18 +472,107 @@ mod tests {
 
     #[test]
     fn unix_sockets_replace_stale_files_and_are_removed_on_drop() {
-        let dir = std::env::temp_dir().join(format!("srv-listeners-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("stale.sock");
+        let dir = Dir::new("stale");
+        let path = dir.0.join("stale.sock");
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         assert!(path.exists(), "a dropped listener leaves its file behind");
-        let addr = ListenAddr::Unix(path.clone());
+        let addr = unix(&path);
         {
             let mut listeners = Listeners::default();
             listeners.get_or_bind(&addr).unwrap();
             UnixStream::connect(&path).unwrap();
         }
         assert!(!path.exists());
-        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_live_socket_or_another_file_is_not_replaced() {
+        let dir = Dir::new("live");
+        let live = dir.0.join("live.sock");
+        let _owner = std::os::unix::net::UnixListener::bind(&live).unwrap();
+        let regular = dir.0.join("regular");
+        std::fs::write(&regular, "keep").unwrap();
+        let mut listeners = Listeners::default();
+        for path in [&live, &regular] {
+            let error = listeners.get_or_bind(&unix(path)).unwrap_err();
+            assert_eq!(error.errno, Some(nix::libc::EADDRINUSE), "{}", error.message);
+        }
+        drop(listeners);
+        assert!(live.exists());
+        assert_eq!(std::fs::read_to_string(&regular).unwrap(), "keep");
+    }
+
+    /// The attack of a worker that owns a directory on the path: once the
+    /// socket is bound, it renames the directory away and puts a symbolic
+    /// link to another directory in its place. The master removes only its
+    /// own socket, in the directory it bound in.
+    #[test]
+    fn only_the_socket_created_is_removed_wherever_its_directory_went() {
+        let dir = Dir::new("swap");
+        let owned = dir.0.join("owned");
+        let victim = dir.0.join("victim");
+        std::fs::create_dir(&owned).unwrap();
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(victim.join("passwd"), "root:x:0:0").unwrap();
+        let mut listeners = Listeners::default();
+        listeners.get_or_bind(&unix(&owned.join("passwd"))).unwrap();
+        let moved = dir.0.join("moved");
+        std::fs::rename(&owned, &moved).unwrap();
+        std::os::unix::fs::symlink(&victim, &owned).unwrap();
+        drop(listeners);
+        assert_eq!(std::fs::read_to_string(victim.join("passwd")).unwrap(), "root:x:0:0");
+        assert!(!moved.join("passwd").exists(), "the socket itself is removed where it went");
+    }
+
+    #[test]
+    fn a_socket_file_replaced_by_another_is_left_alone() {
+        let dir = Dir::new("replaced");
+        let path = dir.0.join("app.sock");
+        let mut listeners = Listeners::default();
+        listeners.get_or_bind(&unix(&path)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "not the master's").unwrap();
+        drop(listeners);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "not the master's");
+    }
+
+    #[test]
+    fn a_path_through_a_symbolic_link_is_refused_naming_it() {
+        let dir = Dir::new("link");
+        std::fs::create_dir(dir.0.join("real")).unwrap();
+        std::os::unix::fs::symlink(dir.0.join("real"), dir.0.join("link")).unwrap();
+        let mut listeners = Listeners::default();
+        let error = listeners.get_or_bind(&unix(&dir.0.join("link/app.sock"))).unwrap_err();
+        assert!(error.message.contains("is a symbolic link"), "{}", error.message);
+        assert!(error.message.contains("link\""), "{}", error.message);
+        assert!(!dir.0.join("real/app.sock").exists(), "nothing was bound");
+    }
+
+    #[test]
+    fn unix_mode_sets_the_permission_bits() {
+        let dir = Dir::new("mode");
+        for mode in [0o600, 0o666] {
+            let path = dir.0.join(format!("{mode:o}.sock"));
+            let policy = Policy { unix_mode: Some(mode), ..Policy::default() };
+            let mut listeners = Listeners::new(policy, Vec::new());
+            listeners.get_or_bind(&unix(&path)).unwrap();
+            let bits = std::fs::symlink_metadata(&path).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(bits, mode, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn unix_paths_need_the_allow_list_when_workers_are_another_user() {
+        let dir = Dir::new("allow");
+        let allowed = unix(&dir.0.join("allowed.sock"));
+        let other = unix(&dir.0.join("other.sock"));
+        let policy =
+            Policy { unix_needs_allow: true, allow: vec![allowed.clone()], ..Policy::default() };
+        let mut listeners = Listeners::new(policy, Vec::new());
+        listeners.get_or_bind(&allowed).unwrap();
+        let error = listeners.get_or_bind(&other).unwrap_err();
+        assert_eq!(error.errno, Some(nix::libc::EACCES));
+        assert!(error.message.contains("not in listen.allow"), "{}", error.message);
+        assert!(!dir.0.join("other.sock").exists());
     }
 }

@@ -48,7 +48,11 @@ pub struct Options {
 /// ```
 /// let mut options = srv_master::Options::default();
 /// options.listen.allow = vec!["0.0.0.0:80".parse().unwrap(), "unix:/run/app.sock".parse().unwrap()];
+/// options.listen.unix_mode = Some(0o660); // `unix_mode = "0660"` in a config file
 /// options.validate().unwrap();
+///
+/// let from_file = srv_master::Options::from_toml_str("[listen]\nunix_mode = \"0660\"\n").unwrap();
+/// assert_eq!(from_file.listen.unix_mode, Some(0o660));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -58,7 +62,20 @@ pub struct ListenOptions {
     /// for its workers; a worker asking for any other gets an error and
     /// nothing is bound, so a compromised worker cannot make a root master
     /// open arbitrary ports (default: empty, anything goes).
+    ///
+    /// Unix socket paths are the exception to "empty means anything": when
+    /// workers run as another user (`worker.user`), the master binds a
+    /// Unix path only if this list names it, since a path is a file that a
+    /// root master creates, and removes at exit, on a worker's word.
     pub allow: Vec<srv_proto::ListenAddr>,
+    /// `listen.unix_mode`: the permission bits of the Unix socket files the
+    /// master creates, such as `0o660` (`"0660"`, an octal string, in a
+    /// config file). A client needs write permission on the file to
+    /// connect, and a root master's socket is otherwise `0755 root`, which
+    /// only root can connect to (default: none, the bits the master's umask
+    /// leaves).
+    #[serde(deserialize_with = "octal_mode::deserialize")]
+    pub unix_mode: Option<u32>,
 }
 
 /// `worker.*` options.
@@ -337,7 +354,8 @@ impl Options {
     /// `worker.count` of 0 or over [`MAX_WORKERS`]; `worker.timeout`,
     /// `recycle.timeout` or `shutdown.timeout` of 0; `restart.max_delay`
     /// below `restart.delay`; an empty `worker.user` or `worker.group`; a
-    /// `worker.max_start_failures` of 0.
+    /// `worker.max_start_failures` of 0; a `listen.unix_mode` with more than
+    /// permission bits.
     pub fn validate(&self) -> Result<(), OptionsError> {
         let error = |key, problem: &str| Err(OptionsError::new(key, problem));
         if self.worker.count == 0 {
@@ -368,6 +386,9 @@ impl Options {
         if self.worker.group.as_deref() == Some("") {
             return error("worker.group", "must not be empty");
         }
+        if self.listen.unix_mode.is_some_and(|mode| mode > 0o777) {
+            return error("listen.unix_mode", "must be at most 0777 (permission bits only)");
+        }
         Ok(())
     }
 }
@@ -393,6 +414,25 @@ impl fmt::Display for Require {
             Require::Online => "online",
             Require::Listen => "listen",
         })
+    }
+}
+
+/// `listen.unix_mode` as an octal string: `"0660"` or `"660"`.
+mod octal_mode {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<u32>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let digits = text.strip_prefix("0o").unwrap_or(&text);
+        let valid =
+            !digits.is_empty() && digits.bytes().all(|digit| (b'0'..=b'7').contains(&digit));
+        match u32::from_str_radix(digits, 8) {
+            Ok(mode) if valid => Ok(Some(mode)),
+            _ => Err(D::Error::custom(format!("'{text}' is not an octal mode such as \"0660\""))),
+        }
     }
 }
 
@@ -430,7 +470,7 @@ mod tests {
     #[test]
     fn validation_names_the_key() {
         type Change = fn(&mut Options);
-        let cases: [(Change, &str); 7] = [
+        let cases: &[(Change, &str)] = &[
             (|o| o.worker.count = 0, "worker.count"),
             (|o| o.worker.count = MAX_WORKERS + 1, "worker.count"),
             (|o| o.worker.timeout = Duration::ZERO, "worker.timeout"),
@@ -438,8 +478,9 @@ mod tests {
             (|o| o.recycle.timeout = Duration::ZERO, "recycle.timeout"),
             (|o| o.shutdown.timeout = Duration::ZERO, "shutdown.timeout"),
             (|o| o.restart.max_delay = Duration::from_millis(1), "restart.max_delay"),
+            (|o| o.listen.unix_mode = Some(0o4755), "listen.unix_mode"),
         ];
-        for (change, key) in cases {
+        for &(change, key) in cases {
             let mut options = Options::default();
             change(&mut options);
             let error = options.validate().unwrap_err();

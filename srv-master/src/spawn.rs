@@ -111,6 +111,11 @@ pub(crate) struct Credentials {
 }
 
 impl Credentials {
+    /// Whether workers run as another user than the master.
+    pub(crate) fn changes_user(&self) -> bool {
+        self.uid != nix::unistd::Uid::current().as_raw()
+    }
+
     /// Resolves names (or numeric ids) to ids, before any fork. `None` when
     /// neither option is set.
     ///

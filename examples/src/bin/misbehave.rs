@@ -15,9 +15,11 @@
 //! each worker is this binary again with the same arguments. The master
 //! reads the master flags; every worker reads the worker flags.
 //!
-//! Master flag `--worker-program PATH`: the master runs `PATH` (no
-//! arguments) as each worker instead of this binary, to test programs that
-//! cannot be executed at all.
+//! Master flags besides the options: `--worker-program PATH` runs `PATH`
+//! (no arguments) as each worker instead of this binary, to test programs
+//! that cannot be executed at all; `--user NAME` is `worker.user`; `--allow
+//! ADDR` adds `ADDR` to `listen.allow` (repeatable); `--unix-mode MODE` is
+//! `listen.unix_mode` (octal).
 //!
 //! Worker flags:
 //!
@@ -47,6 +49,11 @@
 //!   (`Worker::id`, counted from 1, never reused) misbehave; the others
 //!   behave. `--listen` and `--serve-http` are not misbehaviours and apply
 //!   to every worker (but a hostile one).
+//! - `--swap-dir DIR --swap-to TARGET`: once online, rename the directory
+//!   `DIR` to `DIR.moved` and put a symbolic link to `TARGET` at `DIR`, as a
+//!   worker that owns a directory on its socket's path would to make a root
+//!   master remove another file; then print `swapped <DIR>` (or `swap
+//!   failed: <error>` and exit 1).
 //! - `--serve-http`: accept on the `--listen` socket (TCP) and answer every
 //!   connection with `200`, body `ok <pid>\n`, then close it; stop accepting
 //!   on disconnect and finish the connections in flight.
@@ -125,6 +132,9 @@ struct Behaviour {
     only_worker_ids: Option<Vec<u32>>,
     hostile: Option<Hostile>,
     serve_http: bool,
+    /// `--swap-dir` and `--swap-to`.
+    swap_dir: Option<PathBuf>,
+    swap_to: Option<PathBuf>,
 }
 
 impl Behaviour {
@@ -199,7 +209,9 @@ const USAGE: &str = "usage: misbehave [--workers N] [--require online|listen] \
     [--max-start-failures N] [--shutdown-timeout MS] [--recycle-timeout MS] [--no-ignore-sigint] \
     [--never-online] [--crash-after-ms MS] [--ignore-disconnect] [--slow-exit-ms MS] \
     [--listen ADDR] [--online-delay-ms MS] [--only-worker-ids ID,ID,...] [--orphan-ms MS] \
-    [--exit-after-ms MS] [--keep-sigterm] [--hostile KIND] [--serve-http] [--worker-program PATH]";
+    [--exit-after-ms MS] [--keep-sigterm] [--hostile KIND] [--serve-http] \
+    [--swap-dir DIR --swap-to TARGET] [--worker-program PATH] [--user NAME] [--allow ADDR] \
+    [--unix-mode MODE]";
 
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -276,7 +288,17 @@ fn parse_args(
             }
             "--hostile" => behaviour.hostile = Some(value()?.parse()?),
             "--serve-http" => behaviour.serve_http = true,
+            "--swap-dir" => behaviour.swap_dir = Some(PathBuf::from(value()?)),
+            "--swap-to" => behaviour.swap_to = Some(PathBuf::from(value()?)),
             "--worker-program" => worker_program = Some(PathBuf::from(value()?)),
+            "--user" => options.worker.user = Some(value()?),
+            "--allow" => options.listen.allow.push(value()?.parse()?),
+            "--unix-mode" => {
+                let mode = value()?;
+                let parsed = u32::from_str_radix(&mode, 8);
+                options.listen.unix_mode =
+                    Some(parsed.with_context(|| format!("--unix-mode {mode}: not octal"))?);
+            }
             other => bail!("unknown argument {other}; {USAGE}"),
         }
     }
@@ -382,6 +404,20 @@ fn run_worker(worker: &Worker, behaviour: &Behaviour) -> anyhow::Result<()> {
         },
         _ => None,
     };
+
+    if misbehaves && let (Some(dir), Some(target)) = (&behaviour.swap_dir, &behaviour.swap_to) {
+        let mut moved = dir.clone().into_os_string();
+        moved.push(".moved");
+        let swapped =
+            std::fs::rename(dir, &moved).and_then(|()| std::os::unix::fs::symlink(target, dir));
+        match swapped {
+            Ok(()) => say(id, &format!("swapped {}", dir.display())),
+            Err(error) => {
+                say(id, &format!("swap failed: {error}"));
+                crash(id, 1);
+            }
+        }
+    }
 
     let reason = if behaviour.serve_http {
         let listener = listener.context("--serve-http needs --listen")?.into_tcp()?;

@@ -66,3 +66,37 @@ fn a_stale_unix_socket_file_is_replaced() {
     drop(master);
     let _ = std::fs::remove_file(&path);
 }
+
+/// `listen.unix_mode` sets the permission bits of the socket file, so that
+/// clients of another user than the master's can connect.
+#[test]
+fn listen_unix_mode_sets_the_socket_files_permission_bits() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = crate::harness::TempDir::new("unix-mode");
+    let path = dir.path.join("app.sock");
+    let requested = format!("unix:{}", path.display());
+    let args = [
+        "--workers",
+        "1",
+        "--worker-timeout",
+        "10000",
+        "--require",
+        "listen",
+        "--listen",
+        &requested,
+        "--unix-mode",
+        "0666",
+    ];
+    let mut master = Master::start(misbehave(), &args);
+    master.wait_for_count("started (listen)", 1);
+    let mode = std::fs::symlink_metadata(&path).map(|meta| meta.permissions().mode() & 0o7777);
+    if mode.as_ref().ok() != Some(&0o666) {
+        let shown = mode.map(|mode| format!("{mode:o}"));
+        master.fail(&format!("the socket file's mode is {shown:?}, not 0666"));
+    }
+    UnixStream::connect(&path)
+        .unwrap_or_else(|error| master.fail(&format!("cannot connect to {requested}: {error}")));
+    master.signal(Signal::SIGTERM);
+    assert_eq!(master.wait_exit(), Exit::Code(0));
+    assert!(!path.exists(), "the master removes the socket file it created");
+}

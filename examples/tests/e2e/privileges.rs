@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use nix::unistd::{Uid, User};
 
-use crate::harness::{Exit, Master, TempDir, count};
+use nix::sys::signal::Signal;
+
+use crate::harness::{Exit, Master, TempDir, count, misbehave};
 use crate::http_support::{get_ok, http, wait_serving};
 
 /// A free port on 127.0.0.1 below 1024, which only root may bind.
@@ -68,7 +70,7 @@ fn workers_run_as_the_configured_user_while_the_root_master_binds_a_privileged_p
     let (master_uids, _, _) = credentials(master.pid());
     assert_eq!(master_uids, "0 0 0 0", "the master stays root");
 
-    master.signal(nix::sys::signal::Signal::SIGTERM);
+    master.signal(Signal::SIGTERM);
     assert_eq!(master.wait_exit(), Exit::Code(0));
 }
 
@@ -111,4 +113,100 @@ fn listen_allow_refuses_other_addresses_and_binds_nothing() {
     assert!(count(&lines, &refusal) >= 1, "the refusal is logged: {lines:#?}");
     let bound = lines.iter().filter(|line| line.contains("] listening on ")).count();
     assert_eq!(bound, 0, "nothing was bound");
+}
+
+/// `nobody` and a copy of `program` that `nobody` can execute, or `None`
+/// (with the reason printed) where the tests do not run as root.
+fn as_nobody(dir: &TempDir, program: &str) -> Option<(User, String)> {
+    if !Uid::effective().is_root() {
+        eprintln!("skipped: workers of another user need the tests to run as root");
+        return None;
+    }
+    let Ok(Some(nobody)) = User::from_name("nobody") else {
+        eprintln!("skipped: no user 'nobody' on this machine");
+        return None;
+    };
+    let name = std::path::Path::new(program).file_name().unwrap();
+    let copy = dir.path.join(name);
+    std::fs::copy(program, &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Some((nobody, copy.to_str().unwrap().to_owned()))
+}
+
+/// Issue 9, item 1: a worker running as `nobody` owns a directory on its
+/// socket's path; once the root master has bound the socket there, the
+/// worker renames the directory away and puts a symbolic link to a root
+/// directory in its place. At shutdown the master removes its own socket,
+/// wherever it went, and not the root file the link now leads to.
+#[test]
+fn a_worker_cannot_make_the_root_master_remove_a_file_through_its_socket_path() {
+    let dir = TempDir::new("swap");
+    let Some((nobody, program)) = as_nobody(&dir, misbehave()) else { return };
+    // A world-writable sticky directory, like /tmp, with a directory of
+    // nobody's in it; and a root directory with a file worth keeping.
+    let sticky = dir.path.join("sticky");
+    std::fs::create_dir(&sticky).unwrap();
+    std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let owned = sticky.join("owned");
+    std::fs::create_dir(&owned).unwrap();
+    nix::unistd::chown(&owned, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    let victim = dir.path.join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::write(victim.join("passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+
+    let addr = format!("unix:{}", owned.join("passwd").display());
+    let (owned_text, victim_text) = (owned.to_str().unwrap(), victim.to_str().unwrap());
+    let args = [
+        "--workers",
+        "1",
+        "--worker-timeout",
+        "10000",
+        "--user",
+        "nobody",
+        "--allow",
+        &addr,
+        "--listen",
+        &addr,
+        "--swap-dir",
+        owned_text,
+        "--swap-to",
+        victim_text,
+    ];
+    let mut master = Master::start(&program, &args);
+    master.wait_until("the worker swapped its directory for a link", |lines| {
+        count(lines, &format!("swapped {owned_text}")) == 1
+    });
+    assert!(owned.is_symlink(), "the worker put the link in place");
+    master.signal(Signal::SIGTERM);
+    assert_eq!(master.wait_exit(), Exit::Code(0));
+    let kept = std::fs::read_to_string(victim.join("passwd"));
+    if kept.as_deref().ok() != Some("root:x:0:0::/root:/bin/sh\n") {
+        master.fail(&format!("the root file behind the link was removed or changed: {kept:?}"));
+    }
+    let moved = sticky.join("owned.moved").join("passwd");
+    if moved.exists() {
+        master.fail("the master left its socket file where the worker moved it");
+    }
+}
+
+/// Issue 9, item 1: with workers running as another user, a Unix path that
+/// `listen.allow` does not name is refused (and nothing is created), even
+/// though the list is empty; before any worker started, that stops the
+/// master with exit code 1.
+#[test]
+fn unix_paths_need_listen_allow_when_workers_run_as_another_user() {
+    let dir = TempDir::new("unix-deny");
+    let Some((_, program)) = as_nobody(&dir, misbehave()) else { return };
+    let path = dir.path.join("app.sock");
+    let addr = format!("unix:{}", path.display());
+    let args =
+        ["--workers", "1", "--worker-timeout", "10000", "--user", "nobody", "--listen", &addr];
+    let mut master = Master::start(&program, &args);
+    assert_eq!(master.wait_exit_within(Duration::from_secs(15)), Exit::Code(1));
+    let lines = master.lines();
+    let refusal = format!("listen {addr}: not in listen.allow");
+    if count(&lines, &refusal) == 0 {
+        master.fail(&format!("expected the refusal {refusal:?}"));
+    }
+    assert!(!path.exists(), "no socket file was created");
 }

@@ -259,6 +259,25 @@ mod tests {
     }
 
     #[test]
+    fn unix_mode_is_an_octal_string() {
+        for (text, mode) in [("0660", 0o660), ("666", 0o666), ("0o600", 0o600), ("0", 0)] {
+            let options = Options::from_toml_str(&format!("[listen]\nunix_mode = \"{text}\"\n"));
+            assert_eq!(options.unwrap().listen.unix_mode, Some(mode), "{text}");
+        }
+        let options = Options::from_json_str(r#"{"listen": {"unix_mode": "0640"}}"#).unwrap();
+        assert_eq!(options.listen.unix_mode, Some(0o640));
+        for bad in ["\"0680\"", "\"rw-rw----\"", "\"\"", "432", "\"-1\""] {
+            let error = toml_error(&format!("[listen]\nunix_mode = {bad}\n"));
+            assert_eq!(error.key, "listen.unix_mode", "{bad}: {error}");
+        }
+        let error = toml_error("[listen]\nunix_mode = \"01777\"\n");
+        assert_eq!(
+            error.to_string(),
+            "invalid option listen.unix_mode: must be at most 0777 (permission bits only)"
+        );
+    }
+
+    #[test]
     fn missing_keys_keep_their_defaults() {
         assert_eq!(Options::from_toml_str("").unwrap(), Options::default());
         assert_eq!(Options::from_toml_str("[worker]\n").unwrap(), Options::default());
