@@ -25,7 +25,8 @@
 //! 2. A stale socket file there (one that refuses connections, left by a
 //!    master that was killed) is removed with `unlinkat` on the descriptor,
 //!    only if `fstatat` still finds the same (device, inode) that the probe
-//!    looked at.
+//!    looked at. The probe is a non-blocking `connect`, so a listener with a
+//!    full backlog cannot hang the master.
 //! 3. The socket is bound at the path's text (the kernel has no
 //!    `bind` relative to a directory descriptor) and `fstatat` on the
 //!    descriptor at once records the file's (device, inode), which must be
@@ -52,7 +53,6 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
@@ -400,9 +400,8 @@ fn remove_stale_socket(dir: &OwnedFd, name: &OsStr, path: &Path) -> io::Result<(
     if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
         return Ok(());
     }
-    match UnixStream::connect(path) {
-        Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {}
-        _ => return Ok(()),
+    if !refuses_connections(path)? {
+        return Ok(());
     }
     match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(again) if (again.st_dev, again.st_ino) == (stat.st_dev, stat.st_ino) => {
@@ -413,9 +412,25 @@ fn remove_stale_socket(dir: &OwnedFd, name: &OsStr, path: &Path) -> io::Result<(
     }
 }
 
+/// Whether the socket at `path` refuses connections: nobody listens on it.
+///
+/// The probe never blocks: a listener whose backlog is full (its process
+/// stopped, or hostile) would hold a blocking `connect` forever, and signal
+/// handlers restart it (`SA_RESTART`), so the whole master would hang.
+/// Non-blocking, a full backlog is `EAGAIN`: someone listens, the socket
+/// is in use.
+fn refuses_connections(path: &Path) -> io::Result<bool> {
+    let probe = Socket::new(Domain::UNIX, Type::STREAM.nonblocking(), None)?;
+    match probe.connect(&SockAddr::unix(path)?) {
+        Err(error) => Ok(error.kind() == io::ErrorKind::ConnectionRefused),
+        Ok(()) => Ok(false),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixStream;
 
     use super::*;
 

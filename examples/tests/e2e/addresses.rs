@@ -100,3 +100,46 @@ fn listen_unix_mode_sets_the_socket_files_permission_bits() {
     assert_eq!(master.wait_exit(), Exit::Code(0));
     assert!(!path.exists(), "the master removes the socket file it created");
 }
+
+/// Issue 9, item 2: another process listens at the path with a full
+/// backlog, so a blocking `connect` there never returns. The master's probe
+/// for a stale file must not block: it takes the socket as in use, the bind
+/// fails, and the master exits 1 naming the address (before any worker
+/// started), rather than hanging deaf to signals.
+#[test]
+fn a_full_listener_at_the_path_does_not_hang_the_master() {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, connect, listen, socket,
+    };
+    use std::os::fd::AsRawFd;
+    let dir = crate::harness::TempDir::new("full-listener");
+    let path = dir.path.join("busy.sock");
+    let addr = UnixAddr::new(&path).unwrap();
+    let busy = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    bind(busy.as_raw_fd(), &addr).unwrap();
+    listen(&busy, Backlog::new(0).unwrap()).unwrap();
+    // Nobody accepts: connect until the queue is full.
+    let mut queued = Vec::new();
+    loop {
+        let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+        let client = socket(AddressFamily::Unix, SockType::Stream, flags, None).unwrap();
+        match connect(client.as_raw_fd(), &addr) {
+            Ok(()) => queued.push(client),
+            Err(nix::errno::Errno::EAGAIN) => break,
+            Err(errno) => panic!("connect {}: {errno}", path.display()),
+        }
+        assert!(queued.len() < 100, "the backlog of 0 never filled");
+    }
+    let requested = format!("unix:{}", path.display());
+    let args = ["--workers", "2", "--worker-timeout", "10000", "--listen", &requested];
+    let mut master = Master::start(misbehave(), &args);
+    let exit = master.wait_exit_within(Duration::from_secs(10));
+    if exit != Exit::Code(1) {
+        master.fail(&format!("expected exit code 1, got {exit:?}"));
+    }
+    let in_use = format!("bind {requested}: Address already in use");
+    if count(&master.lines(), &in_use) == 0 {
+        master.fail(&format!("expected a line with {in_use:?}"));
+    }
+    assert!(path.exists(), "the live socket's file is left alone");
+}
