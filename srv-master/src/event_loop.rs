@@ -187,6 +187,7 @@ fn listen_policy(options: &Options, credentials: Option<Credentials>) -> Policy 
         unix_mode: options.listen.unix_mode,
         unix_needs_allow: credentials.is_some_and(|credentials| credentials.changes_user()),
         allow: options.listen.allow.clone(),
+        max_addresses: options.listen.max_addresses,
     }
 }
 

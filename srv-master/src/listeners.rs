@@ -68,7 +68,7 @@ use srv_proto::{ListenAddr, ListenError};
 pub(crate) const BACKLOG: i32 = 4096;
 
 /// What the master may bind for its workers, beyond what the kernel allows.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Policy {
     /// `listen.unix_mode`: the permission bits of every socket file created.
     pub(crate) unix_mode: Option<u32>,
@@ -76,6 +76,20 @@ pub(crate) struct Policy {
     pub(crate) unix_needs_allow: bool,
     /// `listen.allow`.
     pub(crate) allow: Vec<ListenAddr>,
+    /// `listen.max_addresses`: the most addresses bound over the master's
+    /// life.
+    pub(crate) max_addresses: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            unix_mode: None,
+            unix_needs_allow: false,
+            allow: Vec::new(),
+            max_addresses: crate::options::DEFAULT_MAX_ADDRESSES,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -102,6 +116,9 @@ pub(crate) struct Listeners {
     held: HashMap<ListenAddr, Held>,
     /// Socket files this master created, removed on drop.
     files: Vec<SocketFile>,
+    /// Addresses bound so far (adopted sockets not counted); never goes
+    /// down, since every socket is held until the master exits.
+    bound: usize,
     policy: Policy,
 }
 
@@ -153,7 +170,7 @@ impl Listeners {
             .into_iter()
             .map(|(actual, socket)| (actual.clone(), Held { socket, actual }))
             .collect();
-        Listeners { held, files: Vec::new(), policy }
+        Listeners { held, files: Vec::new(), bound: 0, policy }
     }
 
     /// The socket for `requested` and its actual address, binding it first
@@ -180,6 +197,16 @@ impl Listeners {
                     ),
                 });
             }
+            if self.bound >= self.policy.max_addresses {
+                return Err(ListenError {
+                    errno: None,
+                    message: format!(
+                        "listen {requested}: the master already bound {} addresses, the most \
+                         listen.max_addresses allows",
+                        self.bound
+                    ),
+                });
+            }
             let bound = bind(requested, self.policy.unix_mode).map_err(|error| ListenError {
                 errno: error.raw_os_error(),
                 message: format!("bind {requested}: {error}"),
@@ -192,6 +219,7 @@ impl Listeners {
                     (socket, actual)
                 }
             };
+            self.bound += 1;
             self.held.insert(requested.clone(), Held { socket, actual });
             let held = &self.held[requested];
             return Ok((held.socket.as_fd(), held.actual.clone(), true));
@@ -574,6 +602,27 @@ mod tests {
             let bits = std::fs::symlink_metadata(&path).unwrap().permissions().mode() & 0o7777;
             assert_eq!(bits, mode, "{path:?}");
         }
+    }
+
+    #[test]
+    fn at_most_max_addresses_are_bound_over_the_masters_life() {
+        let policy = Policy { max_addresses: 2, ..Policy::default() };
+        let mut listeners = Listeners::new(policy, Vec::new());
+        let (first, second, third): (ListenAddr, ListenAddr, ListenAddr) = (
+            "127.0.0.1:0".parse().unwrap(),
+            "[::1]:0".parse().unwrap(),
+            "127.0.0.3:0".parse().unwrap(),
+        );
+        let (_, actual, _) = listeners.get_or_bind(&first).unwrap();
+        if listeners.get_or_bind(&second).is_err() {
+            // No IPv6 here: bind a second IPv4 address instead.
+            listeners.get_or_bind(&"127.0.0.2:0".parse().unwrap()).unwrap();
+        }
+        let error = listeners.get_or_bind(&third).unwrap_err();
+        assert!(error.message.contains("listen.max_addresses"), "{}", error.message);
+        // Addresses held are still handed out.
+        let (_, again, bound) = listeners.get_or_bind(&actual).unwrap();
+        assert_eq!((again, bound), (actual, false));
     }
 
     #[test]

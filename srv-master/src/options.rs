@@ -54,7 +54,7 @@ pub struct Options {
 /// let from_file = srv_master::Options::from_toml_str("[listen]\nunix_mode = \"0660\"\n").unwrap();
 /// assert_eq!(from_file.listen.unix_mode, Some(0o660));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ListenOptions {
@@ -76,6 +76,28 @@ pub struct ListenOptions {
     /// leaves).
     #[serde(deserialize_with = "octal_mode::deserialize")]
     pub unix_mode: Option<u32>,
+    /// `listen.max_addresses`: the most distinct addresses the master binds
+    /// for its workers over its whole life (default
+    /// [`DEFAULT_MAX_ADDRESSES`]). Each is a descriptor (and maybe a socket
+    /// file) held until the master exits, so without a cap, workers asking
+    /// for ever new addresses would run it out of descriptors. Sockets
+    /// adopted from the service manager do not count; 0 means the master
+    /// binds nothing itself.
+    pub max_addresses: usize,
+}
+
+/// The default of `listen.max_addresses`: far more than a server listens
+/// on, far fewer than the master's descriptors.
+///
+/// ```
+/// assert_eq!(srv_master::Options::default().listen.max_addresses, srv_master::DEFAULT_MAX_ADDRESSES);
+/// ```
+pub const DEFAULT_MAX_ADDRESSES: usize = 64;
+
+impl Default for ListenOptions {
+    fn default() -> ListenOptions {
+        ListenOptions { allow: Vec::new(), unix_mode: None, max_addresses: DEFAULT_MAX_ADDRESSES }
+    }
 }
 
 /// `worker.*` options.

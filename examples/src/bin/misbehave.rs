@@ -54,6 +54,10 @@
 //!   worker that owns a directory on its socket's path would to make a root
 //!   master remove another file; then print `swapped <DIR>` (or `swap
 //!   failed: <error>` and exit 1).
+//! - `--listen-many DIR`: ask the master for 64 Unix sockets (as many
+//!   requests as it allows one worker) at distinct new paths in `DIR`, print `listened on <K> of <N>
+//!   paths`, report online, and exit on purpose (`Worker::exit(0)`), so the
+//!   master replaces it at once and the next one asks for new paths again.
 //! - `--serve-http`: accept on the `--listen` socket (TCP) and answer every
 //!   connection with `200`, body `ok <pid>\n`, then close it; stop accepting
 //!   on disconnect and finish the connections in flight.
@@ -132,6 +136,8 @@ struct Behaviour {
     only_worker_ids: Option<Vec<u32>>,
     hostile: Option<Hostile>,
     serve_http: bool,
+    /// `--listen-many`: the directory of the paths.
+    listen_many: Option<PathBuf>,
     /// `--swap-dir` and `--swap-to`.
     swap_dir: Option<PathBuf>,
     swap_to: Option<PathBuf>,
@@ -197,6 +203,10 @@ impl fmt::Display for Hostile {
 /// The number of `Online` messages of `--hostile flood`.
 const FLOOD_MESSAGES: usize = 100_000;
 
+/// How many paths `--listen-many` asks for: as many listen requests as the
+/// master allows one worker.
+const LISTEN_MANY: u32 = 64;
+
 /// The protocol version `--hostile bad-version` claims.
 const BAD_PROTOCOL_VERSION: u32 = 999;
 
@@ -210,8 +220,8 @@ const USAGE: &str = "usage: misbehave [--workers N] [--require online|listen] \
     [--never-online] [--crash-after-ms MS] [--ignore-disconnect] [--slow-exit-ms MS] \
     [--listen ADDR] [--online-delay-ms MS] [--only-worker-ids ID,ID,...] [--orphan-ms MS] \
     [--exit-after-ms MS] [--keep-sigterm] [--hostile KIND] [--serve-http] \
-    [--swap-dir DIR --swap-to TARGET] [--worker-program PATH] [--user NAME] [--allow ADDR] \
-    [--unix-mode MODE]";
+    [--swap-dir DIR --swap-to TARGET] [--listen-many DIR] [--worker-program PATH] \
+    [--user NAME] [--allow ADDR] [--unix-mode MODE]";
 
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -288,6 +298,7 @@ fn parse_args(
             }
             "--hostile" => behaviour.hostile = Some(value()?.parse()?),
             "--serve-http" => behaviour.serve_http = true,
+            "--listen-many" => behaviour.listen_many = Some(PathBuf::from(value()?)),
             "--swap-dir" => behaviour.swap_dir = Some(PathBuf::from(value()?)),
             "--swap-to" => behaviour.swap_to = Some(PathBuf::from(value()?)),
             "--worker-program" => worker_program = Some(PathBuf::from(value()?)),
@@ -373,6 +384,20 @@ fn run_worker(worker: &Worker, behaviour: &Behaviour) -> anyhow::Result<()> {
     }
     if misbehaves && let Some(delay) = behaviour.online_delay {
         std::thread::sleep(delay);
+    }
+    if misbehaves && let Some(dir) = &behaviour.listen_many {
+        let asked = LISTEN_MANY;
+        let mut got = Vec::new();
+        for i in 0..asked {
+            let path = dir.join(format!("{}-{i}.sock", std::process::id()));
+            if let Ok(listener) = worker.listen(&format!("unix:{}", path.display())) {
+                got.push(listener);
+            }
+        }
+        say(id, &format!("listened on {} of {asked} paths", got.len()));
+        worker.online()?;
+        say(id, "exiting (code 0)");
+        worker.exit(0);
     }
     // Kept open until the process exits (or, with `--serve-http`, until
     // the disconnect).

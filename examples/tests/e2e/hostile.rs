@@ -236,3 +236,55 @@ fn a_bind_failure_once_serving_fails_only_the_asking_worker() {
         master.fail("the master stopped");
     }
 }
+
+/// Issue 9, item 5: each life of a worker asks for as many new Unix socket
+/// paths as it may (64 listen requests), then exits on purpose and is
+/// replaced. The master binds at most `listen.max_addresses` over
+/// its whole life: its descriptors and the socket files stay bounded, and
+/// the later lives are refused naming the option.
+#[test]
+fn a_worker_cannot_make_the_master_bind_more_than_max_addresses() {
+    let dir = crate::harness::TempDir::new("many");
+    let dir_text = dir.path.to_str().unwrap();
+    // An exit this early counts as a crash: `--restart-delay 0` keeps the
+    // backoff short.
+    let args = [
+        "--workers",
+        "1",
+        "--worker-timeout",
+        "10000",
+        "--restart-delay",
+        "0",
+        "--listen-many",
+        dir_text,
+    ];
+    let master = Master::start(misbehave(), &args);
+    let lines = master.wait_until("three lives asked for their paths", |lines| {
+        reports(lines, "listened on ").len() >= 3
+    });
+    let max = srv_master::DEFAULT_MAX_ADDRESSES;
+    let files = std::fs::read_dir(&dir.path).unwrap().count();
+    let fds = crate::proc_support::fd_count(master.pid()).unwrap_or(usize::MAX);
+    eprintln!("max_addresses: {files} socket files, the master holds {fds} descriptors");
+    if files > max {
+        master.fail(&format!("{files} socket files, more than listen.max_addresses ({max})"));
+    }
+    // The sockets, the directories they were bound in, and a few more
+    // (standard streams, the event loop, signals, channels).
+    if fds > 2 * max + 16 {
+        master.fail(&format!("the master holds {fds} descriptors"));
+    }
+    let lives = reports(&lines, "listened on ");
+    // `misbehave --listen-many` asks for 64, the master's limit per worker.
+    let asked = 64;
+    let later_refused =
+        lives[1..].iter().all(|life| life.event == format!("listened on 0 of {asked} paths"));
+    if lives[0].event != format!("listened on {asked} of {asked} paths") || !later_refused {
+        master.fail(&format!(
+            "expected the first life to get every path, later ones none: {lives:?}"
+        ));
+    }
+    if count(&lines, "the most listen.max_addresses allows") == 0 {
+        master.fail("the refusal does not name listen.max_addresses");
+    }
+}
