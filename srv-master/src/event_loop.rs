@@ -17,11 +17,22 @@
 //!   comes to it rather than to init, and as PID 1 every orphan does.
 //! - Before reporting a worker's exit, the loop reads what is left in its
 //!   channel, so an `Online` or `Exit` sent just before exiting is handled
-//!   before the exit.
+//!   before the exit. That read has the same bounds as any other (below):
+//!   what a worker, or a child that inherited its channel, keeps writing
+//!   after that is not read.
 //! - mio is edge-triggered: a channel must be read until `WouldBlock`. To
-//!   keep a flooding worker from starving everything else, one channel gets
-//!   at most [`READS_PER_TURN`] reads per turn; a channel not drained stays
-//!   on a list and is read again next turn, with a zero `poll` timeout.
+//!   keep a flooding worker (or a grandchild that inherited its channel)
+//!   from stalling the loop or growing the master, one channel gets at most
+//!   [`MESSAGES_PER_TURN`] messages and [`READS_PER_TURN`] reads per turn,
+//!   and is read only once the messages already decoded are taken, so the
+//!   decoder holds at most one read beyond a partial frame. A channel not
+//!   drained stays on a list and is read again next turn, with a zero
+//!   `poll` timeout; the events of one turn are bounded, and the machine
+//!   sees a flood (and kills the worker, `MAX_MESSAGES_PER_WINDOW`) within a
+//!   few turns.
+//! - Once the machine kills a worker, nothing it sends matters: its
+//!   channel is closed at once, so a child still writing into it gets
+//!   `EPIPE` instead of the master's time.
 //! - A worker's pid is used (for `SIGKILL`) only until it is reaped, so a
 //!   reused pid is never signalled.
 
@@ -50,8 +61,13 @@ use crate::spawn::{Credentials, spawn_worker};
 
 const SIGNALS: Token = Token(0);
 
-/// The most reads from one channel in one turn of the loop.
-pub(crate) const READS_PER_TURN: usize = 64;
+/// The most reads (of up to 16 KiB each) from one channel in one turn of
+/// the loop: a 64 KiB frame fits, a flood does not stall the loop.
+pub(crate) const READS_PER_TURN: usize = 16;
+
+/// The most messages taken from one channel in one turn of the loop. A
+/// well-behaved worker sends a handful in its whole life.
+pub(crate) const MESSAGES_PER_TURN: usize = 64;
 
 /// A worker process as the shell knows it.
 #[derive(Debug)]
@@ -226,6 +242,8 @@ impl Shell {
                         }
                     }
                 }
+                // Nothing it sends matters any more (see the module docs).
+                self.close_channel(worker);
             }
             Action::CloseListeners => self.listeners.close(),
             Action::Log(level, line) => log::log!(target: "srv", level, "{line}"),
@@ -344,13 +362,40 @@ impl Shell {
         child.wants_write = wanted;
     }
 
-    /// Reads a worker's channel until `WouldBlock`, end of file, an error,
-    /// or [`READS_PER_TURN`] reads.
+    /// Reads a worker's channel until `WouldBlock`, end of file or an
+    /// error, taking at most [`MESSAGES_PER_TURN`] messages and making at
+    /// most [`READS_PER_TURN`] reads; a channel left with more to read is
+    /// put on the `unread` list.
     fn read_channel(&mut self, worker: WorkerId, events: &mut VecDeque<Event>) {
         let Some(child) = self.children.get_mut(&worker) else { return };
         let Some(channel) = child.channel.as_mut() else { return };
-        let mut broken = None;
-        for _ in 0..READS_PER_TURN {
+        let (mut messages, mut reads) = (0, 0);
+        // `None`: more to read; `Some(None)`: closed; `Some(Some(error))`: broken.
+        let broken: Option<Option<String>> = loop {
+            // What was decoded already comes first: reading more before
+            // would grow the decoder's buffer without bound.
+            let decoded = loop {
+                if messages == MESSAGES_PER_TURN {
+                    break Ok(false);
+                }
+                match channel.next_message::<WorkerMessage>() {
+                    Ok(Some((message, _))) => {
+                        events.push_back(Event::Message { worker, message });
+                        messages += 1;
+                    }
+                    Ok(None) => break Ok(true),
+                    Err(error) => break Err(error.to_string()),
+                }
+            };
+            match decoded {
+                Ok(true) => {}
+                Ok(false) => break None,
+                Err(error) => break Some(Some(error)),
+            }
+            if reads == READS_PER_TURN {
+                break None;
+            }
+            reads += 1;
             let received = match channel.receive() {
                 // A reset is how the channel closes when the worker died with
                 // a message from the master still unread: a close, not a
@@ -363,8 +408,8 @@ impl Shell {
             match received {
                 Ok(Received::Bytes(_)) => {}
                 Ok(Received::Closed) => {
-                    // Every complete frame was taken after the read before:
-                    // what is left is a frame the close cut short.
+                    // Every complete frame was taken before this read: what
+                    // is left is a frame the close cut short.
                     let pending = channel.pending();
                     if pending > 0 {
                         let error = format!(
@@ -373,31 +418,18 @@ impl Shell {
                         events.push_back(Event::ProtocolError { worker, error });
                     }
                     events.push_back(Event::ChannelClosed { worker });
-                    broken = Some(None);
-                    break;
+                    break Some(None);
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
-                Err(error) => {
-                    broken = Some(Some(error.to_string()));
-                    break;
-                }
+                Err(error) => break Some(Some(error.to_string())),
             }
-            loop {
-                match channel.next_message::<WorkerMessage>() {
-                    Ok(Some((message, _))) => events.push_back(Event::Message { worker, message }),
-                    Ok(None) => break,
-                    Err(error) => {
-                        broken = Some(Some(error.to_string()));
-                        break;
-                    }
-                }
-            }
-            if broken.is_some() {
-                break;
-            }
-        }
+        };
         match broken {
-            None => self.unread.push(worker),
+            None => {
+                if !self.unread.contains(&worker) {
+                    self.unread.push(worker);
+                }
+            }
             Some(error) => {
                 if let Some(error) = error {
                     events.push_back(Event::ProtocolError { worker, error });
@@ -437,14 +469,9 @@ impl Shell {
                 log::info!(target: "srv", "reaped orphan pid {pid} ({status})");
                 continue;
             };
-            // What the worker sent before it exited comes first.
-            while self.children.get(&worker).is_some_and(|child| child.channel.is_some()) {
-                let before = events.len();
-                self.read_channel(worker, events);
-                if events.len() == before {
-                    break;
-                }
-            }
+            // What the worker sent before it exited comes first: one
+            // bounded read, like any turn's (see the module docs).
+            self.read_channel(worker, events);
             self.close_channel(worker);
             self.children.remove(&worker);
             events.push_back(Event::Exited { worker, status });

@@ -72,7 +72,12 @@
 //!   `fds` (`Hello` with two descriptors attached), `close-early` (close
 //!   the channel, stay alive), `grandchildren` (start `sleep 30`, do not
 //!   wait for it, exit 3), `bad-version` (`Hello` with protocol version
-//!   999; print the master's answer and exit 1).
+//!   999; print the master's answer and exit 1), `flood-grandchild` (start
+//!   a child, this binary again with the hidden first argument
+//!   `--flood-writer`, that inherits the channel, raises its `SO_SNDBUF` to
+//!   4 MiB and writes 5-byte `Online` frames as fast as it can, up to
+//!   [`FLOOD_WRITER_BYTES`] or [`FLOOD_WRITER_TIME`], until the channel
+//!   breaks; the worker itself sleeps until killed).
 //!
 //! Every worker writes these lines to stderr, each with one `write` so the
 //! lines of several processes sharing the pipe do not interleave:
@@ -88,6 +93,8 @@
 //! misbehave: worker <id> pid <pid> hostile: <kind>
 //! misbehave: worker <id> pid <pid> spawned grandchild pid <pid>
 //! misbehave: worker <id> pid <pid> refused: <reason>
+//! misbehave: worker <id> pid <pid> flood writer started
+//! misbehave: worker <id> pid <pid> flood writer wrote <N> bytes (<why it stopped>)
 //! ```
 //!
 //! `SIGINT` is left alone: unless the master makes workers ignore it (the
@@ -100,7 +107,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -163,9 +170,10 @@ enum Hostile {
     CloseEarly,
     Grandchildren,
     BadVersion,
+    FloodGrandchild,
 }
 
-const HOSTILE_KINDS: [(&str, Hostile); 10] = [
+const HOSTILE_KINDS: [(&str, Hostile); 11] = [
     ("garbage", Hostile::Garbage),
     ("oversized", Hostile::Oversized),
     ("truncated", Hostile::Truncated),
@@ -176,6 +184,7 @@ const HOSTILE_KINDS: [(&str, Hostile); 10] = [
     ("close-early", Hostile::CloseEarly),
     ("grandchildren", Hostile::Grandchildren),
     ("bad-version", Hostile::BadVersion),
+    ("flood-grandchild", Hostile::FloodGrandchild),
 ];
 
 impl FromStr for Hostile {
@@ -207,6 +216,12 @@ const FLOOD_MESSAGES: usize = 100_000;
 /// master allows one worker.
 const LISTEN_MANY: u32 = 64;
 
+/// The most bytes the writer of `--hostile flood-grandchild` writes.
+const FLOOD_WRITER_BYTES: usize = 128 << 20;
+
+/// The longest the writer of `--hostile flood-grandchild` writes.
+const FLOOD_WRITER_TIME: Duration = Duration::from_secs(20);
+
 /// The protocol version `--hostile bad-version` claims.
 const BAD_PROTOCOL_VERSION: u32 = 999;
 
@@ -231,6 +246,9 @@ fn main() -> anyhow::Result<()> {
         // The child a worker left behind (`--orphan-ms`): no master, no log.
         std::thread::sleep(sleep);
         return Ok(());
+    }
+    if std::env::args().nth(1).as_deref() == Some("--flood-writer") {
+        return flood_writer();
     }
     // Parsing starts no thread, so the channel is still taken before any
     // thread runs, as srv-worker asks.
@@ -583,7 +601,7 @@ fn run_hostile(id: u32, channel: UnixStream, kind: Hostile) -> anyhow::Result<()
             bytes.clear();
         }
         Hostile::BadVersion => frame(&hello(BAD_PROTOCOL_VERSION), &mut bytes)?,
-        Hostile::CloseEarly | Hostile::Grandchildren => {}
+        Hostile::CloseEarly | Hostile::Grandchildren | Hostile::FloodGrandchild => {}
     }
     let _ = { &channel }.write_all(&bytes);
     match kind {
@@ -604,12 +622,67 @@ fn run_hostile(id: u32, channel: UnixStream, kind: Hostile) -> anyhow::Result<()
             say(id, &format!("refused: {}", read_refusal(channel)));
             crash(id, 1);
         }
+        Hostile::FloodGrandchild => {
+            // `fork` keeps the descriptor whatever its close-on-exec flag;
+            // a child that `exec`s needs the flag cleared, and the variable
+            // that names the descriptor.
+            nix::fcntl::fcntl(&channel, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
+                .context("clear close-on-exec on the channel")?;
+            let writer = Command::new(std::env::current_exe()?)
+                .arg("--flood-writer")
+                .env(srv_proto::env::ENV_CHANNEL_FD, channel.as_raw_fd().to_string())
+                .env(srv_proto::env::ENV_WORKER_ID, id.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .context("spawn the flood writer")?;
+            say(id, &format!("spawned grandchild pid {}", writer.id()));
+        }
         _ => {}
     }
     // Only SIGKILL ends this worker.
     loop {
         thread::park();
     }
+}
+
+/// The hidden `--flood-writer` of `--hostile flood-grandchild`: writes
+/// `Online` frames on the inherited channel until it breaks, or up to
+/// [`FLOOD_WRITER_BYTES`] or [`FLOOD_WRITER_TIME`].
+fn flood_writer() -> anyhow::Result<()> {
+    let id = std::env::var(srv_proto::env::ENV_WORKER_ID)
+        .ok()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or(0);
+    let channel =
+        srv_proto::env::take_inherited_channel()?.context("the flood writer has no channel")?;
+    // The kernel caps it at `net.core.wmem_max`; no privilege is needed.
+    let _ = nix::sys::socket::setsockopt(&channel, nix::sys::socket::sockopt::SndBuf, &(4 << 20));
+    let mut frames = Vec::new();
+    while frames.len() < 64 * 1024 {
+        srv_proto::frame::encode(&WorkerMessage::Online, &mut frames)?;
+    }
+    say(id, "flood writer started");
+    // `at` keeps partial writes aligned on frames: the flood stays valid
+    // messages, not garbage.
+    let (start, mut written, mut at) = (Instant::now(), 0, 0);
+    let why = loop {
+        if written >= FLOOD_WRITER_BYTES {
+            break "the byte limit".to_owned();
+        }
+        if start.elapsed() >= FLOOD_WRITER_TIME {
+            break "the time limit".to_owned();
+        }
+        match { &channel }.write(&frames[at..]) {
+            Ok(n) => {
+                written += n;
+                at = (at + n) % frames.len();
+            }
+            Err(error) => break error.to_string(),
+        }
+    };
+    say(id, &format!("flood writer wrote {written} bytes ({why})"));
+    Ok(())
 }
 
 /// The master's answer to a bad `Hello`, in words.

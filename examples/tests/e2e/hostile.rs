@@ -33,7 +33,7 @@ enum End {
 /// line containing `expected` about worker 3, for worker 3's end, and for
 /// its replacement. Returns the master (still running) and the lines.
 fn hostile_episode(kind: &str, expected: &str, end: End) -> (Master, Vec<String>) {
-    let (master, lines) = episode(&["--hostile", kind], expected, end);
+    let (master, lines, _) = episode(&["--hostile", kind], expected, end);
     let hostile = reports(&lines, &format!("hostile: {kind}"));
     let [hostile] = hostile.as_slice() else {
         master.fail(&format!("expected one hostile worker, got {hostile:?}"));
@@ -44,8 +44,9 @@ fn hostile_episode(kind: &str, expected: &str, end: End) -> (Master, Vec<String>
     (master, lines)
 }
 
-/// [`hostile_episode`] with worker 3 misbehaving as `worker_3_flags` say.
-fn episode(worker_3_flags: &[&str], expected: &str, end: End) -> (Master, Vec<String>) {
+/// [`hostile_episode`] with worker 3 misbehaving as `worker_3_flags` say;
+/// also returns the master's resident set (KiB) just before worker 3 came.
+fn episode(worker_3_flags: &[&str], expected: &str, end: End) -> (Master, Vec<String>, u64) {
     let mut args = vec![
         "--workers",
         "2",
@@ -75,6 +76,8 @@ fn episode(worker_3_flags: &[&str], expected: &str, end: End) -> (Master, Vec<St
     });
     load.wait_progress(&master, 20, Duration::from_secs(5));
 
+    let idle_rss = crate::proc_support::rss_kib(master.pid())
+        .unwrap_or_else(|| master.fail("cannot read the master's VmRSS"));
     master.signal(Signal::SIGTTIN);
     let lines = master.wait_until_within(
         Duration::from_secs(10),
@@ -116,7 +119,7 @@ fn episode(worker_3_flags: &[&str], expected: &str, end: End) -> (Master, Vec<St
     if exits != 1 {
         master.fail(&format!("expected one worker exit (worker 3), got {exits}"));
     }
-    (master, lines)
+    (master, lines, idle_rss)
 }
 
 #[test]
@@ -155,6 +158,43 @@ fn a_message_before_hello_fails_the_worker() {
 #[test]
 fn a_flood_of_messages_fails_the_worker() {
     hostile_episode("flood", "flooded the channel", End::Killed);
+}
+
+/// Issue 9, item 3: worker 3 starts a child that inherits the channel and
+/// floods it with 5-byte frames from a 4 MiB send buffer. The master reads a
+/// bounded amount per turn, kills worker 3 for flooding, and stays small
+/// and responsive: its peak resident set stays within 16 MiB of its idle
+/// figure, the well-behaved workers and worker 4 (started with the default
+/// `worker.timeout` of 2000 ms while the flood lasts) are not killed, and
+/// SIGTERM then ends everything with exit code 0.
+#[test]
+fn a_grandchild_flooding_the_channel_neither_stalls_nor_bloats_the_master() {
+    let flags = ["--hostile", "flood-grandchild", "--worker-timeout", "2000"];
+    let (mut master, lines, idle_rss) = episode(&flags, "flooded the channel", End::Killed);
+    let peak = crate::proc_support::peak_rss_kib(master.pid())
+        .unwrap_or_else(|| master.fail("cannot read the master's VmHWM"));
+    let writer = reports(&lines, "flood writer started");
+    if writer.len() != 1 {
+        master.fail(&format!("expected the flood writer to start once, got {writer:?}"));
+    }
+    eprintln!("flood: master VmRSS {idle_rss} KiB before worker 3, VmHWM {peak} KiB after");
+    if peak.saturating_sub(idle_rss) > 16 * 1024 {
+        master.fail(&format!("the master grew from {idle_rss} KiB to a peak of {peak} KiB"));
+    }
+    if count(&lines, "did not report") != 0 {
+        master.fail("a worker was killed for not reporting in time");
+    }
+    let sent = crate::proc_support::wall_millis_now();
+    master.signal(Signal::SIGTERM);
+    let exit = master.wait_exit_within(Duration::from_secs(20));
+    if exit != crate::harness::Exit::Code(0) {
+        master.fail(&format!("SIGTERM should end the master with exit code 0, got {exit:?}"));
+    }
+    let lines = master.lines();
+    if let Some(line) = lines.iter().find(|line| line.contains("SIGTERM: shutting down")) {
+        let acted = crate::harness::log_millis(line).unwrap_or(sent) - sent;
+        eprintln!("flood: SIGTERM acted on {acted} ms after it was sent");
+    }
 }
 
 #[test]
@@ -226,7 +266,7 @@ fn a_bind_failure_once_serving_fails_only_the_asking_worker() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let expected = format!("bind {addr}: Address already in use");
-    let (master, lines) =
+    let (master, lines, _) =
         episode(&["--listen-also", &addr], &expected, End::Exits("unasked (exit code 1)"));
     let own_error = reports(&lines, "listen failed: ");
     if !own_error.iter().any(|report| report.id == 3 && report.event.contains(&expected)) {

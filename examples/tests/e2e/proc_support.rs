@@ -86,6 +86,12 @@ pub(crate) fn cpu_time(pid: Pid) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_millis(ticks * 1000 / per_second))
 }
 
+/// The peak resident set of `pid` so far in KiB (`VmHWM:` in
+/// `/proc/<pid>/status`).
+pub(crate) fn peak_rss_kib(pid: Pid) -> Option<u64> {
+    status_field(pid, "VmHWM:")?.split_whitespace().next()?.parse().ok()
+}
+
 fn status_field(pid: Pid, name: &str) -> Option<String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|line| line.strip_prefix(name)).map(str::to_owned)
