@@ -35,6 +35,22 @@
 //!   `EPIPE` instead of the master's time.
 //! - A worker's pid is used (for `SIGKILL`) only until it is reaped, so a
 //!   reused pid is never signalled.
+//!
+//! # Time
+//!
+//! The master must not charge its own stalls to its workers: a worker
+//! whose message was in its channel before its deadline is never killed as
+//! late, however long the master took to get to it (a busy machine, a long
+//! turn of the loop, a `SIGSTOP`). So each turn reads every ready channel
+//! first and hands the machine what the workers reported before anything
+//! else: each such event is stamped with the time its channel was read, and
+//! never at or after a deadline that is still due (just before it instead),
+//! so no deadline expires while workers' messages of this turn wait. Only
+//! then come what the master saw itself (signals, exits) and the `Tick`,
+//! stamped when they are handled, which expire what is due. The price is
+//! that a message that arrives after its deadline, while the master was
+//! stalled past that deadline, counts as in time: the master cannot tell
+//! the two apart, and the doubt goes to the worker.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -131,7 +147,7 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
     log::info!(target: "srv", "master {} starting {} workers", std::process::id(), options.worker.count);
     let mut notifier = Notifier::from_env(Instant::now());
     let (mut machine, actions) = Machine::new(options, Instant::now());
-    shell.carry_out(&mut machine, actions, VecDeque::new());
+    shell.carry_out(&mut machine, actions, Queue::new());
     notifier.update(Instant::now(), machine.status());
 
     let mut events = Events::with_capacity(256);
@@ -147,22 +163,29 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             res => res.map_err(io_error("cannot wait for events"))?,
         }
-        let mut happened = VecDeque::new();
+        // What workers sent comes first, then what the master saw itself
+        // (see "Time" in the module docs).
+        let mut reported = Queue::new();
+        let mut happened = Queue::new();
         let mut reap = false;
         let mut to_read = std::mem::take(&mut shell.unread);
         for event in events.iter() {
             match event.token() {
                 SIGNALS => {
                     for signal in signals.pending() {
-                        match signal {
-                            SIGCHLD => reap = true,
-                            SIGINT => happened.push_back(Event::Signal(Signal::Int)),
-                            SIGTERM => happened.push_back(Event::Signal(Signal::Term)),
-                            SIGHUP => happened.push_back(Event::Signal(Signal::Hup)),
-                            SIGTTIN => happened.push_back(Event::Signal(Signal::Ttin)),
-                            SIGTTOU => happened.push_back(Event::Signal(Signal::Ttou)),
-                            _ => {}
-                        }
+                        let signal = match signal {
+                            SIGCHLD => {
+                                reap = true;
+                                continue;
+                            }
+                            SIGINT => Signal::Int,
+                            SIGTERM => Signal::Term,
+                            SIGHUP => Signal::Hup,
+                            SIGTTIN => Signal::Ttin,
+                            SIGTTOU => Signal::Ttou,
+                            _ => continue,
+                        };
+                        happened.push_back((Event::Signal(signal), None));
                     }
                 }
                 Token(n) => {
@@ -179,13 +202,14 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
             }
         }
         for worker in to_read {
-            shell.read_channel(worker, &mut happened);
+            shell.read_channel(worker, &mut reported);
         }
         if reap {
-            shell.reap(&mut happened);
+            shell.reap(&mut reported, &mut happened);
         }
-        happened.push_back(Event::Tick);
-        shell.carry_out(&mut machine, Vec::new(), happened);
+        happened.push_back((Event::Tick, None));
+        reported.append(&mut happened);
+        shell.carry_out(&mut machine, Vec::new(), reported);
         notifier.update(Instant::now(), machine.status());
     }
     end_leftovers();
@@ -211,24 +235,27 @@ impl Shell {
     /// Feeds events to the machine and carries out its actions, which may
     /// produce more events (a spawn reports its pid), until none are left.
     ///
-    /// Each event is handled at the time it is handled, so that a spawn
-    /// slowed by a busy machine does not eat into the worker's time.
-    fn carry_out(
-        &mut self,
-        machine: &mut Machine,
-        mut actions: Vec<Action>,
-        mut events: VecDeque<Event>,
-    ) {
+    /// An event the master saw itself is handled at the time it is handled,
+    /// so that a spawn slowed by a busy machine does not eat into the
+    /// worker's time. One a worker reported is handled at the time it was
+    /// read, and never at or after a deadline still due (see "Time" in the
+    /// module docs).
+    fn carry_out(&mut self, machine: &mut Machine, mut actions: Vec<Action>, mut events: Queue) {
         loop {
             for action in actions.drain(..) {
                 self.execute(action, &mut events);
             }
-            let Some(event) = events.pop_front() else { return };
-            machine.handle(Instant::now(), event, &mut actions);
+            let Some((event, read_at)) = events.pop_front() else { return };
+            let now = Instant::now();
+            let at = match read_at {
+                Some(read_at) => before_due(read_at.min(now), machine.next_deadline()),
+                None => now,
+            };
+            machine.handle(at, event, &mut actions);
         }
     }
 
-    fn execute(&mut self, action: Action, events: &mut VecDeque<Event>) {
+    fn execute(&mut self, action: Action, events: &mut Queue) {
         match action {
             Action::Spawn(worker) => self.spawn(worker, events),
             Action::Send(worker, message) => self.send(worker, &message),
@@ -254,7 +281,7 @@ impl Shell {
     /// Answers a worker's `ListenRequest` with the socket held for `addr`,
     /// bound now if need be, or with the error (also reported to the
     /// machine).
-    fn listen(&mut self, worker: WorkerId, addr: ListenAddr, events: &mut VecDeque<Event>) {
+    fn listen(&mut self, worker: WorkerId, addr: ListenAddr, events: &mut Queue) {
         let socket = self.listeners.get_or_bind(&addr).and_then(|(socket, actual, bound_now)| {
             if bound_now {
                 log::info!(target: "srv", "listening on {actual} (requested {addr})");
@@ -278,12 +305,12 @@ impl Shell {
                 };
                 let message = MasterMessage::ListenReply { requested: addr, result: Err(error) };
                 self.send_with_fd(worker, &message, None);
-                events.push_back(failed);
+                events.push_back((failed, None));
             }
         }
     }
 
-    fn spawn(&mut self, worker: WorkerId, events: &mut VecDeque<Event>) {
+    fn spawn(&mut self, worker: WorkerId, events: &mut Queue) {
         let command = (self.command)();
         let spawned =
             spawn_worker(command, worker, self.options.worker.ignore_sigint, self.credentials)
@@ -304,9 +331,11 @@ impl Shell {
                 let child =
                     Child { pid, channel: Some(Channel::new(spawned.channel)), wants_write: false };
                 self.children.insert(worker, child);
-                events.push_back(Event::Spawned { worker, pid: spawned.pid });
+                events.push_back((Event::Spawned { worker, pid: spawned.pid }, None));
             }
-            Err(error) => events.push_back(Event::SpawnFailed { worker, error: error.to_string() }),
+            Err(error) => {
+                events.push_back((Event::SpawnFailed { worker, error: error.to_string() }, None))
+            }
         }
     }
 
@@ -366,9 +395,11 @@ impl Shell {
     /// error, taking at most [`MESSAGES_PER_TURN`] messages and making at
     /// most [`READS_PER_TURN`] reads; a channel left with more to read is
     /// put on the `unread` list.
-    fn read_channel(&mut self, worker: WorkerId, events: &mut VecDeque<Event>) {
+    fn read_channel(&mut self, worker: WorkerId, events: &mut Queue) {
         let Some(child) = self.children.get_mut(&worker) else { return };
         let Some(channel) = child.channel.as_mut() else { return };
+        // Taken before the reads: no later than when anything was read.
+        let read_at = Some(Instant::now());
         let (mut messages, mut reads) = (0, 0);
         // `None`: more to read; `Some(None)`: closed; `Some(Some(error))`: broken.
         let broken: Option<Option<String>> = loop {
@@ -380,7 +411,7 @@ impl Shell {
                 }
                 match channel.next_message::<WorkerMessage>() {
                     Ok(Some((message, _))) => {
-                        events.push_back(Event::Message { worker, message });
+                        events.push_back((Event::Message { worker, message }, read_at));
                         messages += 1;
                     }
                     Ok(None) => break Ok(true),
@@ -415,9 +446,9 @@ impl Shell {
                         let error = format!(
                             "the channel closed inside a frame ({pending} bytes of it arrived)"
                         );
-                        events.push_back(Event::ProtocolError { worker, error });
+                        events.push_back((Event::ProtocolError { worker, error }, read_at));
                     }
-                    events.push_back(Event::ChannelClosed { worker });
+                    events.push_back((Event::ChannelClosed { worker }, read_at));
                     break Some(None);
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
@@ -432,7 +463,7 @@ impl Shell {
             }
             Some(error) => {
                 if let Some(error) = error {
-                    events.push_back(Event::ProtocolError { worker, error });
+                    events.push_back((Event::ProtocolError { worker, error }, read_at));
                 }
                 self.close_channel(worker);
             }
@@ -449,8 +480,10 @@ impl Shell {
         self.unread.retain(|unread| *unread != worker);
     }
 
-    /// Reaps every child that has exited, workers and orphans alike.
-    fn reap(&mut self, events: &mut VecDeque<Event>) {
+    /// Reaps every child that has exited, workers and orphans alike: what a
+    /// worker sent before it exited goes to `reported`, its exit to
+    /// `exits`.
+    fn reap(&mut self, reported: &mut Queue, exits: &mut Queue) {
         loop {
             let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => (pid, ExitStatus::Code(code)),
@@ -471,11 +504,28 @@ impl Shell {
             };
             // What the worker sent before it exited comes first: one
             // bounded read, like any turn's (see the module docs).
-            self.read_channel(worker, events);
+            self.read_channel(worker, reported);
             self.close_channel(worker);
             self.children.remove(&worker);
-            events.push_back(Event::Exited { worker, status });
+            exits.push_back((Event::Exited { worker, status }, None));
         }
+    }
+}
+
+/// Events for the machine, each with the time it was read when a worker
+/// reported it (`None`: the master saw it itself; handled when handled).
+type Queue = VecDeque<(Event, Option<Instant>)>;
+
+/// The time to handle an event that a worker reported and the master read
+/// at `read_at`: that time, unless a deadline of the machine is due by
+/// then, in which case just before it, so that the event is handled before
+/// the deadline expires (see "Time" in the module docs).
+fn before_due(read_at: Instant, deadline: Option<Instant>) -> Instant {
+    match deadline {
+        Some(deadline) if deadline <= read_at => {
+            deadline.checked_sub(Duration::from_nanos(1)).unwrap_or(deadline)
+        }
+        _ => read_at,
     }
 }
 
@@ -532,4 +582,22 @@ fn children_of_self() -> Vec<Pid> {
     pids.sort();
     pids.dedup();
     pids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reported_events_are_handled_before_a_due_deadline() {
+        let start = Instant::now();
+        let later = start + Duration::from_secs(5);
+        // No deadline, or one still ahead: the time it was read.
+        assert_eq!(before_due(start, None), start);
+        assert_eq!(before_due(start, Some(later)), start);
+        // A deadline due by then: just before it, so it has not expired.
+        let at = before_due(later, Some(start + Duration::from_secs(2)));
+        assert!(at < start + Duration::from_secs(2));
+        assert!(at + Duration::from_millis(1) > start + Duration::from_secs(2));
+    }
 }

@@ -12,6 +12,9 @@
 //!   as asked, exit 0.
 //! - `SIGTTOU` at 1 worker: ignored with a log line, the worker keeps
 //!   serving, and `SIGTTIN`/`SIGTTOU` keep counting from 1.
+//! - The master itself stalled (`SIGSTOP`) while its workers report online
+//!   in time, and resumed after their `worker.timeout`: the master's stall
+//!   is not the workers' fault, none is killed.
 //!
 //! "No timeout is forgotten" is checked three ways: the master exits within
 //! the timeouts that apply plus slack, the log shows no kill that should not
@@ -387,4 +390,38 @@ fn sigttou_at_one_worker_is_ignored_and_sigttin_still_works() {
     get_ok(&master, addr, "/");
     sigterm_and_exit(&mut master, Duration::from_secs(10));
     assert_absent(&master, &master.lines(), &TROUBLE);
+}
+
+/// Issue 9, item 4: the master is stopped (a stand-in for any stall: an
+/// overloaded machine, a long turn of its loop) right after spawning two
+/// workers, which report online while it is stopped; it is resumed only
+/// after their `worker.timeout`. Their `Online` was in the channel before
+/// the deadline, so neither is killed as late.
+#[test]
+fn a_stalled_master_does_not_charge_its_stall_to_the_workers() {
+    let mut master = start_slow(&["--workers", "2", "--worker-timeout", "2500"]);
+    master.wait_for_count("spawned (pid ", 2);
+    master.signal(Signal::SIGSTOP);
+    master.wait_until("the master stopped", |_| crate::harness::is_stopped(master.pid()));
+    let spawned_at = master
+        .timed_lines()
+        .iter()
+        .filter(|line| line.text.contains("spawned (pid "))
+        .map(|line| line.at)
+        .max()
+        .expect("two spawned lines");
+    let lines =
+        master.wait_until("both workers sent Online", |lines| reports(lines, "online").len() == 2);
+    // They reported 1500 ms after their spawn, within their 2500 ms.
+    if count(&lines, "started (online)") != 0 {
+        master.fail("precondition: the master read an Online before it stopped (a slow machine?)");
+    }
+    // Resume once both deadlines are past (the lines were read at or after
+    // they were written, so the deadlines were no later than this).
+    let past_deadlines = spawned_at + Duration::from_millis(2500 + 300);
+    crate::harness::wait_until(past_deadlines, || false);
+    master.signal(Signal::SIGCONT);
+    let lines = master.wait_for_count("started (online)", 2);
+    assert_absent(&master, &lines, &TROUBLE);
+    sigterm_and_exit(&mut master, Duration::from_secs(10));
 }
