@@ -69,7 +69,7 @@ use signal_hook_mio::v1_0::Signals;
 use srv_proto::{Channel, ListenAddr, ListenError, MasterMessage, Received, WorkerMessage};
 
 use crate::Error;
-use crate::listeners::{Listeners, Policy, adopt_from_env};
+use crate::listeners::{Listeners, Policy};
 use crate::machine::{Action, Event, ExitStatus, Machine, Signal, WorkerId};
 use crate::notify::Notifier;
 use crate::options::Options;
@@ -118,6 +118,9 @@ fn io_error(context: &str) -> impl FnOnce(io::Error) -> Error + '_ {
 
 /// Runs the master until every worker is gone after a shutdown.
 pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Result<i32, Error> {
+    // First, before the master creates any descriptor (name lookups below
+    // included): see the `activation` module.
+    let adopted = crate::activation::adopt();
     let credentials =
         Credentials::resolve(options.worker.user.as_deref(), options.worker.group.as_deref())
             .map_err(Error::Failed)?;
@@ -140,7 +143,7 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
         command,
         children: HashMap::new(),
         by_pid: HashMap::new(),
-        listeners: Listeners::new(listen_policy(&options, credentials), adopt_from_env()),
+        listeners: Listeners::new(listen_policy(&options, credentials), adopted),
         unread: Vec::new(),
         exit_code: None,
     };

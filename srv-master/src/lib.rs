@@ -35,6 +35,8 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+#[allow(unsafe_code)]
+mod activation;
 mod backoff;
 mod event_loop;
 mod listeners;

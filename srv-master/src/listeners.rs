@@ -122,46 +122,6 @@ pub(crate) struct Listeners {
     policy: Policy,
 }
 
-/// The sockets a service manager passed to this process (none unless
-/// `LISTEN_PID` is this process), by their local address. Descriptors that
-/// are not TCP or Unix stream sockets are skipped with a warning.
-pub(crate) fn adopt_from_env() -> Vec<(ListenAddr, OwnedFd)> {
-    let mut passed = listenfd::ListenFd::from_env();
-    let mut adopted = Vec::new();
-    for index in 0..passed.len() {
-        let found = match passed.take_tcp_listener(index) {
-            Ok(listener) => listener.map(|listener| {
-                (listener.local_addr().map(ListenAddr::Tcp), OwnedFd::from(listener))
-            }),
-            Err(_) => match passed.take_unix_listener(index) {
-                Ok(listener) => listener.map(|listener| {
-                    let actual = listener.local_addr().and_then(|addr| {
-                        addr.as_pathname()
-                            .map(|path| ListenAddr::Unix(path.to_owned()))
-                            .ok_or_else(|| io::Error::other("unnamed unix socket"))
-                    });
-                    (actual, OwnedFd::from(listener))
-                }),
-                Err(error) => {
-                    log::warn!(target: "srv", "ignoring socket {index} passed by the service manager: {error}");
-                    None
-                }
-            },
-        };
-        let Some((actual, socket)) = found else { continue };
-        match actual {
-            Ok(actual) => {
-                log::info!(target: "srv", "adopted {actual} from the service manager");
-                adopted.push((actual, socket));
-            }
-            Err(error) => {
-                log::warn!(target: "srv", "ignoring socket {index} passed by the service manager: {error}");
-            }
-        }
-    }
-    adopted
-}
-
 impl Listeners {
     /// Listeners that bind under `policy`, holding `adopted` (the sockets a
     /// service manager passed, by their local address) from the start.

@@ -1,5 +1,5 @@
 //! Starting a worker process with its end of the channel at
-//! [`srv_proto::env::CHANNEL_FD`]. The master's only `unsafe`.
+//! [`srv_proto::env::CHANNEL_FD`]. With `activation`, the master's only `unsafe`.
 //!
 //! Everything is prepared before `fork`: the socket pair (both ends
 //! close-on-exec, atomically, by `socketpair(SOCK_CLOEXEC)`), the

@@ -9,7 +9,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
@@ -170,19 +170,106 @@ fn notify_never_says_ready_and_names_the_failure_when_no_worker_can_start() {
 /// The command that starts `http` as systemd's socket activation would,
 /// with `listener` at fd 3.
 fn activated_http(listener: &TcpListener, workers: &str) -> Master {
-    let fd = listener.as_raw_fd();
     let port = listener.local_addr().unwrap().port().to_string();
-    let move_to_3 = if fd == 3 { String::new() } else { format!("exec 3<&{fd} {fd}<&-; ") };
-    let script =
-        format!("{move_to_3}LISTEN_FDS=1 LISTEN_PID=$$ LISTEN_FDNAMES=http exec \"$0\" \"$@\"");
-    // The listener must survive `exec` into the shell: clear close-on-exec
-    // just for this spawn. Another test spawning meanwhile inherits a copy,
-    // which only keeps the socket open a little longer.
-    fcntl(listener, FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
-    let args = ["-c", &script, http(), "--port", &port, "--workers", workers];
-    let master = Master::start("/bin/sh", &args);
-    fcntl(listener, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).unwrap();
+    activated(&[listener.as_fd()], &["--port", &port, "--workers", workers])
+}
+
+/// Starts `http args` with `passed` at fds 3, 4, ..., `LISTEN_FDS` and
+/// `LISTEN_PID` set to the master's pid: a shell moves the descriptors into
+/// place (through numbers above any of them, so none is overwritten before
+/// it moved), sets `LISTEN_PID=$$` and `exec`s the master. The shell is
+/// bash, since dash redirects only descriptors 0 to 9.
+fn activated(passed: &[std::os::fd::BorrowedFd<'_>], args: &[&str]) -> Master {
+    let fds: Vec<i32> = passed.iter().map(AsRawFd::as_raw_fd).collect();
+    let spare = fds.iter().copied().max().unwrap_or(0).max(10) + 1;
+    let mut script = String::new();
+    for (i, fd) in fds.iter().enumerate() {
+        script += &format!("exec {}<&{fd}; ", spare + i as i32);
+    }
+    for fd in &fds {
+        script += &format!("exec {fd}<&-; ");
+    }
+    for i in 0..fds.len() {
+        let (to, from) = (3 + i as i32, spare + i as i32);
+        script += &format!("exec {to}<&{from} {from}<&-; ");
+    }
+    script +=
+        &format!("LISTEN_FDS={} LISTEN_PID=$$ LISTEN_FDNAMES=http exec \"$0\" \"$@\"", fds.len());
+    // The descriptors must survive `exec` into the shell: clear
+    // close-on-exec just for this spawn. Another test spawning meanwhile
+    // inherits a copy, which only keeps a socket open a little longer.
+    for fd in passed {
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
+    }
+    let mut full = vec!["-c", script.as_str(), http()];
+    full.extend_from_slice(args);
+    let master = Master::start("/bin/bash", &full);
+    for fd in passed {
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).unwrap();
+    }
     master
+}
+
+/// The socket inodes among the open descriptors of `pid`
+/// (`/proc/<pid>/fd/N -> socket:[inode]`).
+fn socket_inodes(pid: nix::unistd::Pid) -> Vec<u64> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_str()?.to_owned();
+            link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}
+
+/// Issue 9, item 6: `LISTEN_FDS` without `LISTEN_PID` (a variable a
+/// careless environment leaves around) is ignored with a warning. Before,
+/// the master took its own signal pipe for a passed socket and closed it,
+/// and then ignored SIGTERM.
+#[test]
+fn a_stray_listen_fds_without_listen_pid_is_ignored_and_harms_nothing() {
+    let args = ["--port", "0", "--workers", "1"];
+    let mut master = Master::start_with(http(), &args, TEST_TIMEOUT, |command| {
+        command.env("LISTEN_FDS", "4").env_remove("LISTEN_PID");
+    });
+    wait_serving(&master, 1);
+    get_ok(&master, wait_addr(&master), "/");
+    master.signal(Signal::SIGTERM);
+    let exit = master.wait_exit_within(Duration::from_secs(10));
+    if exit != Exit::Code(0) {
+        master.fail(&format!("SIGTERM should end the master with exit code 0, got {exit:?}"));
+    }
+    let ignored = "ignoring LISTEN_FDS=4: LISTEN_PID is not set";
+    if count(&master.lines(), ignored) != 1 {
+        master.fail(&format!("expected one line with {ignored:?}"));
+    }
+}
+
+/// Issue 9, item 6: a passed descriptor the master does not use (a UDP
+/// socket at fd 4 beside the listening socket at fd 3) is made
+/// close-on-exec, so it does not leak into the workers, and stays open in
+/// the master, which did not adopt it and so does not close it.
+#[test]
+fn a_passed_descriptor_the_master_does_not_use_does_not_leak_into_workers() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_inode = nix::sys::stat::fstat(&udp).unwrap().st_ino;
+    let port = listener.local_addr().unwrap().port().to_string();
+    let master = activated(&[listener.as_fd(), udp.as_fd()], &["--port", &port, "--workers", "2"]);
+    let workers = wait_serving(&master, 2);
+    get_ok(&master, listener.local_addr().unwrap(), "/");
+    let skipped = "not using fd 4 passed by the service manager: not a stream socket";
+    if count(&master.lines(), skipped) != 1 {
+        master.fail(&format!("expected one line with {skipped:?}"));
+    }
+    for pid in &workers {
+        if socket_inodes(*pid).contains(&udp_inode) {
+            master.fail(&format!("worker {pid} inherited the UDP socket passed at fd 4"));
+        }
+    }
+    if !socket_inodes(master.pid()).contains(&udp_inode) {
+        master.fail("the master closed the UDP socket it did not adopt");
+    }
 }
 
 #[test]
