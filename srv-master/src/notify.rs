@@ -7,7 +7,21 @@
 //! requires) when a recycle begins and `READY=1` when it ends, `STOPPING=1`
 //! at shutdown, and `STATUS=` whenever the human line changes.
 //! [`Notifier`] sends them, and `WATCHDOG=1` at half of `WATCHDOG_USEC`.
+//!
+//! # A receiver that never reads
+//!
+//! The send happens inside the master's loop, so it must never block: the
+//! datagram goes out with `MSG_DONTWAIT` semantics (a non-blocking socket),
+//! and when the receiver's queue is full (`EAGAIN`) the notification is
+//! dropped, with one warning for the master's life. A service manager that
+//! reads late misses notifications; one that never reads cannot hang the
+//! master. `NOTIFY_SOCKET` may name a path or an abstract socket (`@name`).
 
+use std::ffi::OsStr;
+use std::io;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
@@ -43,23 +57,60 @@ pub(crate) fn notifications(before: Option<&Status>, after: &Status) -> Vec<Noti
     out
 }
 
+/// Where notifications go: an unbound, non-blocking datagram socket and
+/// the address of `NOTIFY_SOCKET`.
+#[derive(Debug)]
+struct Target {
+    socket: UnixDatagram,
+    addr: SocketAddr,
+}
+
+impl Target {
+    /// The target `NOTIFY_SOCKET` names: a path, or `@name` for an abstract
+    /// socket.
+    fn new(value: &OsStr) -> io::Result<Target> {
+        let bytes = value.as_bytes();
+        let addr = match bytes.strip_prefix(b"@") {
+            Some(name) => SocketAddr::from_abstract_name(name)?,
+            None if bytes.starts_with(b"/") => SocketAddr::from_pathname(value)?,
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "neither a path nor an abstract socket (@name)",
+                ));
+            }
+        };
+        let socket = UnixDatagram::unbound()?;
+        socket.set_nonblocking(true)?;
+        Ok(Target { socket, addr })
+    }
+}
+
 /// Sends notifications to `NOTIFY_SOCKET`, if set.
 #[derive(Debug)]
 pub(crate) struct Notifier {
-    enabled: bool,
+    target: Option<Target>,
     last: Option<Status>,
     /// Half of `WATCHDOG_USEC`, and when to ping next.
     watchdog: Option<(Duration, Instant)>,
     /// A failure was logged already; later ones go to debug.
     complained: bool,
+    /// A full queue was logged already.
+    dropped: bool,
 }
 
 impl Notifier {
     pub(crate) fn from_env(now: Instant) -> Notifier {
-        let enabled = std::env::var_os("NOTIFY_SOCKET").is_some();
+        let target = std::env::var_os("NOTIFY_SOCKET").and_then(|value| {
+            Target::new(&value)
+                .map_err(|error| {
+                    log::warn!(target: "srv", "cannot notify the service manager at NOTIFY_SOCKET={value:?}: {error}");
+                })
+                .ok()
+        });
         let watchdog =
-            sd_notify::watchdog_enabled().filter(|_| enabled).map(|usec| (usec / 2, now));
-        Notifier { enabled, last: None, watchdog, complained: false }
+            sd_notify::watchdog_enabled().filter(|_| target.is_some()).map(|usec| (usec / 2, now));
+        Notifier { target, last: None, watchdog, complained: false, dropped: false }
     }
 
     /// When the watchdog must next be pinged.
@@ -69,7 +120,7 @@ impl Notifier {
 
     /// Sends what changed since the last call, and the watchdog ping if due.
     pub(crate) fn update(&mut self, now: Instant, status: Status) {
-        if !self.enabled {
+        if self.target.is_none() {
             return;
         }
         let changes = notifications(self.last.as_ref(), &status);
@@ -97,12 +148,33 @@ impl Notifier {
         if states.is_empty() {
             return;
         }
-        if let Err(error) = sd_notify::notify(&states) {
-            if self.complained {
-                log::debug!(target: "srv", "cannot notify the service manager: {error}");
-            } else {
-                log::warn!(target: "srv", "cannot notify the service manager: {error}");
-                self.complained = true;
+        let message: String = states.iter().map(|state| format!("{state}\n")).collect();
+        self.send(message.as_bytes());
+    }
+
+    /// Sends one datagram without blocking; see the module docs.
+    fn send(&mut self, message: &[u8]) {
+        let Some(target) = &self.target else { return };
+        match target.socket.send_to_addr(message, &target.addr) {
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                if self.dropped {
+                    log::debug!(target: "srv", "notification dropped: the service manager's queue is full");
+                } else {
+                    log::warn!(
+                        target: "srv",
+                        "the service manager does not read its notify socket: dropping notifications until it does"
+                    );
+                    self.dropped = true;
+                }
+            }
+            Err(error) => {
+                if self.complained {
+                    log::debug!(target: "srv", "cannot notify the service manager: {error}");
+                } else {
+                    log::warn!(target: "srv", "cannot notify the service manager: {error}");
+                    self.complained = true;
+                }
             }
         }
     }
@@ -138,6 +210,17 @@ mod tests {
         );
         assert_eq!(sent(Some(status(Ready, 4)), status(Ready, 4)), Vec::<String>::new());
         assert_eq!(sent(Some(status(Ready, 4)), status(Ready, 3)), ["STATUS=3/4 workers ready"]);
+    }
+
+    #[test]
+    fn notify_socket_is_a_path_or_an_abstract_name() {
+        let path = Target::new(OsStr::new("/run/systemd/notify")).unwrap();
+        assert_eq!(path.addr.as_pathname(), Some(std::path::Path::new("/run/systemd/notify")));
+        let abstract_name = Target::new(OsStr::new("@srv/notify")).unwrap();
+        assert_eq!(abstract_name.addr.as_abstract_name(), Some(&b"srv/notify"[..]));
+        for unsupported in ["vsock:2:1234", "", "relative/path"] {
+            assert!(Target::new(OsStr::new(unsupported)).is_err(), "{unsupported}");
+        }
     }
 
     #[test]

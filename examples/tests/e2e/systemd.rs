@@ -316,3 +316,57 @@ fn without_activation_the_master_binds_itself() {
     get_ok(&master, addr, "/");
     assert_eq!(count(&master.lines(), "from the service manager"), 0);
 }
+
+/// Issue 9, item 7: a notify socket whose receiver never reads fills up
+/// (ten datagrams, `net.unix.max_dgram_qlen`). The master drops what does
+/// not fit, says so once, and goes on: recycles complete and SIGTERM ends
+/// it. Before, a blocking send held the whole loop.
+#[test]
+fn a_notify_socket_nobody_reads_does_not_block_the_master() {
+    let dir = TempDir::new("notify-full");
+    let path = dir.path.join("notify.sock");
+    let _never_read = UnixDatagram::bind(&path).unwrap();
+    let mut master =
+        Master::start_with(http(), &["--port", "0", "--workers", "1"], TEST_TIMEOUT, |command| {
+            command.env("NOTIFY_SOCKET", &path);
+        });
+    wait_serving(&master, 1);
+    for recycles in 1..=4 {
+        master.signal(Signal::SIGHUP);
+        master.wait_until_within(Duration::from_secs(10), "the recycle completed", |lines| {
+            count(lines, "recycle complete") == recycles
+        });
+    }
+    master.signal(Signal::SIGTERM);
+    let exit = master.wait_exit_within(Duration::from_secs(10));
+    if exit != Exit::Code(0) {
+        master.fail(&format!("SIGTERM should end the master with exit code 0, got {exit:?}"));
+    }
+    let dropped = "the service manager does not read its notify socket";
+    if count(&master.lines(), dropped) != 1 {
+        master.fail(&format!("expected one line with {dropped:?}"));
+    }
+}
+
+/// Issue 9, item 7: `NOTIFY_SOCKET` may name an abstract socket (`@name`),
+/// as systemd does in some setups.
+#[test]
+fn notify_reaches_an_abstract_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::SocketAddr;
+    let name = format!("srv-e2e-notify-{}", std::process::id());
+    let socket =
+        UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut master =
+        Master::start_with(http(), &["--port", "0", "--workers", "1"], TEST_TIMEOUT, |command| {
+            command.env("NOTIFY_SOCKET", format!("@{name}"));
+        });
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    read_until(&master, &socket, &mut got, deadline, "READY=1", |got| {
+        position(got, 0, "READY=1").is_some()
+    });
+    master.signal(Signal::SIGTERM);
+    assert_eq!(master.wait_exit(), Exit::Code(0));
+}
