@@ -6,7 +6,9 @@
 //! started, `RELOADING=1` (with `MONOTONIC_USEC`, as `Type=notify-reload`
 //! requires) when a recycle begins and `READY=1` when it ends, `STOPPING=1`
 //! at shutdown, and `STATUS=` whenever the human line changes.
-//! [`Notifier`] sends them, and `WATCHDOG=1` at half of `WATCHDOG_USEC`.
+//! [`Notifier`] sends them, and `WATCHDOG=1` at half of `WATCHDOG_USEC`;
+//! a `WATCHDOG_USEC` below [`MIN_WATCHDOG`] (0 included) is ignored with a
+//! warning, since pinging that often would keep the master busy.
 //!
 //! # A receiver that never reads
 //!
@@ -55,6 +57,23 @@ pub(crate) fn notifications(before: Option<&Status>, after: &Status) -> Vec<Noti
         out.push(Notification::Status(line));
     }
     out
+}
+
+/// The shortest `WATCHDOG_USEC` honoured: the master pings at half of it.
+/// Below it, the loop would spend its time pinging (at 0, a busy loop), so
+/// the watchdog is ignored, with a warning.
+pub(crate) const MIN_WATCHDOG: Duration = Duration::from_millis(100);
+
+/// How often to ping the watchdog for `WATCHDOG_USEC` (`usec`), or why not.
+fn ping_interval(usec: Duration) -> Result<Duration, String> {
+    if usec < MIN_WATCHDOG {
+        return Err(format!(
+            "ignoring WATCHDOG_USEC={}: below {} ms, pinging would keep the master busy",
+            usec.as_micros(),
+            MIN_WATCHDOG.as_millis()
+        ));
+    }
+    Ok(usec / 2)
 }
 
 /// Where notifications go: an unbound, non-blocking datagram socket and
@@ -109,7 +128,15 @@ impl Notifier {
                 .ok()
         });
         let watchdog =
-            sd_notify::watchdog_enabled().filter(|_| target.is_some()).map(|usec| (usec / 2, now));
+            sd_notify::watchdog_enabled().filter(|_| target.is_some()).and_then(|usec| {
+                match ping_interval(usec) {
+                    Ok(interval) => Some((interval, now)),
+                    Err(why) => {
+                        log::warn!(target: "srv", "{why}");
+                        None
+                    }
+                }
+            });
         Notifier { target, last: None, watchdog, complained: false, dropped: false }
     }
 
@@ -139,11 +166,12 @@ impl Notifier {
                 Notification::Status(line) => states.push(NotifyState::Status(line)),
             }
         }
-        if let Some((half, at)) = &mut self.watchdog
-            && *at <= now
+        if let Some((half, at)) = self.watchdog
+            && at <= now
         {
             states.push(NotifyState::Watchdog);
-            *at = now + *half;
+            // A WATCHDOG_USEC too large to add to the clock needs no more pings.
+            self.watchdog = now.checked_add(half).map(|next| (half, next));
         }
         if states.is_empty() {
             return;
@@ -210,6 +238,16 @@ mod tests {
         );
         assert_eq!(sent(Some(status(Ready, 4)), status(Ready, 4)), Vec::<String>::new());
         assert_eq!(sent(Some(status(Ready, 4)), status(Ready, 3)), ["STATUS=3/4 workers ready"]);
+    }
+
+    #[test]
+    fn a_watchdog_below_the_floor_is_ignored() {
+        assert_eq!(ping_interval(Duration::from_secs(30)), Ok(Duration::from_secs(15)));
+        assert_eq!(ping_interval(MIN_WATCHDOG), Ok(MIN_WATCHDOG / 2));
+        for usec in [0, 1, 99_999] {
+            let error = ping_interval(Duration::from_micros(usec)).unwrap_err();
+            assert!(error.starts_with(&format!("ignoring WATCHDOG_USEC={usec}: ")), "{error}");
+        }
     }
 
     #[test]

@@ -370,3 +370,49 @@ fn notify_reaches_an_abstract_socket() {
     master.signal(Signal::SIGTERM);
     assert_eq!(master.wait_exit(), Exit::Code(0));
 }
+
+/// Issue 9, item 8: `WATCHDOG_USEC=0`, or a tiny value, is ignored with a
+/// warning; before, the master pinged in a busy loop (all the CPU it could
+/// get, while idle).
+#[test]
+fn a_tiny_watchdog_interval_is_ignored_without_a_busy_loop() {
+    const WINDOW: Duration = Duration::from_secs(2);
+    const MAX_CPU: Duration = Duration::from_millis(200);
+    let dir = TempDir::new("watchdog");
+    let path = dir.path.join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    for usec in ["0", "10"] {
+        let mut master = Master::start_with(
+            http(),
+            &["--port", "0", "--workers", "1"],
+            TEST_TIMEOUT,
+            |command| {
+                command.env("NOTIFY_SOCKET", &path).env("WATCHDOG_USEC", usec);
+            },
+        );
+        wait_serving(&master, 1);
+        let cpu = || {
+            crate::proc_support::cpu_time(master.pid())
+                .unwrap_or_else(|| master.fail("cannot read the master's CPU time"))
+        };
+        let before = cpu();
+        crate::harness::wait_until(Instant::now() + WINDOW, || {
+            // Keep the queue from filling: a full one would hide the pings.
+            while socket.recv(&mut [0; 4096]).is_ok() {}
+            false
+        });
+        let used = cpu().saturating_sub(before);
+        eprintln!("watchdog: WATCHDOG_USEC={usec}: the master used {used:?} of CPU in {WINDOW:?}");
+        if used > MAX_CPU {
+            master
+                .fail(&format!("WATCHDOG_USEC={usec}: {used:?} of CPU in {WINDOW:?}, a busy loop"));
+        }
+        let ignored = format!("ignoring WATCHDOG_USEC={usec}: below 100 ms");
+        if count(&master.lines(), &ignored) != 1 {
+            master.fail(&format!("expected one line with {ignored:?}"));
+        }
+        master.signal(Signal::SIGTERM);
+        assert_eq!(master.wait_exit(), Exit::Code(0));
+    }
+}
