@@ -535,40 +535,72 @@ fn before_due(read_at: Instant, deadline: Option<Instant>) -> Instant {
 /// How long processes left behind get after `SIGTERM` before `SIGKILL`.
 const LEFTOVER_GRACE: Duration = Duration::from_millis(1000);
 
+/// How long, after [`LEFTOVER_GRACE`], the master keeps killing what is
+/// left before it gives up and exits anyway.
+const LEFTOVER_KILL_TIME: Duration = Duration::from_millis(500);
+
+/// How often the children are listed again while they end.
+const LEFTOVER_POLL: Duration = Duration::from_millis(10);
+
 /// Ends the processes that workers left behind, once every worker is gone.
 ///
 /// They were re-parented to the master (a subreaper), so they are its only
 /// children now; without this they would outlive it, re-parented to init.
-/// Each gets `SIGTERM`, then `SIGKILL` after [`LEFTOVER_GRACE`], and is
-/// reaped. The children are listed from `/proc/self/task/*/children`
-/// (Linux); where that cannot be read, nothing is done.
+/// Each gets `SIGTERM`; what is left after [`LEFTOVER_GRACE`] gets
+/// `SIGKILL`. Ending a process re-parents *its* children to the master in
+/// turn, so the children are listed again and again (every
+/// [`LEFTOVER_POLL`]) and each newcomer is ended too, until the master has
+/// no child left, for at most [`LEFTOVER_GRACE`] and then
+/// [`LEFTOVER_KILL_TIME`]: a process that forks faster than that, or one
+/// that cannot die (stuck in the kernel), is left with an error line. The
+/// children are listed from `/proc/self/task/*/children` (Linux); where
+/// that cannot be read, nothing is done.
 fn end_leftovers() {
-    let leftovers = children_of_self();
-    if leftovers.is_empty() {
-        return;
-    }
-    for pid in &leftovers {
-        log::warn!(target: "srv", "ending pid {pid}, left behind by a worker");
-        let _ = kill(*pid, NixSignal::SIGTERM);
-    }
-    let deadline = Instant::now() + LEFTOVER_GRACE;
-    let mut left: Vec<Pid> = leftovers;
+    let mut signalled: Vec<Pid> = Vec::new();
+    let grace_ends = Instant::now() + LEFTOVER_GRACE;
+    let mut killing = false;
+    let mut kill_ends = grace_ends + LEFTOVER_KILL_TIME;
     loop {
-        left.retain(|pid| {
-            matches!(waitpid(*pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive))
-        });
-        if left.is_empty() {
+        reap_leftovers();
+        let children = children_of_self();
+        if children.is_empty() {
             return;
         }
-        if Instant::now() >= deadline {
-            break;
+        let now = Instant::now();
+        if !killing && now >= grace_ends {
+            killing = true;
+            kill_ends = now + LEFTOVER_KILL_TIME;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        if killing && now >= kill_ends {
+            let pids: Vec<String> = children.iter().map(ToString::to_string).collect();
+            log::error!(target: "srv", "pids {} left behind by workers would not end; exiting anyway", pids.join(", "));
+            return;
+        }
+        for pid in children {
+            if killing {
+                log::warn!(target: "srv", "killing pid {pid}, left behind by a worker");
+                let _ = kill(pid, NixSignal::SIGKILL);
+            } else if !signalled.contains(&pid) {
+                log::warn!(target: "srv", "ending pid {pid}, left behind by a worker");
+                let _ = kill(pid, NixSignal::SIGTERM);
+                signalled.push(pid);
+            }
+        }
+        std::thread::sleep(LEFTOVER_POLL);
     }
-    for pid in &left {
-        log::warn!(target: "srv", "killing pid {pid}, left behind by a worker");
-        let _ = kill(*pid, NixSignal::SIGKILL);
-        let _ = waitpid(*pid, None);
+}
+
+/// Reaps every child that has ended, without waiting.
+fn reap_leftovers() {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+            Err(Errno::EINTR) | Ok(_) => continue,
+            Err(errno) => {
+                log::error!(target: "srv", "waitpid failed: {errno}");
+                return;
+            }
+        }
     }
 }
 

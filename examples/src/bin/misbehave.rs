@@ -45,6 +45,10 @@
 //!   exits, and do not wait for it in the main thread: a helper thread reaps
 //!   it while the worker lives, so only a worker that exits first leaves an
 //!   orphan, which the master (a subreaper, or PID 1) must reap.
+//! - `--orphan-shell`: at start, run `sh -c 'sleep 311 & wait'` (the shell
+//!   prints `left sleep pid <pid>`), waited for by a helper thread like
+//!   `--orphan-ms`: once the worker exits, the shell is an orphan whose own
+//!   child outlives it when it is ended.
 //! - `--only-worker-ids 1,2`: only the workers with these ids
 //!   (`Worker::id`, counted from 1, never reused) misbehave; the others
 //!   behave. `--listen` and `--serve-http` are not misbehaviours and apply
@@ -139,6 +143,8 @@ struct Behaviour {
     online_delay: Option<Duration>,
     /// `--orphan-ms`: how long the child each worker leaves behind sleeps.
     orphan: Option<Duration>,
+    /// `--orphan-shell`.
+    orphan_shell: bool,
     /// `None`: every worker misbehaves.
     only_worker_ids: Option<Vec<u32>>,
     hostile: Option<Hostile>,
@@ -234,7 +240,7 @@ const USAGE: &str = "usage: misbehave [--workers N] [--require online|listen] \
     [--max-start-failures N] [--shutdown-timeout MS] [--recycle-timeout MS] [--no-ignore-sigint] \
     [--never-online] [--crash-after-ms MS] [--ignore-disconnect] [--slow-exit-ms MS] \
     [--listen ADDR] [--online-delay-ms MS] [--only-worker-ids ID,ID,...] [--orphan-ms MS] \
-    [--exit-after-ms MS] [--keep-sigterm] [--hostile KIND] [--serve-http] \
+    [--orphan-shell] [--exit-after-ms MS] [--keep-sigterm] [--hostile KIND] [--serve-http] \
     [--swap-dir DIR --swap-to TARGET] [--listen-many DIR] [--worker-program PATH] \
     [--user NAME] [--allow ADDR] [--unix-mode MODE]";
 
@@ -306,6 +312,7 @@ fn parse_args(
             "--listen-also" => behaviour.listen_also = Some(value()?),
             "--online-delay-ms" => behaviour.online_delay = Some(millis(&arg, &value()?)?),
             "--orphan-ms" => behaviour.orphan = Some(millis(&arg, &value()?)?),
+            "--orphan-shell" => behaviour.orphan_shell = true,
             "--only-worker-ids" => {
                 let list = value()?;
                 let ids = list
@@ -389,6 +396,18 @@ fn run_worker(worker: &Worker, behaviour: &Behaviour) -> anyhow::Result<()> {
     say(id, "started");
     if misbehaves && let Some(sleep) = behaviour.orphan {
         leave_orphan(id, sleep)?;
+    }
+    if misbehaves && behaviour.orphan_shell {
+        let script = format!(
+            "sleep 311 & echo \"misbehave: worker {id} pid $$ left sleep pid $!\" >&2; wait"
+        );
+        let mut shell = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("cannot start the orphan shell")?;
+        std::thread::spawn(move || shell.wait());
     }
 
     if misbehaves && let Some(after) = behaviour.crash_after {

@@ -296,3 +296,32 @@ fn shutdown_ends_the_processes_workers_left_behind() {
         assert!(!crate::harness::is_alive(orphan), "orphan {orphan} outlived the master");
     }
 }
+
+/// Issue 9, item 9: a worker leaves a shell behind whose own child sleeps
+/// on. At shutdown the master ends the shell, which re-parents the sleep to
+/// the master: that one is ended too, so nothing outlives the master.
+#[test]
+fn shutdown_ends_what_the_leftovers_leave_behind_too() {
+    let mut master = Master::start(
+        misbehave(),
+        &["--workers", "1", "--orphan-shell", "--worker-timeout", "10000"],
+    );
+    let lines = master.wait_until("a worker started with its shell", |lines| {
+        count(lines, "started (online)") == 1 && reports(lines, "left sleep pid ").len() == 1
+    });
+    let report = &reports(&lines, "left sleep pid ")[0];
+    let sleep =
+        report.event["left sleep pid ".len()..].trim().parse().map(nix::unistd::Pid::from_raw);
+    let sleep = sleep.unwrap_or_else(|_| master.fail(&format!("no pid in {report:?}")));
+    master.signal(Signal::SIGTERM);
+    assert_eq!(master.wait_exit_within(Duration::from_secs(10)), Exit::Code(0));
+    if crate::harness::is_alive(sleep) {
+        master.fail(&format!("the shell's child (pid {sleep}) outlived the master"));
+    }
+    let lines = master.lines();
+    for pid in [report.pid, sleep] {
+        if count(&lines, &format!("ending pid {pid}, left behind by a worker")) != 1 {
+            master.fail(&format!("expected the master to end pid {pid} once"));
+        }
+    }
+}
