@@ -132,7 +132,8 @@ pub struct WorkerOptions {
     pub timeout: Duration,
     /// `worker.user`: run workers as this user (name or numeric uid); the
     /// master must be root. Supplementary groups are dropped (default: the
-    /// master's own user).
+    /// master's own user). A master that is not root may name only its own
+    /// user, which changes nothing; another user is an error at startup.
     pub user: Option<String>,
     /// `worker.group`: run workers with this group (name or numeric gid);
     /// defaults to the primary group of `worker.user`.

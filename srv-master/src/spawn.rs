@@ -117,12 +117,14 @@ impl Credentials {
     }
 
     /// Resolves names (or numeric ids) to ids, before any fork. `None` when
-    /// neither option is set.
+    /// neither option is set, or when they name the credentials the master
+    /// already runs with, so nothing is to change (a master that is not
+    /// root may name its own user).
     ///
     /// # Errors
     ///
     /// An unknown user or group, or a master that is not root but asked to
-    /// run workers as another user; the message names the option.
+    /// run workers as another user or group; the message names the option.
     pub(crate) fn resolve(
         user: Option<&str>,
         group: Option<&str>,
@@ -131,42 +133,68 @@ impl Credentials {
         if user.is_none() && group.is_none() {
             return Ok(None);
         }
-        let user = match user {
-            Some(name) => {
-                let found = match name.parse::<u32>() {
-                    Ok(uid) => User::from_uid(Uid::from_raw(uid)),
-                    Err(_) => User::from_name(name),
-                };
-                match found {
-                    Ok(Some(user)) => Some(user),
-                    Ok(None) => return Err(format!("worker.user: no such user '{name}'")),
-                    Err(errno) => {
-                        return Err(format!("worker.user: cannot look up '{name}': {errno}"));
-                    }
-                }
-            }
-            None => None,
+        let user = user
+            .map(|name| {
+                lookup(
+                    "worker.user",
+                    "user",
+                    name,
+                    |id| User::from_uid(Uid::from_raw(id)),
+                    User::from_name,
+                )
+            })
+            .transpose()?;
+        let group = group
+            .map(|name| {
+                lookup(
+                    "worker.group",
+                    "group",
+                    name,
+                    |id| Group::from_gid(Gid::from_raw(id)),
+                    Group::from_name,
+                )
+            })
+            .transpose()?;
+        let uid = user.as_ref().map_or_else(Uid::current, |user| user.uid);
+        let gid = match (&group, &user) {
+            (Some(group), _) => group.gid,
+            (None, Some(user)) => user.gid,
+            (None, None) => Gid::current(),
         };
-        let gid = match group {
-            Some(name) => {
-                let found = match name.parse::<u32>() {
-                    Ok(gid) => Group::from_gid(Gid::from_raw(gid)),
-                    Err(_) => Group::from_name(name),
-                };
-                match found {
-                    Ok(Some(group)) => group.gid,
-                    Ok(None) => return Err(format!("worker.group: no such group '{name}'")),
-                    Err(errno) => {
-                        return Err(format!("worker.group: cannot look up '{name}': {errno}"));
-                    }
-                }
-            }
-            None => user.as_ref().map_or_else(Gid::current, |user| user.gid),
-        };
-        let uid = user.map_or_else(Uid::current, |user| user.uid);
-        if !Uid::effective().is_root() && (uid != Uid::current() || gid != Gid::current()) {
-            return Err("worker.user and worker.group need the master to run as root".to_owned());
+        if Uid::effective().is_root() {
+            return Ok(Some(Credentials { uid: uid.as_raw(), gid: gid.as_raw() }));
         }
-        Ok(Some(Credentials { uid: uid.as_raw(), gid: gid.as_raw() }))
+        // Not root: only the credentials it has are possible, and they need
+        // no change (`setgroups` alone would fail with EPERM).
+        if uid == Uid::current() && gid == Gid::current() {
+            return Ok(None);
+        }
+        let (option, named, id, own) = if uid != Uid::current() {
+            let name = user.map_or_else(String::new, |user| user.name);
+            ("worker.user", name, format!("uid {uid}"), format!("uid {}", Uid::current()))
+        } else {
+            let name = group.map_or_else(String::new, |group| group.name);
+            ("worker.group", name, format!("gid {gid}"), format!("gid {}", Gid::current()))
+        };
+        Err(format!("{option} '{named}' ({id}) needs the master to run as root; it runs as {own}"))
+    }
+}
+
+/// A user or group by name or numeric id, for the option `option`.
+fn lookup<T>(
+    option: &str,
+    what: &str,
+    name: &str,
+    by_id: impl FnOnce(u32) -> nix::Result<Option<T>>,
+    by_name: impl FnOnce(&str) -> nix::Result<Option<T>>,
+) -> Result<T, String> {
+    let found = match name.parse::<u32>() {
+        Ok(id) => by_id(id),
+        Err(_) => by_name(name),
+    };
+    match found {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => Err(format!("{option}: no such {what} '{name}'")),
+        Err(errno) => Err(format!("{option}: cannot look up '{name}': {errno}")),
     }
 }

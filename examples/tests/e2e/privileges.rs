@@ -210,3 +210,72 @@ fn unix_paths_need_listen_allow_when_workers_run_as_another_user() {
     }
     assert!(!path.exists(), "no socket file was created");
 }
+
+/// A master that is not root: the tests' own user when they do not run as
+/// root, else `nobody` (the master is started as `nobody`, from a copy of
+/// `program` that `nobody` can execute). Returns the user and the program.
+fn unprivileged(dir: &TempDir, program: &str) -> (User, String) {
+    if !Uid::effective().is_root() {
+        let me = User::from_uid(Uid::current()).unwrap().expect("the tests' user exists");
+        return (me, program.to_owned());
+    }
+    let nobody = User::from_name("nobody").unwrap().expect("a user 'nobody' on this machine");
+    let name = std::path::Path::new(program).file_name().unwrap();
+    let copy = dir.path.join(name);
+    std::fs::copy(program, &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (nobody, copy.to_str().unwrap().to_owned())
+}
+
+/// Starts `program args` as `user` (when the tests run as root).
+fn start_as(user: &User, program: &str, args: &[&str]) -> Master {
+    let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
+    Master::start_with(program, args, crate::harness::TEST_TIMEOUT, |command| {
+        if Uid::effective().is_root() {
+            use std::os::unix::process::CommandExt;
+            command.uid(uid).gid(gid);
+        }
+    })
+}
+
+/// Issue 9, item 10: a master that is not root may name its own user as
+/// `worker.user`: nothing is to change, and the workers start. Before, every
+/// spawn failed (`setgroups` needs root) with a misleading "cannot execute".
+#[test]
+fn a_master_that_is_not_root_may_name_its_own_user() {
+    let dir = TempDir::new("own-user");
+    let (user, program) = unprivileged(&dir, http());
+    let config = dir.write("srv.toml", &format!("[worker]\nuser = \"{}\"\n", user.name));
+    let mut master =
+        start_as(&user, &program, &["--config", &config, "--port", "0", "--workers", "2"]);
+    let pids = wait_serving(&master, 2);
+    for pid in &pids {
+        let (uids, _, _) = credentials(*pid);
+        let uid = user.uid.as_raw();
+        assert_eq!(uids, format!("{uid} {uid} {uid} {uid}"), "worker {pid} runs as {}", user.name);
+    }
+    master.signal(Signal::SIGTERM);
+    assert_eq!(master.wait_exit(), Exit::Code(0));
+}
+
+/// Issue 9, item 10: a master that is not root, asked to run workers as
+/// another user, fails at startup naming the option, and starts no worker.
+#[test]
+fn a_master_that_is_not_root_cannot_run_workers_as_another_user() {
+    let dir = TempDir::new("other-user");
+    let (user, program) = unprivileged(&dir, http());
+    let config = dir.write("srv.toml", "[worker]\nuser = \"root\"\n");
+    let mut master =
+        start_as(&user, &program, &["--config", &config, "--port", "0", "--workers", "1"]);
+    let exit = master.wait_exit_within(Duration::from_secs(10));
+    assert_ne!(exit, Exit::Code(0));
+    let lines = master.lines();
+    let expected = format!(
+        "worker.user 'root' (uid 0) needs the master to run as root; it runs as uid {}",
+        user.uid
+    );
+    if count(&lines, &expected) != 1 {
+        master.fail(&format!("expected one line with {expected:?}"));
+    }
+    assert_eq!(count(&lines, "spawned"), 0);
+}
