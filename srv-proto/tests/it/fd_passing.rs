@@ -189,3 +189,71 @@ fn descriptors_trickled_without_frames_are_bounded() {
     drop(master);
     assert!(support::writers_closed(&read_end), "trickled descriptors leaked");
 }
+
+/// Names the case an `emfile_child` process runs; unset in the parent.
+const EMFILE_CHILD: &str = "SRV_PROTO_TEST_EMFILE_CHILD";
+
+/// Not a test by itself: the entry point of the child process that
+/// [`descriptors_installed_before_emfile_are_closed`] starts, since it
+/// lowers the process's descriptor limit. Without [`EMFILE_CHILD`] it
+/// returns at once.
+///
+/// A message carries four descriptors while only two descriptor numbers
+/// are free: the kernel installs two, fails on the third (`EMFILE`) and
+/// reports `MSG_CTRUNC`. The two it installed must be closed, not leaked.
+#[test]
+fn emfile_child() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if std::env::var_os(EMFILE_CHILD).is_none() {
+        return;
+    }
+    let (a, b) = UnixStream::pair().unwrap();
+    let (_read_end, write_end) = support::pipe();
+    let four = [write_end.as_fd(); MAX_FDS_PER_MESSAGE];
+    send_with_fds(a.as_fd(), b"x", &four).unwrap();
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, 64, hard).unwrap();
+    // Fill every free number below the limit, then free exactly two.
+    let mut filler = Vec::new();
+    while let Ok(file) = std::fs::File::open("/dev/null") {
+        filler.push(file);
+        assert!(filler.len() < 64, "the descriptor limit did not apply");
+    }
+    filler.truncate(filler.len() - 2);
+    let mut fds = std::collections::VecDeque::new();
+    let error = srv_proto::fd::recv_with_fds(b.as_fd(), &mut [0; 16], &mut fds).unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidData, "{error}");
+    assert!(fds.is_empty());
+    // Both free numbers are free again: nothing leaked.
+    let mut free = Vec::new();
+    while let Ok(file) = std::fs::File::open("/dev/null") {
+        free.push(file);
+    }
+    assert_eq!(free.len(), 2, "descriptors installed before EMFILE leaked");
+}
+
+/// Suspected in issue 9: a receive that runs out of descriptor numbers
+/// (`MSG_CTRUNC`) returned before wrapping the descriptors the kernel had
+/// installed already, so they leaked. Run in a child process
+/// ([`emfile_child`]), whose descriptor limit can be lowered safely.
+#[test]
+fn descriptors_installed_before_emfile_are_closed() {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", "fd_passing::emfile_child", "--test-threads=1", "--nocapture"])
+        .env(EMFILE_CHILD, "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let lock = crate::inherit::SPAWN_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let child = command.spawn().unwrap();
+    drop(lock);
+    let output = support::wait_with_timeout(child, TIMEOUT);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "the child failed: {command:?}\nstatus: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+    );
+}

@@ -39,8 +39,8 @@ const CHILD_CASE: &str = "SRV_PROTO_TEST_CHILD_CASE";
 const CHILD_ENTRY: &str = "inherit::child_entry";
 
 /// Held from clearing `FD_CLOEXEC` on a descriptor until the parent's copy
-/// is closed again, and around every other spawn of this module.
-static SPAWN_LOCK: Mutex<()> = Mutex::new(());
+/// is closed again, and around every other spawn of this test binary.
+pub(crate) static SPAWN_LOCK: Mutex<()> = Mutex::new(());
 
 /// Not a test by itself: the entry point of the child processes that the
 /// tests below start. Without [`CHILD_CASE`] it returns at once.

@@ -72,3 +72,21 @@ pub(crate) fn receive_one<M>(
         }
     }
 }
+
+/// Waits for `child` (with piped output) for at most `timeout`, killing it
+/// and panicking past that.
+pub(crate) fn wait_with_timeout(
+    child: std::process::Child,
+    timeout: Duration,
+) -> std::process::Output {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits in i32"));
+    let (done, waited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    match waited.recv_timeout(timeout) {
+        Ok(output) => output.expect("wait for the child"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            panic!("the child pid {pid} did not finish within {timeout:?}");
+        }
+    }
+}
