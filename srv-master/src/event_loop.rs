@@ -284,6 +284,10 @@ impl Shell {
     /// Answers a worker's `ListenRequest` with the socket held for `addr`,
     /// bound now if need be, or with the error (also reported to the
     /// machine).
+    ///
+    /// The socket is duplicated once, here, for the reply; if even that
+    /// fails (the master is out of descriptors), the worker gets the error
+    /// instead of no reply at all.
     fn listen(&mut self, worker: WorkerId, addr: ListenAddr, events: &mut Queue) {
         let socket = self.listeners.get_or_bind(&addr).and_then(|(socket, actual, bound_now)| {
             if bound_now {
@@ -295,10 +299,9 @@ impl Shell {
             })?;
             Ok((socket, actual))
         });
-        match socket {
+        let (message, fds) = match socket {
             Ok((socket, actual)) => {
-                let message = MasterMessage::ListenReply { requested: addr, result: Ok(actual) };
-                self.send_with_fd(worker, &message, Some(socket));
+                (MasterMessage::ListenReply { requested: addr, result: Ok(actual) }, vec![socket])
             }
             Err(error) => {
                 let failed = Event::ListenFailed {
@@ -306,11 +309,11 @@ impl Shell {
                     addr: addr.clone(),
                     error: error.message.clone(),
                 };
-                let message = MasterMessage::ListenReply { requested: addr, result: Err(error) };
-                self.send_with_fd(worker, &message, None);
                 events.push_back((failed, None));
+                (MasterMessage::ListenReply { requested: addr, result: Err(error) }, Vec::new())
             }
-        }
+        };
+        self.send_owned(worker, &message, fds);
     }
 
     fn spawn(&mut self, worker: WorkerId, events: &mut Queue) {
@@ -343,21 +346,21 @@ impl Shell {
     }
 
     fn send(&mut self, worker: WorkerId, message: &MasterMessage) {
-        self.send_with_fd(worker, message, None);
+        self.send_owned(worker, message, Vec::new());
     }
 
-    fn send_with_fd(
+    /// Sends `message` with `fds` (already duplicated for it).
+    fn send_owned(
         &mut self,
         worker: WorkerId,
         message: &MasterMessage,
-        fd: Option<std::os::fd::OwnedFd>,
+        fds: Vec<std::os::fd::OwnedFd>,
     ) {
         let Some(channel) = self.children.get_mut(&worker).and_then(|child| child.channel.as_mut())
         else {
             return;
         };
-        let fds: Vec<_> = fd.iter().map(std::os::fd::AsFd::as_fd).collect();
-        match channel.send(message, &fds) {
+        match channel.send_owned(message, fds) {
             Ok(true) => {}
             Ok(false) => self.want_write(worker, true),
             // The worker is gone or going; its exit will be reaped.

@@ -205,10 +205,50 @@ impl Channel {
     /// A message too large to frame (`InvalidData`), a failure to duplicate a
     /// descriptor, or the socket's write error (the peer is gone).
     pub fn send<M: Message>(&mut self, message: &M, fds: &[BorrowedFd<'_>]) -> io::Result<bool> {
+        let fds = fds.iter().map(|fd| fd.try_clone_to_owned()).collect::<io::Result<Vec<_>>>()?;
+        self.send_owned(message, fds)
+    }
+
+    /// [`Channel::send`] with descriptors the caller already owns: they are
+    /// queued as they are, without duplicating them, and closed once sent
+    /// (or when the channel is dropped).
+    ///
+    /// A sender near its descriptor limit duplicates a socket once, and
+    /// knows whether that worked, before it commits to a reply:
+    ///
+    /// ```
+    /// use std::net::TcpListener;
+    /// use std::os::fd::AsFd;
+    /// use std::os::unix::net::UnixStream;
+    /// use srv_proto::{Channel, ListenError, MasterMessage};
+    ///
+    /// # let (a, b) = UnixStream::pair()?;
+    /// # let (mut master, mut worker) = (Channel::new(a), Channel::new(b));
+    /// let socket = TcpListener::bind("127.0.0.1:0")?;
+    /// let requested: srv_proto::ListenAddr = "127.0.0.1:0".parse().unwrap();
+    /// match socket.as_fd().try_clone_to_owned() {
+    ///     Ok(copy) => {
+    ///         let result = Ok(socket.local_addr()?.into());
+    ///         master.send_owned(&MasterMessage::ListenReply { requested, result }, vec![copy])?;
+    ///     }
+    ///     Err(error) => {
+    ///         let error = ListenError { errno: error.raw_os_error(), message: error.to_string() };
+    ///         master.send(&MasterMessage::ListenReply { requested, result: Err(error) }, &[])?;
+    ///     }
+    /// }
+    /// worker.receive()?;
+    /// let (_, fds) = worker.next_message::<MasterMessage>()?.unwrap();
+    /// assert_eq!(fds.len(), 1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Channel::send`], but for the duplication.
+    pub fn send_owned<M: Message>(&mut self, message: &M, fds: Vec<OwnedFd>) -> io::Result<bool> {
         debug_assert_eq!(message.fd_count(), fds.len(), "descriptor count must match the message");
         let mut bytes = Vec::new();
         frame::encode(message, &mut bytes)?;
-        let fds = fds.iter().map(|fd| fd.try_clone_to_owned()).collect::<io::Result<Vec<_>>>()?;
         self.outgoing.push_back(Outgoing { bytes, sent: 0, fds });
         self.flush()
     }

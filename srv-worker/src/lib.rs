@@ -376,16 +376,18 @@ impl Worker {
     /// # Errors
     ///
     /// A bad address, or the bind failed (port in use, permission denied);
-    /// the message names the address.
+    /// the message names the address. `TimedOut` if the master does not
+    /// answer within 30 seconds (it answers at once unless something is
+    /// badly wrong).
     pub fn listen(&self, addr: &str) -> io::Result<Listener> {
         let addr: ListenAddr = addr.parse()?;
         let Some(link) = &self.link else {
             return listener::bind(&addr);
         };
         let _one_at_a_time = link.listen_lock.lock().unwrap_or_else(|poison| poison.into_inner());
-        self.shared.expect_reply();
+        self.shared.expect_reply(&addr);
         self.send(&WorkerMessage::ListenRequest { addr: addr.clone() })?;
-        let listener = self.shared.wait_reply(&addr)?;
+        let listener = self.shared.wait_reply(&addr, shared::LISTEN_REPLY_TIMEOUT)?;
         self.send(&WorkerMessage::Listening { addr: listener.local_addr()? })?;
         Ok(listener)
     }

@@ -11,7 +11,9 @@
 //! # Races
 //!
 //! `listen` marks itself as waiting *before* sending its request, so a reply
-//! that arrives at once finds a waiter. The pipe and the disconnect reason
+//! that arrives at once finds a waiter. It waits at most
+//! [`LISTEN_REPLY_TIMEOUT`]; a reply that comes later, or for another
+//! address, finds no waiter and is dropped, socket included. The pipe and the disconnect reason
 //! are checked and written under the state lock, so whichever of
 //! "disconnect" and "create the pipe" comes second writes the byte.
 
@@ -19,6 +21,7 @@ use std::io::{self, PipeReader, PipeWriter, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
 use srv_proto::{Channel, ListenAddr, MasterMessage, Received};
 
@@ -38,11 +41,16 @@ struct State {
     reply: Reply,
 }
 
+/// How long `listen` waits for the master's reply: the master answers at
+/// once, so this is only a bound on a master that never will.
+pub(crate) const LISTEN_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Default)]
 enum Reply {
     #[default]
     Idle,
-    Waiting,
+    /// For this address.
+    Waiting(ListenAddr),
     Ready(io::Result<Listener>),
 }
 
@@ -116,7 +124,7 @@ impl Shared {
                     (Err(error), _) => Err(io::Error::from(error)),
                 };
                 let mut state = self.lock();
-                if matches!(state.reply, Reply::Waiting) {
+                if matches!(&state.reply, Reply::Waiting(waited) if *waited == requested) {
                     state.reply = Reply::Ready(res);
                     self.changed.notify_all();
                 } else {
@@ -137,7 +145,7 @@ impl Shared {
         // After `Requested` or `Terminated` the master still answers.
         let master_gone =
             matches!(reason, DisconnectReason::MasterGone | DisconnectReason::Refused(_));
-        if master_gone && matches!(state.reply, Reply::Waiting) {
+        if master_gone && matches!(state.reply, Reply::Waiting(_)) {
             let error =
                 io::Error::new(io::ErrorKind::BrokenPipe, format!("master gone: {reason:?}"));
             state.reply = Reply::Ready(Err(error));
@@ -198,18 +206,32 @@ impl Shared {
         Ok(reader.as_fd())
     }
 
-    pub(crate) fn expect_reply(&self) {
-        self.lock().reply = Reply::Waiting;
+    pub(crate) fn expect_reply(&self, addr: &ListenAddr) {
+        self.lock().reply = Reply::Waiting(addr.clone());
     }
 
-    pub(crate) fn wait_reply(&self, addr: &ListenAddr) -> io::Result<Listener> {
+    pub(crate) fn wait_reply(&self, addr: &ListenAddr, timeout: Duration) -> io::Result<Listener> {
+        let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         loop {
             match std::mem::take(&mut state.reply) {
                 Reply::Ready(res) => return res,
-                Reply::Waiting => {
-                    state.reply = Reply::Waiting;
-                    state = self.changed.wait(state).unwrap_or_else(|poison| poison.into_inner());
+                Reply::Waiting(waited) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "listen {addr}: no reply from the master within {} s",
+                                timeout.as_secs()
+                            ),
+                        ));
+                    }
+                    state.reply = Reply::Waiting(waited);
+                    state = match self.changed.wait_timeout(state, deadline - now) {
+                        Ok((state, _)) => state,
+                        Err(poison) => poison.into_inner().0,
+                    };
                 }
                 Reply::Idle => {
                     return Err(io::Error::other(format!(
@@ -218,5 +240,33 @@ impl Shared {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listen_reply_that_never_comes_times_out() {
+        let shared = Shared::standalone();
+        let addr: ListenAddr = "127.0.0.1:0".parse().unwrap();
+        shared.expect_reply(&addr);
+        let error = shared.wait_reply(&addr, Duration::from_millis(50)).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(error.to_string().starts_with("listen 127.0.0.1:0: no reply"), "{error}");
+    }
+
+    #[test]
+    fn a_reply_for_another_address_is_not_taken() {
+        let shared = Shared::standalone();
+        let (waited, other): (ListenAddr, ListenAddr) =
+            ("127.0.0.1:0".parse().unwrap(), "127.0.0.2:0".parse().unwrap());
+        shared.expect_reply(&waited);
+        let error = srv_proto::ListenError { errno: None, message: "late".to_owned() };
+        let late = MasterMessage::ListenReply { requested: other, result: Err(error) };
+        shared.handle(late, Vec::new());
+        let error = shared.wait_reply(&waited, Duration::from_millis(50)).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
     }
 }

@@ -38,8 +38,12 @@
 //!   before reporting online (`127.0.0.1:0` is fine: every worker of one
 //!   master gets the same socket).
 //! - `--online-delay-ms N`: wait `N` ms before listening and reporting online.
-//! - `--listen-also ADDR`: once online, also ask the master for `ADDR`; on
-//!   an error, print `listen failed: <error>` and exit 1 (a crash).
+//! - `--listen-also ADDR` (repeatable): once online, also ask the master for
+//!   `ADDR`, in order, printing `listening also on <actual addr>`; on an
+//!   error, print `listen failed: <error>` and exit 1 (a crash).
+//! - `--listen-after FILE`: ask for the `--listen-also` addresses only once
+//!   `FILE` exists (checked every 10 ms, for at most 20 s), so a test can
+//!   prepare the master first.
 //! - `--orphan-ms N`: at start, fork a child (this binary again, with the
 //!   hidden first argument `--orphan-sleep-ms N`) that sleeps `N` ms and
 //!   exits, and do not wait for it in the main thread: a helper thread reaps
@@ -138,8 +142,10 @@ struct Behaviour {
     ignore_disconnect: bool,
     slow_exit: Option<Duration>,
     listen: Option<String>,
-    /// `--listen-also`: a second address, asked for once online.
-    listen_also: Option<String>,
+    /// `--listen-also`: more addresses, asked for once online.
+    listen_also: Vec<String>,
+    /// `--listen-after`: the file whose existence starts `listen_also`.
+    listen_after: Option<PathBuf>,
     online_delay: Option<Duration>,
     /// `--orphan-ms`: how long the child each worker leaves behind sleeps.
     orphan: Option<Duration>,
@@ -241,8 +247,9 @@ const USAGE: &str = "usage: misbehave [--workers N] [--require online|listen] \
     [--never-online] [--crash-after-ms MS] [--ignore-disconnect] [--slow-exit-ms MS] \
     [--listen ADDR] [--online-delay-ms MS] [--only-worker-ids ID,ID,...] [--orphan-ms MS] \
     [--orphan-shell] [--exit-after-ms MS] [--keep-sigterm] [--hostile KIND] [--serve-http] \
-    [--swap-dir DIR --swap-to TARGET] [--listen-many DIR] [--worker-program PATH] \
-    [--user NAME] [--allow ADDR] [--unix-mode MODE]";
+    [--swap-dir DIR --swap-to TARGET] [--listen-many DIR] [--listen-also ADDR]... \
+    [--listen-after FILE] [--worker-program PATH] [--user NAME] [--allow ADDR] \
+    [--unix-mode MODE]";
 
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -309,7 +316,8 @@ fn parse_args(
             "--ignore-disconnect" => behaviour.ignore_disconnect = true,
             "--slow-exit-ms" => behaviour.slow_exit = Some(millis(&arg, &value()?)?),
             "--listen" => behaviour.listen = Some(value()?),
-            "--listen-also" => behaviour.listen_also = Some(value()?),
+            "--listen-also" => behaviour.listen_also.push(value()?),
+            "--listen-after" => behaviour.listen_after = Some(PathBuf::from(value()?)),
             "--online-delay-ms" => behaviour.online_delay = Some(millis(&arg, &value()?)?),
             "--orphan-ms" => behaviour.orphan = Some(millis(&arg, &value()?)?),
             "--orphan-shell" => behaviour.orphan_shell = true,
@@ -455,17 +463,26 @@ fn run_worker(worker: &Worker, behaviour: &Behaviour) -> anyhow::Result<()> {
         say(id, "exiting on purpose (code 0)");
         worker.exit(0);
     }
+    if misbehaves && let Some(file) = &behaviour.listen_after {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !file.exists() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
     // Kept open like `listener`.
-    let _also = match &behaviour.listen_also {
-        Some(addr) if misbehaves => match worker.listen(addr) {
-            Ok(listener) => Some(listener),
+    let mut _also = Vec::new();
+    for addr in behaviour.listen_also.iter().filter(|_| misbehaves) {
+        match worker.listen(addr) {
+            Ok(listener) => {
+                say(id, &format!("listening also on {}", listener.local_addr()?));
+                _also.push(listener);
+            }
             Err(error) => {
                 say(id, &format!("listen failed: {error}"));
                 crash(id, 1);
             }
-        },
-        _ => None,
-    };
+        }
+    }
 
     if misbehaves && let (Some(dir), Some(target)) = (&behaviour.swap_dir, &behaviour.swap_to) {
         let mut moved = dir.clone().into_os_string();

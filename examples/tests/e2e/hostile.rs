@@ -328,3 +328,57 @@ fn a_worker_cannot_make_the_master_bind_more_than_max_addresses() {
         master.fail("the refusal does not name listen.max_addresses");
     }
 }
+
+/// Suspected in issue 9: the master duplicated a socket twice to answer a
+/// `ListenRequest`, and when the second duplicate hit the descriptor limit
+/// (EMFILE) the reply was dropped, leaving the worker waiting forever. Here
+/// the master's limit leaves it exactly three free descriptor numbers when
+/// its worker asks for two new addresses: the first needs a socket and its
+/// duplicate, the second then has two numbers left, enough for one
+/// duplicate only. Both replies must arrive.
+#[test]
+fn a_listen_reply_near_the_descriptor_limit_still_arrives() {
+    let has_prlimit = std::process::Command::new("prlimit")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !has_prlimit {
+        eprintln!("skipped: no prlimit (util-linux) to lower the master's descriptor limit");
+        return;
+    }
+    let dir = crate::harness::TempDir::new("emfile");
+    let go = dir.path.join("go");
+    let args = [
+        "--workers",
+        "1",
+        "--worker-timeout",
+        "10000",
+        "--listen-after",
+        go.to_str().unwrap(),
+        "--listen-also",
+        "127.0.0.1:0",
+        "--listen-also",
+        "127.0.0.2:0",
+    ];
+    let master = Master::start(misbehave(), &args);
+    master.wait_for_count("started (online)", 1);
+    // The idle master's open descriptors; the limit leaves three numbers
+    // free below it.
+    let open: BTreeSet<i32> = std::fs::read_dir(format!("/proc/{}/fd", master.pid()))
+        .unwrap()
+        .filter_map(|fd| fd.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let limit = (0..).filter(|fd| !open.contains(fd)).nth(2).unwrap() + 1;
+    let status = std::process::Command::new("prlimit")
+        .args(["--pid", &master.pid().to_string(), &format!("--nofile={limit}:")])
+        .status()
+        .unwrap();
+    if !status.success() {
+        master.fail(&format!("prlimit --nofile={limit}: {status}"));
+    }
+    std::fs::write(&go, "").unwrap();
+    master.wait_until_within(Duration::from_secs(10), "both replies", |lines| {
+        reports(lines, "listening also on ").len() == 2
+    });
+}
