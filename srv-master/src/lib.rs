@@ -53,8 +53,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 pub use options::{
-    DEFAULT_MAX_ADDRESSES, DEFAULT_MAX_START_FAILURES, ListenOptions, MAX_WORKERS, Options,
-    OptionsError, RecycleOptions, Require, RestartOptions, ShutdownOptions, WorkerOptions,
+    DEFAULT_MAX_ADDRESSES, DEFAULT_MAX_START_FAILURES, ListenOptions, MAX_DURATION, MAX_WORKERS,
+    Options, OptionsError, RecycleOptions, Require, RestartOptions, ShutdownOptions, WorkerOptions,
 };
 
 /// Whether this process was started by an srv master as one of its workers.

@@ -314,6 +314,18 @@ pub const DEFAULT_MAX_START_FAILURES: u32 = 3;
 /// ```
 pub const MAX_WORKERS: usize = 1024;
 
+/// The longest duration an option may have (one day): far beyond any
+/// sensible grace or delay, and far from where a deadline (`now +
+/// duration`) would overflow the clock.
+///
+/// ```
+/// let mut options = srv_master::Options::default();
+/// options.shutdown.timeout = std::time::Duration::MAX; // "forever", through the Rust API
+/// let error = options.validate().unwrap_err();
+/// assert_eq!(error.to_string(), "invalid option shutdown.timeout: must be at most 86400000 ms (one day)");
+/// ```
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// An invalid option, naming its key (and the config file, if any).
 ///
 /// ```
@@ -374,13 +386,27 @@ impl Options {
     ///
     /// # Errors
     ///
-    /// `worker.count` of 0 or over [`MAX_WORKERS`]; `worker.timeout`,
+    /// `worker.count` of 0 or over [`MAX_WORKERS`]; a duration over
+    /// [`MAX_DURATION`]; `worker.timeout`,
     /// `recycle.timeout` or `shutdown.timeout` of 0; `restart.max_delay`
     /// below `restart.delay`; an empty `worker.user` or `worker.group`; a
     /// `worker.max_start_failures` of 0; a `listen.unix_mode` with more than
     /// permission bits.
     pub fn validate(&self) -> Result<(), OptionsError> {
         let error = |key, problem: &str| Err(OptionsError::new(key, problem));
+        let durations = [
+            ("worker.timeout", self.worker.timeout),
+            ("recycle.timeout", self.recycle.timeout),
+            ("shutdown.timeout", self.shutdown.timeout),
+            ("restart.delay", self.restart.delay),
+            ("restart.max_delay", self.restart.max_delay),
+        ];
+        for (key, duration) in durations {
+            if duration > MAX_DURATION {
+                let most = MAX_DURATION.as_millis();
+                return error(key, &format!("must be at most {most} ms (one day)"));
+            }
+        }
         if self.worker.count == 0 {
             return error("worker.count", "must be at least 1");
         }
@@ -502,6 +528,14 @@ mod tests {
             (|o| o.shutdown.timeout = Duration::ZERO, "shutdown.timeout"),
             (|o| o.restart.max_delay = Duration::from_millis(1), "restart.max_delay"),
             (|o| o.listen.unix_mode = Some(0o4755), "listen.unix_mode"),
+            // Through the Rust API, "forever" would overflow the deadlines
+            // `now + timeout`: a panic in the master.
+            (|o| o.worker.timeout = Duration::MAX, "worker.timeout"),
+            (|o| o.recycle.timeout = Duration::MAX, "recycle.timeout"),
+            (|o| o.shutdown.timeout = MAX_DURATION + Duration::from_millis(1), "shutdown.timeout"),
+            (|o| o.restart.delay = Duration::MAX, "restart.delay"),
+            (|o| o.restart.max_delay = Duration::MAX, "restart.max_delay"),
+            (|o| o.worker.timeout = Duration::from_millis(u64::MAX), "worker.timeout"),
         ];
         for &(change, key) in cases {
             let mut options = Options::default();
@@ -510,6 +544,29 @@ mod tests {
             assert_eq!(error.key, key);
             assert!(error.to_string().starts_with(&format!("invalid option {key}: ")), "{error}");
         }
+    }
+
+    #[test]
+    fn the_longest_durations_allowed_are_usable_by_the_machine() {
+        let mut options = Options::default();
+        options.worker.timeout = MAX_DURATION;
+        options.recycle.timeout = MAX_DURATION;
+        options.shutdown.timeout = MAX_DURATION;
+        options.restart.delay = MAX_DURATION;
+        options.restart.max_delay = MAX_DURATION;
+        options.validate().unwrap();
+        let now = std::time::Instant::now();
+        let (mut machine, _) = crate::machine::Machine::new(options, now);
+        let mut actions = Vec::new();
+        let worker = crate::machine::WorkerId(1);
+        let status = crate::machine::ExitStatus::Code(1);
+        machine.handle(now, crate::machine::Event::Exited { worker, status }, &mut actions);
+        machine.handle(
+            now,
+            crate::machine::Event::Signal(crate::machine::Signal::Term),
+            &mut actions,
+        );
+        assert!(machine.next_deadline().is_some_and(|deadline| deadline > now));
     }
 
     #[test]
