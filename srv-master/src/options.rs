@@ -136,7 +136,8 @@ pub struct WorkerOptions {
     /// user, which changes nothing; another user is an error at startup.
     pub user: Option<String>,
     /// `worker.group`: run workers with this group (name or numeric gid);
-    /// defaults to the primary group of `worker.user`.
+    /// defaults to the primary group of `worker.user`. It needs
+    /// `worker.user`: alone it would leave the workers running as root.
     pub group: Option<String>,
     /// `worker.max_start_failures`: before any worker has ever started,
     /// the master gives up (stops its workers and exits 1, naming the last
@@ -391,7 +392,7 @@ impl Options {
     /// `recycle.timeout` or `shutdown.timeout` of 0; `restart.max_delay`
     /// below `restart.delay`; an empty `worker.user` or `worker.group`; a
     /// `worker.max_start_failures` of 0; a `listen.unix_mode` with more than
-    /// permission bits.
+    /// permission bits; `worker.group` without `worker.user`.
     pub fn validate(&self) -> Result<(), OptionsError> {
         let error = |key, problem: &str| Err(OptionsError::new(key, problem));
         let durations = [
@@ -434,6 +435,14 @@ impl Options {
         }
         if self.worker.group.as_deref() == Some("") {
             return error("worker.group", "must not be empty");
+        }
+        if self.worker.group.is_some() && self.worker.user.is_none() {
+            // A group alone would change the workers' group and leave their
+            // user the master's, root's for a master that may change groups.
+            return error(
+                "worker.group",
+                "needs worker.user: alone it would leave workers as root",
+            );
         }
         if self.listen.unix_mode.is_some_and(|mode| mode > 0o777) {
             return error("listen.unix_mode", "must be at most 0777 (permission bits only)");
@@ -536,6 +545,7 @@ mod tests {
             (|o| o.restart.delay = Duration::MAX, "restart.delay"),
             (|o| o.restart.max_delay = Duration::MAX, "restart.max_delay"),
             (|o| o.worker.timeout = Duration::from_millis(u64::MAX), "worker.timeout"),
+            (|o| o.worker.group = Some("nogroup".to_owned()), "worker.group"),
         ];
         for &(change, key) in cases {
             let mut options = Options::default();
