@@ -17,6 +17,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de, ser};
 /// (`[fe80::1%2]:80`) survives; a Unix path that is not UTF-8 cannot be
 /// sent.
 ///
+/// Shown (`Display`), a Unix path has its control characters and
+/// backslashes escaped as `{:?}` would escape them: a path comes from a
+/// worker, and a newline in it must not forge a log line. The wire and
+/// [`ListenAddr::Unix`] keep the path as it is.
+///
 /// ```
 /// use srv_proto::ListenAddr;
 /// let tcp: ListenAddr = "127.0.0.1:8080".parse().unwrap();
@@ -111,7 +116,14 @@ impl Serialize for ListenAddr {
         {
             return Err(ser::Error::custom("unix socket path is empty"));
         }
-        serializer.collect_str(self)
+        match self {
+            ListenAddr::Tcp(addr) => serializer.collect_str(addr),
+            // The raw path: `Display` escapes it for log lines.
+            ListenAddr::Unix(path) => {
+                let path = path.to_str().expect("checked above");
+                serializer.serialize_str(&format!("unix:{path}"))
+            }
+        }
     }
 }
 
@@ -126,7 +138,17 @@ impl fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ListenAddr::Tcp(addr) => write!(f, "{addr}"),
-            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+            ListenAddr::Unix(path) => {
+                f.write_str("unix:")?;
+                for c in path.to_string_lossy().chars() {
+                    if c.is_control() || c == '\\' {
+                        write!(f, "{}", c.escape_debug())?;
+                    } else {
+                        write!(f, "{c}")?;
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -150,6 +172,28 @@ mod tests {
             assert_eq!(addr.to_string(), shown, "{text}");
             assert_eq!(addr.to_string().parse::<ListenAddr>().unwrap(), addr);
         }
+    }
+
+    #[test]
+    fn shown_paths_cannot_forge_log_lines_and_travel_unchanged() {
+        let forged =
+            "/tmp/a\n[2026-01-01T00:00:00Z INFO  srv] worker 9 (pid 1) started\r\u{1b}[0m\\";
+        let addr = ListenAddr::Unix(PathBuf::from(forged));
+        let shown = addr.to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(
+            shown,
+            "unix:/tmp/a\\n[2026-01-01T00:00:00Z INFO  srv] worker 9 (pid 1) started\\r\\u{1b}[0m\\\\"
+        );
+        let mut bytes = Vec::new();
+        crate::frame::encode(
+            &crate::WorkerMessage::ListenRequest { addr: addr.clone() },
+            &mut bytes,
+        )
+        .unwrap();
+        let decoded =
+            crate::frame::decode::<crate::WorkerMessage>(&bytes[crate::frame::HEADER_LEN..]);
+        assert_eq!(decoded, Ok(crate::WorkerMessage::ListenRequest { addr }));
     }
 
     #[test]

@@ -143,3 +143,23 @@ fn a_full_listener_at_the_path_does_not_hang_the_master() {
     }
     assert!(path.exists(), "the live socket's file is left alone");
 }
+
+/// Suspected in issue 9: a Unix path comes from a worker, and the master
+/// logs it; a newline in it must not start a line of its own that looks like
+/// one of the master's.
+#[test]
+fn a_newline_in_a_socket_path_cannot_forge_a_log_line() {
+    let dir = crate::harness::TempDir::new("forge");
+    let forged = "[2026-01-01T00:00:00.000Z INFO  srv] worker 7 (pid 1) started (online) in 0 ms";
+    let requested = format!("unix:{}/a\n{forged}", dir.path.display());
+    let args = ["--workers", "1", "--worker-timeout", "10000", "--listen-also", &requested];
+    let master = Master::start(misbehave(), &args);
+    let lines = master.wait_for_count("listening also on ", 1);
+    if let Some(line) = lines.iter().find(|line| line.starts_with("[2026-01-01T00:00:00.000Z")) {
+        master.fail(&format!("a worker's path forged the line {line:?}"));
+    }
+    let escaped = format!("{}/a\\n[2026-01-01T", dir.path.display());
+    if count(&lines, &escaped) == 0 {
+        master.fail("the path is not logged, escaped, at all");
+    }
+}
