@@ -78,11 +78,11 @@ pub struct ListenOptions {
     pub unix_mode: Option<u32>,
     /// `listen.max_addresses`: the most distinct addresses the master binds
     /// for its workers over its whole life (default
-    /// [`DEFAULT_MAX_ADDRESSES`]). Each is a descriptor (and maybe a socket
-    /// file) held until the master exits, so without a cap, workers asking
-    /// for ever new addresses would run it out of descriptors. Sockets
-    /// adopted from the service manager do not count; 0 means the master
-    /// binds nothing itself.
+    /// [`DEFAULT_MAX_ADDRESSES`]). Each is a descriptor (two for a Unix
+    /// path: the socket and its directory) held until the master exits, so
+    /// without a cap, workers asking for ever new addresses would run it out
+    /// of descriptors. Sockets adopted from the service manager do not
+    /// count; 0 means the master binds nothing itself.
     pub max_addresses: usize,
 }
 
