@@ -245,10 +245,11 @@ fn descriptors_installed_before_emfile_are_closed() {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let lock = crate::inherit::SPAWN_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let lock = support::SPAWN_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let child = command.spawn().unwrap();
-    drop(lock);
     let output = support::wait_with_timeout(child, TIMEOUT);
+    // Held until the child is gone: see `SPAWN_LOCK`.
+    drop(lock);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success() && stdout.contains("1 passed"),

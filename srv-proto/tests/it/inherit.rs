@@ -10,9 +10,9 @@
 //!
 //! A descriptor reaches the child the way a master passes one: the parent
 //! clears `FD_CLOEXEC` on it, spawns, and closes its own copy. This happens
-//! under [`SPAWN_LOCK`], which every spawn here takes, so that no other
-//! test's child inherits the descriptor meanwhile (a stray copy of a
-//! socketpair end would delay end of file). The child finds the descriptor
+//! under [`SPAWN_LOCK`], which every spawn of this test binary takes until
+//! its child is gone, so that no other test's child inherits the descriptor
+//! meanwhile (a stray copy of a socketpair end would delay end of file). The child finds the descriptor
 //! at the number it had in the parent; the fixed `CHANNEL_FD` is the
 //! master's business, and `take_inherited_channel` trusts only the variable.
 
@@ -21,7 +21,7 @@ use std::io::ErrorKind;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, PoisonError, mpsc};
+use std::sync::{PoisonError, mpsc};
 use std::thread;
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
@@ -30,17 +30,13 @@ use nix::unistd::Pid;
 use srv_proto::env::{ENV_CHANNEL_FD, ENV_WORKER_ID, take_inherited_channel};
 use srv_proto::{Channel, PROTOCOL_VERSION, Received, WorkerMessage};
 
-use crate::support::{self, TIMEOUT};
+use crate::support::{self, SPAWN_LOCK, TIMEOUT};
 
 /// Names the case a child process runs; unset in the parent.
 const CHILD_CASE: &str = "SRV_PROTO_TEST_CHILD_CASE";
 
 /// The full name of [`child_entry`] in this test binary.
 const CHILD_ENTRY: &str = "inherit::child_entry";
-
-/// Held from clearing `FD_CLOEXEC` on a descriptor until the parent's copy
-/// is closed again, and around every other spawn of this test binary.
-pub(crate) static SPAWN_LOCK: Mutex<()> = Mutex::new(());
 
 /// Not a test by itself: the entry point of the child processes that the
 /// tests below start. Without [`CHILD_CASE`] it returns at once.
@@ -137,7 +133,6 @@ fn run_child(case: &str, channel_fd: Option<&str>, inherited: Option<OwnedFd>) -
     }
     let child = command.spawn().unwrap();
     drop(inherited);
-    drop(lock);
 
     let child_pid = child.id();
     let (done, waited) = mpsc::channel();
@@ -149,6 +144,8 @@ fn run_child(case: &str, channel_fd: Option<&str>, inherited: Option<OwnedFd>) -
             panic!("child case {case} did not finish within {TIMEOUT:?}: {command:?}");
         }
     };
+    // Held until the child is gone: see `SPAWN_LOCK`.
+    drop(lock);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success() && stdout.contains("1 passed"),

@@ -29,12 +29,24 @@ pub(crate) fn is_cloexec(fd: impl AsFd) -> bool {
     FdFlag::from_bits_truncate(flags).contains(FdFlag::FD_CLOEXEC)
 }
 
+/// Held around every spawn of this test binary, from before the fork (in the
+/// `inherit` tests, from clearing `FD_CLOEXEC` on the descriptor to pass)
+/// until the child is gone.
+///
+/// A child holds a copy of *every* descriptor of this process, close-on-exec
+/// or not, from its fork until its `exec` closes them, and that happens
+/// after `Command::spawn` returned (the kernel wakes a `vfork` parent before
+/// it closes the child's close-on-exec descriptors). [`writers_closed`]
+/// takes the lock too, so that such a passing copy never makes it lie.
+pub(crate) static SPAWN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Whether every write end of the pipe whose read end is `read_end` is
 /// closed, in this process and wherever it was sent: a non-blocking read
 /// then sees end of file rather than `WouldBlock`.
 ///
 /// Panics if the pipe still holds data: read it first.
 pub(crate) fn writers_closed(read_end: &File) -> bool {
+    let _no_fork_in_flight = SPAWN_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     fcntl(read_end.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).expect("fcntl F_SETFL");
     let mut byte = [0u8; 1];
     match (&*read_end).read(&mut byte) {
