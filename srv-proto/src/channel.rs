@@ -345,6 +345,105 @@ impl Channel {
         self.decoder.pending()
     }
 
+    /// The bytes received but not yet returned as messages (see
+    /// [`Channel::pending`]), for [`Channel::resume`].
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::os::unix::net::UnixStream;
+    /// use srv_proto::{Channel, WorkerMessage, frame};
+    ///
+    /// let (a, mut b) = UnixStream::pair()?;
+    /// let mut master = Channel::new(a);
+    /// let mut bytes = Vec::new();
+    /// frame::encode(&WorkerMessage::Exit { code: 0 }, &mut bytes)?;
+    /// b.write_all(&bytes[..3])?;
+    /// master.receive()?;
+    /// assert!(master.next_message::<WorkerMessage>()?.is_none());
+    /// assert_eq!(master.unread(), &bytes[..3]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn unread(&self) -> &[u8] {
+        self.decoder.unread()
+    }
+
+    /// The frames waiting to be written, in order: for each, the bytes still
+    /// to write and the descriptors still to send with them (none once the
+    /// frame is partly written: they went with its first byte). With
+    /// [`Channel::unread`], what [`Channel::resume`] needs to go on in
+    /// another process.
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixStream;
+    /// use srv_proto::{Channel, MasterMessage};
+    ///
+    /// let (a, _b) = UnixStream::pair()?;
+    /// a.set_nonblocking(true)?;
+    /// let mut master = Channel::new(a);
+    /// let big = MasterMessage::Refused { reason: "x".repeat(60_000) };
+    /// while master.send(&big, &[])? {} // nobody reads: the socket fills up
+    /// let (bytes, fds) = master.queued().next().unwrap();
+    /// assert!(!bytes.is_empty() && bytes.len() <= 60_010);
+    /// assert!(fds.is_empty());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn queued(&self) -> impl Iterator<Item = (&[u8], &[OwnedFd])> + '_ {
+        self.outgoing.iter().map(|frame| {
+            let fds: &[OwnedFd] = if frame.sent == 0 { &frame.fds } else { &[] };
+            (&frame.bytes[frame.sent..], fds)
+        })
+    }
+
+    /// A channel that goes on where another left off: its decoder is fed
+    /// `unread` first (what [`Channel::unread`] returned there), and
+    /// `queued` (what [`Channel::queued`] returned, with the descriptors
+    /// owned here) is written before anything sent here. So a process can
+    /// hand its end of a channel to another (a master that re-executes
+    /// itself) without losing or splitting a frame in either direction.
+    ///
+    /// The descriptors that arrived and no frame has claimed yet are not
+    /// carried over; a frame that claims some fails with
+    /// [`DecodeError::MissingFds`].
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::os::unix::net::UnixStream;
+    /// use srv_proto::{Channel, MasterMessage, WorkerMessage, frame};
+    ///
+    /// let (a, mut b) = UnixStream::pair()?;
+    /// let mut before = Channel::new(a);
+    /// let mut bytes = Vec::new();
+    /// frame::encode(&WorkerMessage::Exit { code: 7 }, &mut bytes)?;
+    /// b.write_all(&bytes[..3])?; // half a frame arrives before the handover
+    /// before.receive()?;
+    /// assert!(before.next_message::<WorkerMessage>()?.is_none());
+    /// let unread = before.unread().to_vec();
+    /// let stream = before.stream().try_clone()?;
+    /// drop(before);
+    ///
+    /// let mut after = Channel::resume(stream, &unread, Vec::new());
+    /// b.write_all(&bytes[3..])?; // the rest arrives after it
+    /// after.receive()?;
+    /// let (message, _) = after.next_message::<WorkerMessage>()?.unwrap();
+    /// assert_eq!(message, WorkerMessage::Exit { code: 7 });
+    /// # let _ = MasterMessage::Disconnect;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn resume(
+        stream: UnixStream,
+        unread: &[u8],
+        queued: Vec<(Vec<u8>, Vec<OwnedFd>)>,
+    ) -> Channel {
+        let mut channel = Channel::new(stream);
+        channel.decoder.push(unread);
+        channel.outgoing = queued
+            .into_iter()
+            .filter(|(bytes, _)| !bytes.is_empty())
+            .map(|(bytes, fds)| Outgoing { bytes, sent: 0, fds })
+            .collect();
+        channel
+    }
+
     /// Reads once from the socket into the decoder.
     ///
     /// Non-blocking callers repeat until `WouldBlock`, taking messages with

@@ -306,6 +306,30 @@ impl Decoder {
     pub fn pending(&self) -> usize {
         self.buf.len() - self.consumed
     }
+
+    /// The bytes received but not yet returned as frames (their number is
+    /// [`Decoder::pending`]): what a process that hands the stream over to
+    /// another must pass along, so that the other's decoder, fed these
+    /// first, goes on where this one stopped. Empty once poisoned.
+    ///
+    /// ```
+    /// use srv_proto::{Decoder, WorkerMessage, frame};
+    ///
+    /// let mut bytes = Vec::new();
+    /// frame::encode(&WorkerMessage::Online, &mut bytes).unwrap();
+    /// frame::encode(&WorkerMessage::Exit { code: 3 }, &mut bytes).unwrap();
+    /// let mut decoder = Decoder::new();
+    /// decoder.push(&bytes[..7]); // one frame and two bytes of the next
+    /// assert_eq!(decoder.next_message(), Ok(Some(WorkerMessage::Online)));
+    ///
+    /// let mut successor = Decoder::new();
+    /// successor.push(decoder.unread());
+    /// successor.push(&bytes[7..]);
+    /// assert_eq!(successor.next_message(), Ok(Some(WorkerMessage::Exit { code: 3 })));
+    /// ```
+    pub fn unread(&self) -> &[u8] {
+        &self.buf[self.consumed..]
+    }
 }
 
 #[cfg(test)]
