@@ -278,6 +278,7 @@ impl Shell {
             Action::CloseListeners => self.listeners.close(),
             Action::Log(level, line) => log::log!(target: "srv", level, "{line}"),
             Action::Exit(code) => self.exit_code = Some(code),
+            Action::Probe | Action::KillProbe | Action::Exec => {}
         }
     }
 

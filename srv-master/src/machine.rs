@@ -59,6 +59,13 @@
 //! over with every live worker as old, so the recycle ends with workers all
 //! spawned after the last `SIGHUP`.
 //!
+//! # Upgrade
+//!
+//! `SIGUSR2` probes the program on disk and, if it is a compatible srv
+//! master whose options are valid, has the shell re-execute it in place with
+//! the machine's [`Handover`]; the new master's machine
+//! ([`Machine::adopt`]) recycles every worker. See `upgrade.rs`.
+//!
 //! # Files
 //!
 //! [`Machine`] is one type whose `impl` is split by concern:
@@ -72,7 +79,8 @@
 //! - `failure.rs`: failures, exits and restarts;
 //! - `recycle.rs`: the rolling recycle;
 //! - `scaling.rs`: `SIGTTIN` and `SIGTTOU`;
-//! - `shutdown.rs`: the graceful shutdown, and the forced one.
+//! - `shutdown.rs`: the graceful shutdown, and the forced one;
+//! - `upgrade.rs`: the upgrade in place (`SIGUSR2`) and the handover.
 //!
 //! [`REFUSED_GRACE`]: messages::REFUSED_GRACE
 //! [`MAX_MESSAGES_PER_WINDOW`]: messages::MAX_MESSAGES_PER_WINDOW
@@ -84,6 +92,7 @@ mod messages;
 mod recycle;
 mod scaling;
 mod shutdown;
+mod upgrade;
 mod vocabulary;
 mod worker;
 
@@ -96,8 +105,10 @@ use crate::options::Options;
 
 use self::failure::Restart;
 use self::recycle::Recycle;
+use self::upgrade::Upgrade;
+pub(crate) use self::upgrade::{HANDOVER_VERSION, Handover};
 pub(crate) use self::vocabulary::{
-    Action, Event, ExitStatus, ServicePhase, Signal, Status, WorkerId,
+    Action, Event, ExitStatus, ProbeReport, ServicePhase, Signal, Status, Upgrading, WorkerId,
 };
 use self::worker::{CHANNEL_CLOSE_GRACE, State, Worker};
 
@@ -134,6 +145,11 @@ pub(crate) struct Machine {
     /// carried out by `give_up_if_decided` once the deadlines, or the
     /// event, that decided it are handled.
     give_up: Option<String>,
+    /// The upgrade in progress (`SIGUSR2`).
+    upgrade: Option<Upgrade>,
+    /// How the last upgrade went wrong (`failed: ...`, `incomplete:
+    /// ...`), until the next one begins; the status shows it.
+    upgrade_failure: Option<String>,
 }
 
 impl Machine {
@@ -156,6 +172,8 @@ impl Machine {
             ever_ready: false,
             failure: None,
             give_up: None,
+            upgrade: None,
+            upgrade_failure: None,
         };
         let mut actions = Vec::new();
         for _ in 0..target {
@@ -167,7 +185,8 @@ impl Machine {
     /// Handles one event at `now`, appending what to do to `actions`.
     ///
     /// Deadlines that are due at `now` are handled first, whatever the event,
-    /// except those of a worker whose exit the event reports: it is gone.
+    /// except those of a worker or a probe whose exit the event reports: it
+    /// is gone.
     /// Once the machine has returned [`Action::Exit`], it ignores every event.
     pub(crate) fn handle(&mut self, now: Instant, event: Event, actions: &mut Vec<Action>) {
         if self.phase == Phase::Exited {
@@ -177,7 +196,13 @@ impl Machine {
             Event::Exited { worker, .. } => Some(*worker),
             _ => None,
         };
+        // Nor is a probe whose end the event reports killed, at its deadline
+        // or by a shutdown: it is gone, and what it reported is judged.
+        if let Event::ProbeExited { .. } | Event::ProbeSpawnFailed { .. } = event {
+            self.probe_gone();
+        }
         self.advance(now, exiting, actions);
+        self.advance_upgrade(now, actions);
         self.give_up_if_decided(now, exiting, actions);
         match event {
             Event::Tick => {}
@@ -229,9 +254,18 @@ impl Machine {
                 }
             }
             Event::Exited { worker, status } => self.on_exit(now, worker, status, actions),
+            Event::ProbeSpawned { pid, program } => {
+                self.probe_spawned(now, pid, &program, actions);
+            }
+            Event::ProbeSpawnFailed { error } => self.probe_spawn_failed(now, &error, actions),
+            Event::ProbeExited { status, report, output } => {
+                self.probe_exited(now, status, &report, &output, actions);
+            }
+            Event::ExecFailed { error } => self.exec_failed(now, &error, actions),
         }
         self.give_up_if_decided(now, None, actions);
         self.step_recycle(now, actions);
+        self.finish_upgrade_if_recycled(now, actions);
         if !self.ever_ready && self.is_ready() {
             self.ever_ready = true;
         }
@@ -240,11 +274,12 @@ impl Machine {
     /// What the master is doing, for a service manager (systemd's
     /// `READY=1`, `RELOADING=1`, `STOPPING=1`, `STATUS=`).
     pub(crate) fn status(&self) -> Status {
-        let phase = match (self.phase, &self.recycle) {
+        let reloading = self.recycle.is_some() || self.upgrade.is_some();
+        let phase = match (self.phase, reloading) {
             (Phase::ShuttingDown { .. } | Phase::Exited, _) => ServicePhase::Stopping,
-            (Phase::Running, Some(_)) => ServicePhase::Reloading,
-            (Phase::Running, None) if self.ever_ready => ServicePhase::Ready,
-            (Phase::Running, None) => ServicePhase::Starting,
+            (Phase::Running, true) => ServicePhase::Reloading,
+            (Phase::Running, false) if self.ever_ready => ServicePhase::Ready,
+            (Phase::Running, false) => ServicePhase::Starting,
         };
         Status {
             phase,
@@ -252,6 +287,8 @@ impl Machine {
             target: self.target,
             workers: self.workers.len(),
             failure: self.failure.clone(),
+            upgrading: self.upgrading(),
+            upgrade_failure: self.upgrade_failure.clone(),
         }
     }
 
@@ -272,7 +309,7 @@ impl Machine {
             state.into_iter().chain(closed)
         });
         let restarts = self.restarts.iter().map(|restart| restart.due);
-        workers.chain(restarts).min()
+        workers.chain(restarts).chain(self.upgrade_deadline()).min()
     }
 
     /// Whether every worker is started and none is pending: all of
@@ -321,7 +358,12 @@ impl Machine {
             (Signal::Int | Signal::Term, Phase::ShuttingDown { .. }) => {
                 self.force_stop(signal, actions);
             }
-            (Signal::Hup, Phase::Running) => self.begin_recycle(now, actions),
+            (Signal::Hup, Phase::Running) => {
+                if !self.defer_hup(actions) {
+                    self.begin_recycle(now, actions);
+                }
+            }
+            (Signal::Usr2, Phase::Running) => self.begin_upgrade(now, actions),
             (Signal::Ttin, Phase::Running) => self.add_one(now, actions),
             (Signal::Ttou, Phase::Running) => self.remove_one(now, actions),
             (_, _) => log(actions, Level::Info, format!("{signal} ignored: shutting down")),

@@ -213,7 +213,15 @@ mod tests {
     use super::*;
 
     fn status(phase: ServicePhase, started: usize) -> Status {
-        Status { phase, started, target: 4, workers: started, failure: None }
+        Status {
+            phase,
+            started,
+            target: 4,
+            workers: started,
+            failure: None,
+            upgrading: None,
+            upgrade_failure: None,
+        }
     }
 
     fn sent(before: Option<Status>, after: Status) -> Vec<String> {

@@ -28,6 +28,7 @@ impl Machine {
         self.failure = failure;
         actions.push(Action::CloseListeners);
         self.restarts.clear();
+        self.stop_upgrade(cause, actions);
         if let Some(recycle) = self.recycle.take() {
             let left = recycle.queue.len() + usize::from(recycle.current.is_some());
             log(
@@ -87,11 +88,12 @@ impl Machine {
         }
     }
 
-    /// Once the last worker of a shutdown is gone: exit, 1 if the master
-    /// stopped on its own failure.
+    /// Once the last worker of a shutdown is gone, and the probe of an
+    /// upgrade too: exit, 1 if the master stopped on its own failure.
     pub(super) fn check_done(&mut self, actions: &mut Vec<Action>) {
         if let Phase::ShuttingDown { forced } = self.phase
             && self.workers.is_empty()
+            && self.upgrade.is_none()
         {
             self.phase = Phase::Exited;
             let how = if forced { "forced shutdown" } else { "shutdown" };

@@ -10,7 +10,13 @@
 //!
 //! Like the real shell, the fake answers every `Spawn` at once, with
 //! `Spawned` and pid `1000 + id` (or `SpawnFailed` after a `spawn-fails`
-//! line), so scripts never spell those answers out.
+//! line), and every `Probe` with `ProbeSpawned` and pid 999 (or
+//! `ProbeSpawnFailed` after `probe-spawn-fails`), so scripts never spell
+//! those answers out. An `Exec` happens at the end of the script line, as
+//! the real shell execs at the end of a turn: the machine's
+//! [`Handover`](crate::machine::Handover) goes through serde and
+//! `Machine::adopt` replaces the machine, with the same processes (the
+//! same children of the same pid).
 //!
 //! # Script lines
 //!
@@ -20,7 +26,7 @@
 //! | command | event(s) |
 //! |---|---|
 //! | `tick` | `Tick` |
-//! | `SIGINT` `SIGTERM` `SIGHUP` `SIGTTIN` `SIGTTOU` | `Signal` |
+//! | `SIGINT` `SIGTERM` `SIGHUP` `SIGTTIN` `SIGTTOU` `SIGUSR2` | `Signal` |
 //! | `hello IDS [version=N]` | `Hello`, with [`PROTOCOL_VERSION`] unless given |
 //! | `online IDS` | `Online` |
 //! | `flood IDS n=N` | `N` times `Online` |
@@ -36,6 +42,10 @@
 //! | `spawn-slowly [N]` | none: the next `N` spawns are answered only by a `spawned` line |
 //! | `spawned IDS` | `Spawned` (after `spawn-slowly`) |
 //! | `spawn-fails [N]` | none: the next `N` spawns (default 1) report `SpawnFailed` |
+//! | `probe-exited [code=N or signal=N] [REPORT] [protocol=N] [handover=N] [output=1]` | `ProbeExited`: exit code 0 unless given; `REPORT` is `ready` (the default, with [`PROTOCOL_VERSION`] and [`HANDOVER_VERSION`] unless given), `missing`, `garbage` or `refused`; `output=1` adds some output |
+//! | `probe-spawn-fails` | none: the next `Probe` reports `ProbeSpawnFailed` |
+//! | `exec-fails` | none: the next exec reports `ExecFailed` |
+//! | `new-count N` | none: the program the next exec runs has `worker.count = N` |
 //! | `deadline` | none: writes `MS next deadline D` into the transcript |
 //! | `status` | none: writes `MS status S` (the `STATUS=` line) into the transcript |
 //! | `state` | none: writes `MS state phase=P started=N target=N workers=N ready=B recycling=B failure=F` into the transcript |
@@ -45,7 +55,9 @@
 //! id; no `Send`, `Listen` or `Kill` for a worker that was never spawned or
 //! has exited; no `Disconnect` after a `Kill`, no second `Kill`; nothing
 //! after `Exit`; and after a `Tick`, no deadline at or before now (the real
-//! shell would spin on a zero poll timeout).
+//! shell would spin on a zero poll timeout). For the probe: one at a time,
+//! `KillProbe` once and only while it runs, and neither `Exec` nor `Exit`
+//! while it runs.
 //!
 //! # Files
 //!
@@ -53,8 +65,11 @@
 //! grouped by what they drive: `starting.rs`, `messages.rs` (the protocol
 //! and its limits), `listen.rs` (listen requests and failures),
 //! `crashes.rs` (crashes, exits on purpose, a closed channel),
-//! `shutdown.rs`, `recycle.rs`, `scaling.rs`, `status.rs`, and `random.rs`
-//! (random event sequences against the shell's invariants).
+//! `shutdown.rs`, `recycle.rs`, `scaling.rs`, `status.rs`, `upgrade.rs`,
+//! and `random.rs` (random event sequences against the shell's invariants).
+//!
+//! [`PROTOCOL_VERSION`]: srv_proto::PROTOCOL_VERSION
+//! [`HANDOVER_VERSION`]: crate::machine::HANDOVER_VERSION
 
 mod crashes;
 mod listen;
@@ -66,3 +81,4 @@ mod shell;
 mod shutdown;
 mod starting;
 mod status;
+mod upgrade;

@@ -1,7 +1,8 @@
 //! The words the machine and the shell speak: the [`Event`]s the shell
 //! reports, the [`Action`]s it carries out, the [`Signal`]s the master acts
 //! on, how a worker ended ([`ExitStatus`]), a worker's identity
-//! ([`WorkerId`]), and the summary a service manager sees ([`Status`]).
+//! ([`WorkerId`]), what the probe of an upgrade reported ([`ProbeReport`]),
+//! and the summary a service manager sees ([`Status`]).
 
 use std::fmt;
 
@@ -31,6 +32,8 @@ pub(crate) enum Signal {
     Ttin,
     /// `SIGTTOU`: one worker fewer.
     Ttou,
+    /// `SIGUSR2`: upgrade the master in place.
+    Usr2,
 }
 
 impl fmt::Display for Signal {
@@ -41,6 +44,7 @@ impl fmt::Display for Signal {
             Signal::Hup => "SIGHUP",
             Signal::Ttin => "SIGTTIN",
             Signal::Ttou => "SIGTTOU",
+            Signal::Usr2 => "SIGUSR2",
         })
     }
 }
@@ -118,8 +122,58 @@ pub(crate) enum Event {
         /// How it ended.
         status: ExitStatus,
     },
+    /// The probe of an upgrade runs as `pid`.
+    ProbeSpawned {
+        /// Its process id.
+        pid: u32,
+        /// The program it runs, for log lines.
+        program: String,
+    },
+    /// The probe of an upgrade could not be started: the program on disk
+    /// cannot be executed.
+    ProbeSpawnFailed {
+        /// Why, naming the program.
+        error: String,
+    },
+    /// The probe of an upgrade ended and was reaped.
+    ProbeExited {
+        /// How it ended.
+        status: ExitStatus,
+        /// What it wrote on its report descriptor.
+        report: ProbeReport,
+        /// The end of what it wrote on its standard output and error (at
+        /// most a few KiB), for the log line of a failure.
+        output: String,
+    },
+    /// The master could not execute the new program; it runs on as it was.
+    ExecFailed {
+        /// Why, naming the program.
+        error: String,
+    },
     /// Time passed; deadlines up to `now` are due.
     Tick,
+}
+
+/// What the probe of an upgrade wrote on its report descriptor, as the
+/// shell read it (the machine judges it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ProbeReport {
+    /// Nothing: the program is not an srv master, or one that predates the
+    /// probe.
+    Missing,
+    /// Bytes that are not a report (why).
+    Garbage(String),
+    /// An srv master whose options are valid.
+    Ready {
+        /// Its srv version, for log lines.
+        srv: String,
+        /// The oldest and newest protocol versions of workers it accepts.
+        protocol: (u32, u32),
+        /// The oldest and newest handover formats it reads.
+        handover: (u32, u32),
+    },
+    /// An srv master that refuses its options (why).
+    Refused(String),
 }
 
 /// Something the shell must do.
@@ -140,6 +194,16 @@ pub(crate) enum Action {
     CloseListeners,
     /// Write one log line.
     Log(Level, String),
+    /// Start the probe of an upgrade (the program on disk, in probe mode),
+    /// then report `ProbeSpawned` or `ProbeSpawnFailed`, and `ProbeExited`
+    /// once it is reaped.
+    Probe,
+    /// `SIGKILL` the probe, if it still runs.
+    KillProbe,
+    /// At the end of this turn, re-execute the new program in place with
+    /// [`Machine::handover`](super::Machine::handover); report
+    /// `ExecFailed` if the exec fails.
+    Exec,
     /// Every worker is gone after a shutdown: exit with this code.
     Exit(i32),
 }
@@ -153,6 +217,9 @@ impl fmt::Display for Action {
             Action::Kill(worker) => write!(f, "kill {worker}"),
             Action::CloseListeners => f.write_str("close listeners"),
             Action::Log(level, line) => write!(f, "log {level}: {line}"),
+            Action::Probe => f.write_str("probe"),
+            Action::KillProbe => f.write_str("kill probe"),
+            Action::Exec => f.write_str("exec"),
             Action::Exit(code) => write!(f, "exit {code}"),
         }
     }
@@ -165,7 +232,7 @@ pub(crate) enum ServicePhase {
     Starting,
     /// Every worker started once; serving.
     Ready,
-    /// A recycle is in progress.
+    /// A recycle or an upgrade is in progress.
     Reloading,
     /// Shutting down.
     Stopping,
@@ -186,6 +253,20 @@ pub(crate) struct Status {
     pub(crate) workers: usize,
     /// Why the master is stopping on its own, if it is (it then exits 1).
     pub(crate) failure: Option<String>,
+    /// The upgrade in progress, if any.
+    pub(crate) upgrading: Option<Upgrading>,
+    /// How the last upgrade went wrong (`failed: ...` or `incomplete:
+    /// ...`), until the next one begins.
+    pub(crate) upgrade_failure: Option<String>,
+}
+
+/// Where an upgrade is, as a service manager sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Upgrading {
+    /// The new program is being probed, or executed.
+    Probing,
+    /// The new master recycles the workers of the old program.
+    Recycling,
 }
 
 impl fmt::Display for Status {
@@ -193,15 +274,28 @@ impl fmt::Display for Status {
     /// stops on its own says why, and systemd shows that line after it
     /// exited.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Status { phase, started, target, workers, ref failure } = *self;
+        let Status { phase, started, target, workers, ref failure, upgrading, ref upgrade_failure } =
+            *self;
         if let Some(failure) = failure {
             return write!(f, "failed: {failure}; stopping: {workers} workers left");
         }
-        match phase {
-            ServicePhase::Starting => write!(f, "starting: {started}/{target} workers ready"),
-            ServicePhase::Ready => write!(f, "{started}/{target} workers ready"),
-            ServicePhase::Reloading => write!(f, "recycling: {started}/{target} workers ready"),
-            ServicePhase::Stopping => write!(f, "stopping: {workers} workers left"),
+        match (phase, upgrading) {
+            (ServicePhase::Starting, _) => write!(f, "starting: {started}/{target} workers ready")?,
+            (ServicePhase::Ready, _) => write!(f, "{started}/{target} workers ready")?,
+            (ServicePhase::Reloading, Some(Upgrading::Probing)) => {
+                write!(f, "upgrading: probing the new program; {started}/{target} workers ready")?
+            }
+            (ServicePhase::Reloading, Some(Upgrading::Recycling)) => {
+                write!(f, "upgrading: recycling: {started}/{target} workers ready")?
+            }
+            (ServicePhase::Reloading, None) => {
+                write!(f, "recycling: {started}/{target} workers ready")?
+            }
+            (ServicePhase::Stopping, _) => return write!(f, "stopping: {workers} workers left"),
+        }
+        match upgrade_failure {
+            Some(why) if upgrading.is_none() => write!(f, "; upgrade {why}"),
+            _ => Ok(()),
         }
     }
 }

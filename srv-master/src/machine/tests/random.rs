@@ -96,7 +96,8 @@ fn step() -> impl Strategy<Value = Step> {
 proptest! {
     #![proptest_config(config(CASES))]
 
-    /// Random signals, messages, crashes, exits and time; after every step the
+    /// Random signals (`SIGUSR2` and the upgrade's probe and exec included),
+    /// messages, crashes, exits and time; after every step the
     /// fake shell's invariants hold (a master that gives up before any worker
     /// started counts as shutting down), and the machine never runs more than the
     /// target plus one recycle replacement. Every so often the world turns
@@ -211,6 +212,24 @@ fn random_run(world: &World, steps: &[Step]) {
                 shutting_down = true;
                 continue;
             }
+            88..91 => lines.push("SIGUSR2".to_owned()),
+            91..95 => match &shell.probe {
+                Some(probe) if probe.killed => {
+                    lines.push("probe-exited signal=9 missing".to_owned())
+                }
+                Some(_) => lines.push(
+                    [
+                        "probe-exited",
+                        "probe-exited code=2 missing",
+                        "probe-exited protocol=99",
+                        "probe-exited garbage",
+                    ][usize::from(step.variant)]
+                    .to_owned(),
+                ),
+                None => {}
+            },
+            95 => lines.push("exec-fails".to_owned()),
+            96 => lines.push("probe-spawn-fails".to_owned()),
             _ => {}
         }
         let ms = shell.now_ms + later;

@@ -9,11 +9,16 @@ use std::time::{Duration, Instant};
 use similar::{Algorithm, ChangeTag};
 use srv_proto::{ListenAddr, MasterMessage, PROTOCOL_VERSION, WorkerMessage};
 
-use crate::machine::{Action, Event, ExitStatus, Machine, Signal, WorkerId};
+use crate::machine::{
+    Action, Event, ExitStatus, HANDOVER_VERSION, Handover, Machine, ProbeReport, Signal, WorkerId,
+};
 use crate::options::Options;
 
 /// The fake shell gives worker `id` the pid `PID_BASE + id`.
 pub(super) const PID_BASE: u32 = 1000;
+
+/// The pid of every probe the fake shell starts.
+pub(super) const PROBE_PID: u32 = 999;
 
 /// The default options but `worker.count`: `worker.timeout` 2000 ms,
 /// `restart.delay` 5000 ms, `restart.max_delay` 60000 ms,
@@ -57,9 +62,18 @@ pub(super) struct Process {
     gone: bool,
 }
 
+/// The probe of an upgrade, as the fake shell knows it.
+#[derive(Debug, Default)]
+pub(super) struct Probe {
+    pub(super) killed: bool,
+}
+
 /// A fake of the mio shell: the only code that touches the `Machine` API.
 pub(super) struct Shell {
     machine: Machine,
+    /// The options of the program the next exec runs (`new-count` changes
+    /// them).
+    options: Options,
     t0: Instant,
     pub(super) now_ms: u64,
     logs: bool,
@@ -78,14 +92,25 @@ pub(super) struct Shell {
     /// Some worker was started after an event: the master may no longer
     /// give up on its own.
     ever_started: bool,
+    /// The probe of an upgrade, from `Probe` until it exited.
+    pub(super) probe: Option<Probe>,
+    /// The next `Probe` reports `ProbeSpawnFailed`.
+    failing_probe_spawn: bool,
+    /// `Exec` was seen this turn: the exec happens at its end.
+    exec_due: bool,
+    /// The next exec fails.
+    failing_exec: bool,
+    /// Execs done (a machine adopted from a handover).
+    pub(super) execs: usize,
 }
 
 impl Shell {
     pub(super) fn start(options: Options, logs: bool) -> Shell {
         let t0 = Instant::now();
-        let (machine, actions) = Machine::new(options, t0);
+        let (machine, actions) = Machine::new(options.clone(), t0);
         let mut shell = Shell {
             machine,
+            options,
             t0,
             now_ms: 0,
             logs,
@@ -97,12 +122,18 @@ impl Shell {
             exits: 0,
             listeners_closed: false,
             ever_started: false,
+            probe: None,
+            failing_probe_spawn: false,
+            exec_due: false,
+            failing_exec: false,
+            execs: 0,
         };
         let mut answers = VecDeque::new();
         for action in actions {
             shell.act(action, &mut answers);
         }
         shell.feed_all(answers);
+        shell.exec_if_due();
         shell
     }
 
@@ -155,7 +186,10 @@ impl Shell {
                 others.push(word);
             }
         }
-        let addr: ListenAddr = others.first().unwrap_or(&"127.0.0.1:8080").parse().unwrap();
+        let addr: ListenAddr = match others.first() {
+            Some(addr) if command != "probe-exited" => addr.parse().unwrap(),
+            _ => "127.0.0.1:8080".parse().unwrap(),
+        };
         let message = |worker, message| Event::Message { worker, message };
         let hello = |worker: WorkerId| {
             let protocol_version = values.get("version").map_or(PROTOCOL_VERSION, |v| *v as u32);
@@ -169,6 +203,46 @@ impl Shell {
             "SIGHUP" => vec![Event::Signal(Signal::Hup)],
             "SIGTTIN" => vec![Event::Signal(Signal::Ttin)],
             "SIGTTOU" => vec![Event::Signal(Signal::Ttou)],
+            "SIGUSR2" => vec![Event::Signal(Signal::Usr2)],
+            "probe-exited" => {
+                let status = match (values.get("code"), values.get("signal")) {
+                    (_, Some(signal)) => ExitStatus::Signal(*signal),
+                    (code, None) => ExitStatus::Code(code.copied().unwrap_or(0)),
+                };
+                let version = |key| {
+                    values.get(key).map_or((PROTOCOL_VERSION, PROTOCOL_VERSION), |v| {
+                        let v = *v as u32;
+                        (v, v)
+                    })
+                };
+                let protocol = version("protocol");
+                let handover = values
+                    .get("handover")
+                    .map_or((HANDOVER_VERSION, HANDOVER_VERSION), |v| (*v as u32, *v as u32));
+                let report = match others.first().copied().unwrap_or("ready") {
+                    "ready" => ProbeReport::Ready { srv: "9.9.9".to_owned(), protocol, handover },
+                    "missing" => ProbeReport::Missing,
+                    "garbage" => ProbeReport::Garbage("expected value at line 1".to_owned()),
+                    "refused" => ProbeReport::Refused(
+                        "invalid option worker.count: must be at least 1".to_owned(),
+                    ),
+                    other => panic!("script line `{line}`: unknown report {other}"),
+                };
+                let output = if values.contains_key("output") { "boom\n" } else { "" };
+                vec![Event::ProbeExited { status, report, output: output.to_owned() }]
+            }
+            "probe-spawn-fails" => {
+                self.failing_probe_spawn = true;
+                vec![]
+            }
+            "exec-fails" => {
+                self.failing_exec = true;
+                vec![]
+            }
+            "new-count" => {
+                self.options.worker.count = ids[0].0 as usize;
+                vec![]
+            }
             "hello" => each(&hello),
             "online" => each(&|worker| message(worker, WorkerMessage::Online)),
             "flood" => {
@@ -239,6 +313,35 @@ impl Shell {
             _ => panic!("script line `{line}`: unknown command"),
         };
         self.feed_all(events.into());
+        self.exec_if_due();
+    }
+
+    /// At the end of a turn (a script line), an `Exec` seen in it happens,
+    /// as in the real shell: the machine's handover goes through its
+    /// encoding and [`Machine::adopt`] builds the new master's machine,
+    /// whose actions are carried out. The processes stay: they are the same
+    /// children of the same pid.
+    fn exec_if_due(&mut self) {
+        if !std::mem::take(&mut self.exec_due) {
+            return;
+        }
+        let Some(handover) = self.machine.handover(self.now()) else { return };
+        if std::mem::take(&mut self.failing_exec) {
+            let error = "cannot execute /srv/app: Text file busy".to_owned();
+            self.feed_all(VecDeque::from([Event::ExecFailed { error }]));
+            return;
+        }
+        let text = serde_json::to_string(&handover).expect("the handover encodes");
+        let handover: Handover = serde_json::from_str(&text).expect("the handover decodes");
+        self.history.push(format!("{} handover {text}", self.now_ms));
+        self.execs += 1;
+        let (machine, actions) = Machine::adopt(self.options.clone(), self.now(), handover);
+        self.machine = machine;
+        let mut answers = VecDeque::new();
+        for action in actions {
+            self.act(action, &mut answers);
+        }
+        self.feed_all(answers);
     }
 
     /// Feeds events, and the answers to the actions they cause, in order.
@@ -249,6 +352,12 @@ impl Shell {
                 && let Some(process) = self.processes.get_mut(&worker.0)
             {
                 process.gone = true;
+            }
+            if let Event::ProbeExited { .. } | Event::ProbeSpawnFailed { .. } = &event {
+                if self.probe.is_none() {
+                    self.broken("a probe exit, and no probe runs");
+                }
+                self.probe = None;
             }
             if let Event::Message { worker, message } = &event
                 && let Some(process) = self.processes.get_mut(&worker.0)
@@ -296,7 +405,38 @@ impl Shell {
                 return;
             }
             Action::Exit(_) => {
+                if self.probe.is_some() {
+                    self.broken("Exit while the probe runs");
+                }
                 self.exits += 1;
+                return;
+            }
+            Action::Probe => {
+                if self.probe.is_some() {
+                    self.broken("a second Probe while one runs");
+                }
+                self.probe = Some(Probe::default());
+                answers.push_back(if std::mem::take(&mut self.failing_probe_spawn) {
+                    let error = "cannot execute /srv/app: Permission denied".to_owned();
+                    Event::ProbeSpawnFailed { error }
+                } else {
+                    Event::ProbeSpawned { pid: PROBE_PID, program: "/srv/app".to_owned() }
+                });
+                return;
+            }
+            Action::KillProbe => {
+                match &mut self.probe {
+                    None => self.broken("KillProbe, and no probe runs"),
+                    Some(probe) if probe.killed => self.broken("a second KillProbe"),
+                    Some(probe) => probe.killed = true,
+                }
+                return;
+            }
+            Action::Exec => {
+                if self.probe.is_some() {
+                    self.broken("Exec while the probe runs");
+                }
+                self.exec_due = true;
                 return;
             }
         };
@@ -422,6 +562,13 @@ impl Shell {
     pub(super) fn settle(&mut self) {
         for _ in 0..10_000 {
             let mut lines = Vec::new();
+            match &self.probe {
+                Some(Probe { killed: true }) => {
+                    lines.push("probe-exited signal=9 missing".to_owned())
+                }
+                Some(Probe { killed: false }) => lines.push("probe-exited".to_owned()),
+                None => {}
+            }
             for (id, process) in self.processes.iter().filter(|(_, process)| !process.gone) {
                 if process.killed {
                     lines.push(format!("exited {id} signal=9"));
