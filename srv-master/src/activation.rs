@@ -103,8 +103,9 @@ pub(crate) fn adopt() -> Vec<(ListenAddr, OwnedFd)> {
 }
 
 /// The local address of a listening TCP socket or a listening Unix stream
-/// socket with a path; otherwise why the descriptor is not one.
-fn listening_address(fd: BorrowedFd<'_>) -> Result<ListenAddr, String> {
+/// socket with a path; otherwise why the descriptor is not one. The
+/// upgrade checks the sockets handed over with it too.
+pub(crate) fn listening_address(fd: BorrowedFd<'_>) -> Result<ListenAddr, String> {
     let socket = SockRef::from(&fd);
     let kind = socket.r#type().map_err(|error| match error.raw_os_error() {
         Some(nix::libc::ENOTSOCK) => "not a socket".to_owned(),

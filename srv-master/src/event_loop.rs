@@ -54,7 +54,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -64,18 +65,27 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal as NixSignal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 use srv_proto::{Channel, ListenAddr, ListenError, MasterMessage, Received, WorkerMessage};
 
 use crate::Error;
 use crate::listeners::{Listeners, Policy};
-use crate::machine::{Action, Event, ExitStatus, Machine, Signal, WorkerId};
+use crate::machine::{Action, Event, ExitStatus, Handover, Machine, Signal, WorkerId};
 use crate::notify::Notifier;
 use crate::options::Options;
-use crate::spawn::{Credentials, spawn_worker};
+use crate::spawn::{Credentials, spawn_probe, spawn_worker};
+use crate::upgrade::{
+    Adopted, ExecPlan, HandedChannel, HandedFile, HandedListeners, HandedSocket, HandoverFile,
+    MAX_OUTPUT_LEN, MAX_REPORT_LEN, ProbePipe, Program,
+};
 
 const SIGNALS: Token = Token(0);
+
+/// The probe's report pipe and its output pipe. Workers' tokens are their
+/// ids, which never come near these.
+const PROBE_REPORT: Token = Token(usize::MAX - 1);
+const PROBE_OUTPUT: Token = Token(usize::MAX - 2);
 
 /// The most reads (of up to 16 KiB each) from one channel in one turn of
 /// the loop: a 64 KiB frame fits, a flood does not stall the loop.
@@ -95,6 +105,15 @@ struct Child {
     wants_write: bool,
 }
 
+/// The probe of an upgrade, as the shell knows it.
+#[derive(Debug)]
+struct ProbeChild {
+    /// Until it is reaped; it leads its own process group.
+    pid: Pid,
+    report: ProbePipe,
+    output: ProbePipe,
+}
+
 struct Shell {
     poll: Poll,
     options: Options,
@@ -106,6 +125,15 @@ struct Shell {
     /// Channels not read until `WouldBlock` last turn.
     unread: Vec<WorkerId>,
     exit_code: Option<i32>,
+    /// The master's own program (see [`run`]).
+    program: Result<Program, String>,
+    /// Its file, opened for the last probe, executed if it is vouched for.
+    exe: Option<std::os::fd::OwnedFd>,
+    probe: Option<ProbeChild>,
+    /// The probe's pipes were not read until `WouldBlock` last turn.
+    probe_unread: bool,
+    /// `Action::Exec` was carried out this turn.
+    exec_due: bool,
 }
 
 fn token(worker: WorkerId) -> Token {
@@ -117,10 +145,21 @@ fn io_error(context: &str) -> impl FnOnce(io::Error) -> Error + '_ {
 }
 
 /// Runs the master until every worker is gone after a shutdown.
-pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Result<i32, Error> {
+///
+/// `program` is the master's own program, which `SIGUSR2` probes and
+/// executes in place (`Err`: why there is none).
+pub(crate) fn run(
+    options: Options,
+    command: Box<dyn FnMut() -> Command>,
+    program: Result<Program, String>,
+) -> Result<i32, Error> {
     // First, before the master creates any descriptor (name lookups below
-    // included): see the `activation` module.
-    let adopted = crate::activation::adopt();
+    // included): see the `upgrade` and `activation` modules. A master that
+    // an upgrade executed holds the sockets of its predecessor, systemd's
+    // included; the variables of socket activation were dropped by the
+    // exec.
+    let handover = crate::upgrade::take_handover()?;
+    let adopted = if handover.is_some() { Vec::new() } else { crate::activation::adopt() };
     let credentials =
         Credentials::resolve(options.worker.user.as_deref(), options.worker.group.as_deref())
             .map_err(Error::Failed)?;
@@ -131,11 +170,15 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
         log::warn!(target: "srv", "cannot become a child subreaper: {errno}");
     }
     let poll = Poll::new().map_err(io_error("cannot create the event loop"))?;
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGTTIN, SIGTTOU, SIGCHLD])
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR2, SIGCHLD])
         .map_err(io_error("cannot install signal handlers"))?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)
         .map_err(io_error("cannot watch signals"))?;
+    // An upgraded master starts with these blocked (the exec kept the mask):
+    // now that the handlers are installed, what was pending is delivered.
+    crate::upgrade::unblock_signals().map_err(io_error("cannot unblock signals"))?;
+    let policy = listen_policy(&options, credentials);
     let mut shell = Shell {
         poll,
         options: options.clone(),
@@ -143,19 +186,42 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
         command,
         children: HashMap::new(),
         by_pid: HashMap::new(),
-        listeners: Listeners::new(listen_policy(&options, credentials), adopted),
+        listeners: Listeners::new(policy.clone(), Vec::new()),
         unread: Vec::new(),
         exit_code: None,
+        program,
+        exe: None,
+        probe: None,
+        probe_unread: false,
+        exec_due: false,
     };
-    log::info!(target: "srv", "master {} starting {} workers", std::process::id(), options.worker.count);
     let mut notifier = Notifier::from_env(Instant::now());
-    let (mut machine, actions) = Machine::new(options, Instant::now());
-    shell.carry_out(&mut machine, actions, Queue::new());
+    let mut machine = match handover {
+        None => {
+            shell.listeners = Listeners::new(policy, adopted);
+            log::info!(target: "srv", "master {} starting {} workers", std::process::id(), options.worker.count);
+            let (mut machine, actions) = Machine::new(options, Instant::now());
+            shell.carry_out(&mut machine, actions, Queue::new());
+            machine
+        }
+        Some(handover) => {
+            let mut machine = shell.adopt(handover, options)?;
+            // The previous master said RELOADING=1 already: only what
+            // changes from here on is sent.
+            notifier.resume(machine.status().phase);
+            // Workers may have exited, and written, during the exec.
+            let (mut reported, mut happened) = (Queue::new(), Queue::new());
+            shell.reap(&mut reported, &mut happened);
+            reported.append(&mut happened);
+            shell.carry_out(&mut machine, Vec::new(), reported);
+            machine
+        }
+    };
     notifier.update(Instant::now(), machine.status());
 
     let mut events = Events::with_capacity(256);
     while shell.exit_code.is_none() {
-        let timeout = if shell.unread.is_empty() {
+        let timeout = if shell.unread.is_empty() && !shell.probe_unread {
             let deadline =
                 [machine.next_deadline(), notifier.next_deadline()].into_iter().flatten().min();
             deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
@@ -172,25 +238,18 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
         let mut happened = Queue::new();
         let mut reap = false;
         let mut to_read = std::mem::take(&mut shell.unread);
+        let mut read_probe = std::mem::take(&mut shell.probe_unread);
         for event in events.iter() {
             match event.token() {
                 SIGNALS => {
                     for signal in signals.pending() {
-                        let signal = match signal {
-                            SIGCHLD => {
-                                reap = true;
-                                continue;
-                            }
-                            SIGINT => Signal::Int,
-                            SIGTERM => Signal::Term,
-                            SIGHUP => Signal::Hup,
-                            SIGTTIN => Signal::Ttin,
-                            SIGTTOU => Signal::Ttou,
-                            _ => continue,
-                        };
-                        happened.push_back((Event::Signal(signal), None));
+                        match master_signal(signal) {
+                            Some(signal) => happened.push_back((Event::Signal(signal), None)),
+                            None => reap |= signal == SIGCHLD,
+                        }
                     }
                 }
+                PROBE_REPORT | PROBE_OUTPUT => read_probe = true,
                 Token(n) => {
                     let worker = WorkerId(n as u32);
                     if event.is_writable() {
@@ -207,12 +266,30 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
         for worker in to_read {
             shell.read_channel(worker, &mut reported);
         }
+        if read_probe {
+            shell.read_probe();
+        }
         if reap {
             shell.reap(&mut reported, &mut happened);
         }
         happened.push_back((Event::Tick, None));
         reported.append(&mut happened);
         shell.carry_out(&mut machine, Vec::new(), reported);
+        // The exec is due at the end of the turn, with the machine's state
+        // once every event of the turn is handled; the machine decides
+        // whether it is still due (a SIGTERM handled after the decision
+        // cancels it). It returns only if it failed.
+        if std::mem::take(&mut shell.exec_due)
+            && let Some(handover) = machine.handover(Instant::now())
+        {
+            let (mut failed, reap) = shell.exec(handover, &mut signals);
+            if reap {
+                let mut exits = Queue::new();
+                shell.reap(&mut failed, &mut exits);
+                failed.append(&mut exits);
+            }
+            shell.carry_out(&mut machine, Vec::new(), failed);
+        }
         notifier.update(Instant::now(), machine.status());
     }
     end_leftovers();
@@ -221,6 +298,20 @@ pub(crate) fn run(options: Options, command: Box<dyn FnMut() -> Command>) -> Res
         (Some(_), Some(failure)) => Err(Error::Failed(failure.to_owned())),
         (Some(code), None) => Err(Error::Failed(format!("stopped with exit code {code}"))),
     }
+}
+
+/// The machine's name of a signal number it acts on; `None` for `SIGCHLD`
+/// (the shell's business) and any other.
+fn master_signal(signal: i32) -> Option<Signal> {
+    Some(match signal {
+        SIGINT => Signal::Int,
+        SIGTERM => Signal::Term,
+        SIGHUP => Signal::Hup,
+        SIGTTIN => Signal::Ttin,
+        SIGTTOU => Signal::Ttou,
+        SIGUSR2 => Signal::Usr2,
+        _ => return None,
+    })
 }
 
 /// What the listeners may bind: `listen.unix_mode`, and Unix paths only
@@ -278,7 +369,21 @@ impl Shell {
             Action::CloseListeners => self.listeners.close(),
             Action::Log(level, line) => log::log!(target: "srv", level, "{line}"),
             Action::Exit(code) => self.exit_code = Some(code),
-            Action::Probe | Action::KillProbe | Action::Exec => {}
+            Action::Probe => self.start_probe(events),
+            Action::KillProbe => {
+                if let Some(probe) = &self.probe {
+                    // The probe is not reaped yet, so its pid, which is its
+                    // process group's id, is still its own: whatever it
+                    // started goes too.
+                    match nix::sys::signal::killpg(probe.pid, NixSignal::SIGKILL) {
+                        Ok(()) | Err(Errno::ESRCH) => {}
+                        Err(errno) => {
+                            log::error!(target: "srv", "cannot kill the probe (pid {}): {errno}", probe.pid)
+                        }
+                    }
+                }
+            }
+            Action::Exec => self.exec_due = true,
         }
     }
 
@@ -505,6 +610,10 @@ impl Shell {
                     return;
                 }
             };
+            if self.probe.as_ref().is_some_and(|probe| probe.pid == pid) {
+                exits.push_back((self.end_probe(status), None));
+                continue;
+            }
             let Some(worker) = self.by_pid.remove(&pid) else {
                 log::info!(target: "srv", "reaped orphan pid {pid} ({status})");
                 continue;
@@ -516,6 +625,227 @@ impl Shell {
             self.children.remove(&worker);
             exits.push_back((Event::Exited { worker, status }, None));
         }
+    }
+}
+
+impl Shell {
+    /// Starts the probe of an upgrade (see the `upgrade` module): opens the
+    /// program's file, which the exec will use too, and spawns it in probe
+    /// mode, its pipes watched.
+    fn start_probe(&mut self, events: &mut Queue) {
+        let started = match &self.program {
+            Err(why) => Err(why.clone()),
+            Ok(program) => program
+                .open()
+                .and_then(|exe| {
+                    let spawned = spawn_probe(&exe, program)?;
+                    let registry = self.poll.registry();
+                    for (fd, token) in
+                        [(&spawned.report, PROBE_REPORT), (&spawned.output, PROBE_OUTPUT)]
+                    {
+                        registry.register(
+                            &mut SourceFd(&fd.as_raw_fd()),
+                            token,
+                            Interest::READABLE,
+                        )?;
+                    }
+                    Ok((exe, spawned, program.path.display().to_string()))
+                })
+                .map_err(|error| error.to_string()),
+        };
+        match started {
+            Ok((exe, spawned, program)) => {
+                self.exe = Some(exe);
+                self.probe = Some(ProbeChild {
+                    pid: Pid::from_raw(spawned.pid as i32),
+                    report: ProbePipe::new(spawned.report, true, MAX_REPORT_LEN),
+                    output: ProbePipe::new(spawned.output, false, MAX_OUTPUT_LEN),
+                });
+                events.push_back((Event::ProbeSpawned { pid: spawned.pid, program }, None));
+            }
+            Err(error) => events.push_back((Event::ProbeSpawnFailed { error }, None)),
+        }
+    }
+
+    /// Reads what the probe wrote, a bounded amount per turn.
+    fn read_probe(&mut self) {
+        let Some(probe) = &mut self.probe else { return };
+        let more_report = probe.report.read(READS_PER_TURN);
+        let more_output = probe.output.read(READS_PER_TURN);
+        // Not until `WouldBlock`: read again next turn.
+        self.probe_unread = more_report || more_output;
+    }
+
+    /// The probe was reaped: what it wrote, and how it ended.
+    fn end_probe(&mut self, status: ExitStatus) -> Event {
+        let mut probe = self.probe.take().expect("the caller checked");
+        // What it wrote before it exited is there; a child it left holding
+        // the pipes cannot make this read wait.
+        probe.report.read(READS_PER_TURN);
+        probe.output.read(READS_PER_TURN);
+        for pipe in [&probe.report, &probe.output] {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&pipe.fd.as_raw_fd()));
+        }
+        self.probe_unread = false;
+        Event::ProbeExited { status, report: probe.report.report(), output: probe.output.output() }
+    }
+
+    /// Executes the new program with the handover (see the `upgrade`
+    /// module); returns only if that failed, with what the machine must
+    /// hear (the signals drained for the handover, and `ExecFailed`) and
+    /// whether a `SIGCHLD` was drained too (then the caller reaps).
+    fn exec(&mut self, machine: Handover, signals: &mut Signals) -> (Queue, bool) {
+        let mut failed = Queue::new();
+        let (Some(exe), Ok(program)) = (&self.exe, &self.program) else {
+            let error = "the program's file was not opened".to_owned();
+            failed.push_back((Event::ExecFailed { error }, None));
+            return (failed, false);
+        };
+        // Blocked before the signals are drained: from here on a signal stays
+        // pending in the kernel, across the exec, until the new master
+        // unblocks it with its handlers installed.
+        let mut mask = nix::sys::signal::SigSet::empty();
+        if let Err(errno) = nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_BLOCK,
+            Some(&crate::upgrade::handled_signals()),
+            Some(&mut mask),
+        ) {
+            let error = format!("cannot block signals: {errno}");
+            failed.push_back((Event::ExecFailed { error }, None));
+            return (failed, false);
+        }
+        // A SIGCHLD among them needs no handing over: the new master reaps
+        // first thing anyway.
+        let (mut drained, mut chld) = (Vec::new(), false);
+        for signal in signals.pending() {
+            match master_signal(signal) {
+                Some(signal) => drained.push(signal),
+                None => chld |= signal == SIGCHLD,
+            }
+        }
+        let mut fds = Vec::new();
+        let mut channels = Vec::new();
+        let mut ids: Vec<&WorkerId> = self.children.keys().collect();
+        ids.sort();
+        for id in ids {
+            let Some(channel) = &self.children[id].channel else { continue };
+            fds.push(channel.stream().as_fd());
+            let queued = channel
+                .queued()
+                .map(|(bytes, queued)| {
+                    fds.extend(queued.iter().map(AsFd::as_fd));
+                    (bytes.to_vec(), queued.iter().map(AsRawFd::as_raw_fd).collect())
+                })
+                .collect();
+            channels.push(HandedChannel {
+                worker: id.0,
+                fd: channel.stream().as_raw_fd(),
+                unread: channel.unread().to_vec(),
+                queued,
+            });
+        }
+        let held = self
+            .listeners
+            .held()
+            .into_iter()
+            .map(|view| {
+                fds.push(view.socket);
+                HandedSocket {
+                    requested: view.requested.clone(),
+                    actual: view.actual.clone(),
+                    fd: view.socket.as_raw_fd(),
+                }
+            })
+            .collect();
+        let files = self
+            .listeners
+            .files()
+            .into_iter()
+            .map(|view| {
+                fds.push(view.dir);
+                HandedFile {
+                    dir_fd: view.dir.as_raw_fd(),
+                    name: view.name.as_bytes().to_vec(),
+                    dev: view.dev,
+                    ino: view.ino,
+                    path: view.path.as_os_str().as_bytes().to_vec(),
+                }
+            })
+            .collect();
+        let handover = HandoverFile {
+            pid: std::process::id(),
+            protocol_version: srv_proto::PROTOCOL_VERSION,
+            program: program.path.display().to_string(),
+            machine,
+            channels,
+            listeners: HandedListeners { held, files, bound: self.listeners.bound() },
+            signals: drained.iter().copied().map(Into::into).collect(),
+        };
+        let plan = ExecPlan { exe: exe.as_fd(), program, handover, fds };
+        let error = crate::upgrade::exec(plan);
+        // Still here: the exec failed, and the master goes on as it was.
+        if let Err(errno) = nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&mask),
+            None,
+        ) {
+            log::error!(target: "srv", "cannot unblock signals after a failed exec: {errno}");
+        }
+        failed.extend(drained.into_iter().map(|signal| (Event::Signal(signal), None)));
+        failed.push_back((Event::ExecFailed { error: error.to_string() }, None));
+        (failed, chld)
+    }
+
+    /// Takes over what the previous master handed over (see the `upgrade`
+    /// module): its workers, their channels, its listening sockets; returns
+    /// the machine built from its half, with its first actions carried
+    /// out and the signals it had not handled yet handled.
+    fn adopt(&mut self, adopted: Adopted, options: Options) -> Result<Machine, Error> {
+        let Adopted { program, machine, channels, held, files, bound, signals } = adopted;
+        let policy = self.listeners_policy();
+        self.listeners = Listeners::restore(policy, held, files, bound);
+        let mut channels: HashMap<u32, Channel> = channels.into_iter().collect();
+        for handed in &machine.workers {
+            let worker = WorkerId(handed.id);
+            let pid = Pid::from_raw(handed.pid as i32);
+            let channel = channels.remove(&handed.id);
+            if let Some(channel) = &channel {
+                let interest = if channel.has_outgoing() {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                let fd = channel.stream().as_raw_fd();
+                self.poll
+                    .registry()
+                    .register(&mut SourceFd(&fd), token(worker), interest)
+                    .map_err(io_error("cannot watch an adopted channel"))?;
+                // Whatever arrived during the exec is read in the first turn.
+                self.unread.push(worker);
+            }
+            let wants_write = channel.as_ref().is_some_and(Channel::has_outgoing);
+            self.by_pid.insert(pid, worker);
+            self.children.insert(worker, Child { pid, channel, wants_write });
+        }
+        log::info!(
+            target: "srv",
+            "master {} upgraded in place: now runs {program}, with {} workers and {} listening sockets adopted",
+            std::process::id(),
+            self.children.len(),
+            self.listeners.held().len()
+        );
+        let (mut machine, actions) = Machine::adopt(options, Instant::now(), machine);
+        let signals = signals.into_iter().map(|signal| (Event::Signal(signal), None)).collect();
+        self.carry_out(&mut machine, actions, signals);
+        for worker in std::mem::take(&mut self.unread) {
+            self.flush(worker);
+            self.unread.push(worker);
+        }
+        Ok(machine)
+    }
+
+    fn listeners_policy(&self) -> Policy {
+        listen_policy(&self.options, self.credentials)
     }
 }
 

@@ -45,6 +45,7 @@ mod notify;
 mod options;
 #[allow(unsafe_code)]
 mod spawn;
+mod upgrade;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -152,6 +153,8 @@ impl From<Error> for io::Error {
 pub struct Master {
     options: Options,
     command: Box<dyn FnMut() -> Command>,
+    /// This program, which `SIGUSR2` probes and executes in place.
+    program: Result<upgrade::Program, String>,
 }
 
 impl fmt::Debug for Master {
@@ -186,7 +189,7 @@ impl Master {
         command: impl FnMut() -> Command + 'static,
     ) -> Result<Master, Error> {
         options.validate()?;
-        Ok(Master { options, command: Box::new(command) })
+        Ok(Master { options, command: Box::new(command), program: upgrade::Program::current() })
     }
 
     /// A master whose workers run this very program with the same arguments.
@@ -262,6 +265,17 @@ impl Master {
     /// started, a worker could not get its listening socket, or one worker
     /// failed to start `worker.max_start_failures` times in a row).
     pub fn run(self) -> Result<(), Error> {
-        event_loop::run(self.options, self.command).map(drop)
+        if let Some(probe) = upgrade::ProbeRequest::from_env() {
+            // The probe of an upgrade: check what a master checks before it
+            // starts anything, report, and start nothing.
+            let credentials = spawn::Credentials::resolve(
+                self.options.worker.user.as_deref(),
+                self.options.worker.group.as_deref(),
+            );
+            let refused = credentials.err();
+            probe.answer(refused.clone());
+            return refused.map_or(Ok(()), |why| Err(Error::Failed(why)));
+        }
+        event_loop::run(self.options, self.command, self.program).map(drop)
     }
 }

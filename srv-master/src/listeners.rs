@@ -110,6 +110,42 @@ struct SocketFile {
     path: PathBuf,
 }
 
+/// A socket held, as the upgrade hands it over: by the address asked for.
+#[derive(Debug)]
+pub(crate) struct HeldSocket {
+    pub(crate) requested: ListenAddr,
+    pub(crate) actual: ListenAddr,
+    pub(crate) socket: OwnedFd,
+}
+
+/// A socket file this master created, as the upgrade hands it over.
+#[derive(Debug)]
+pub(crate) struct SocketFileState {
+    pub(crate) dir: OwnedFd,
+    pub(crate) name: OsString,
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) path: PathBuf,
+}
+
+/// A socket held, for the handover: by the address asked for.
+#[derive(Debug)]
+pub(crate) struct HeldView<'a> {
+    pub(crate) requested: &'a ListenAddr,
+    pub(crate) actual: &'a ListenAddr,
+    pub(crate) socket: BorrowedFd<'a>,
+}
+
+/// A socket file, for the handover.
+#[derive(Debug)]
+pub(crate) struct FileView<'a> {
+    pub(crate) dir: BorrowedFd<'a>,
+    pub(crate) name: &'a OsStr,
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) path: &'a Path,
+}
+
 /// The sockets held, by the address workers asked for.
 #[derive(Debug, Default)]
 pub(crate) struct Listeners {
@@ -131,6 +167,63 @@ impl Listeners {
             .map(|(actual, socket)| (actual.clone(), Held { socket, actual }))
             .collect();
         Listeners { held, files: Vec::new(), bound: 0, policy }
+    }
+
+    /// Listeners that go on where those of the master this process was
+    /// executed from left off (the upgrade): the same sockets, the same
+    /// socket files to remove at exit, the same count of addresses bound.
+    pub(crate) fn restore(
+        policy: Policy,
+        held: Vec<HeldSocket>,
+        files: Vec<SocketFileState>,
+        bound: usize,
+    ) -> Listeners {
+        let held = held
+            .into_iter()
+            .map(|held| (held.requested, Held { socket: held.socket, actual: held.actual }))
+            .collect();
+        let files = files
+            .into_iter()
+            .map(|file| SocketFile {
+                dir: file.dir,
+                name: file.name,
+                dev: file.dev,
+                ino: file.ino,
+                path: file.path,
+            })
+            .collect();
+        Listeners { held, files, bound, policy }
+    }
+
+    /// The sockets held, for the handover.
+    pub(crate) fn held(&self) -> Vec<HeldView<'_>> {
+        self.held
+            .iter()
+            .map(|(requested, held)| HeldView {
+                requested,
+                actual: &held.actual,
+                socket: held.socket.as_fd(),
+            })
+            .collect()
+    }
+
+    /// The socket files to remove at exit, for the handover.
+    pub(crate) fn files(&self) -> Vec<FileView<'_>> {
+        self.files
+            .iter()
+            .map(|file| FileView {
+                dir: file.dir.as_fd(),
+                name: &file.name,
+                dev: file.dev,
+                ino: file.ino,
+                path: &file.path,
+            })
+            .collect()
+    }
+
+    /// Addresses bound so far, for the handover.
+    pub(crate) fn bound(&self) -> usize {
+        self.bound
     }
 
     /// The socket for `requested` and its actual address, binding it first

@@ -39,12 +39,18 @@ pub(crate) enum Notification {
     Status(String),
 }
 
-/// What to send when the status goes from `before` (`None`: nothing sent
-/// yet) to `after`.
-pub(crate) fn notifications(before: Option<&Status>, after: &Status) -> Vec<Notification> {
+/// What was last sent: the phase and the `STATUS=` line (`None`: not sent
+/// by this process yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Sent {
+    pub(crate) phase: Option<ServicePhase>,
+    pub(crate) line: Option<String>,
+}
+
+/// What to send when the status goes from what was `sent` to `after`.
+pub(crate) fn notifications(sent: &Sent, after: &Status) -> Vec<Notification> {
     let mut out = Vec::new();
-    let phase_before = before.map(|status| status.phase);
-    if phase_before != Some(after.phase) {
+    if sent.phase != Some(after.phase) {
         match after.phase {
             ServicePhase::Starting => {}
             ServicePhase::Ready => out.push(Notification::Ready),
@@ -53,7 +59,7 @@ pub(crate) fn notifications(before: Option<&Status>, after: &Status) -> Vec<Noti
         }
     }
     let line = after.to_string();
-    if before.map(ToString::to_string) != Some(line.clone()) {
+    if sent.line.as_deref() != Some(line.as_str()) {
         out.push(Notification::Status(line));
     }
     out
@@ -109,7 +115,7 @@ impl Target {
 #[derive(Debug)]
 pub(crate) struct Notifier {
     target: Option<Target>,
-    last: Option<Status>,
+    last: Sent,
     /// Half of `WATCHDOG_USEC`, and when to ping next.
     watchdog: Option<(Duration, Instant)>,
     /// A failure was logged already; later ones go to debug.
@@ -137,7 +143,7 @@ impl Notifier {
                     }
                 }
             });
-        Notifier { target, last: None, watchdog, complained: false, dropped: false }
+        Notifier { target, last: Sent::default(), watchdog, complained: false, dropped: false }
     }
 
     /// When the watchdog must next be pinged.
@@ -145,13 +151,21 @@ impl Notifier {
         self.watchdog.map(|(_, at)| at)
     }
 
+    /// Takes `phase` as already sent, without sending anything: a master
+    /// that an upgrade executed goes on from what its predecessor told the
+    /// service manager (`RELOADING=1`), rather than saying it again. Its
+    /// `STATUS=` line is sent at the next update.
+    pub(crate) fn resume(&mut self, phase: ServicePhase) {
+        self.last = Sent { phase: Some(phase), line: None };
+    }
+
     /// Sends what changed since the last call, and the watchdog ping if due.
     pub(crate) fn update(&mut self, now: Instant, status: Status) {
         if self.target.is_none() {
             return;
         }
-        let changes = notifications(self.last.as_ref(), &status);
-        self.last = Some(status);
+        let changes = notifications(&self.last, &status);
+        self.last = Sent { phase: Some(status.phase), line: Some(status.to_string()) };
         let mut states: Vec<NotifyState<'_>> = Vec::new();
         for change in &changes {
             match change {
@@ -225,7 +239,11 @@ mod tests {
     }
 
     fn sent(before: Option<Status>, after: Status) -> Vec<String> {
-        notifications(before.as_ref(), &after)
+        let sent = Sent {
+            phase: before.as_ref().map(|status| status.phase),
+            line: before.as_ref().map(ToString::to_string),
+        };
+        notifications(&sent, &after)
             .into_iter()
             .map(|notification| match notification {
                 Notification::Ready => "READY=1".to_owned(),
@@ -267,6 +285,20 @@ mod tests {
         for unsupported in ["vsock:2:1234", "", "relative/path"] {
             assert!(Target::new(OsStr::new(unsupported)).is_err(), "{unsupported}");
         }
+    }
+
+    #[test]
+    fn a_resumed_master_does_not_say_reloading_again_but_sends_its_status() {
+        let mut sent = Sent { phase: Some(ServicePhase::Reloading), line: None };
+        let mut status = status(ServicePhase::Reloading, 2);
+        status.upgrading = Some(crate::machine::Upgrading::Recycling);
+        let out = notifications(&sent, &status);
+        assert_eq!(out, [Notification::Status("upgrading: recycling: 2/4 workers ready".into())]);
+        sent.line = Some(status.to_string());
+        status.phase = ServicePhase::Ready;
+        status.upgrading = None;
+        let out = notifications(&sent, &status);
+        assert_eq!(out, [Notification::Ready, Notification::Status("2/4 workers ready".into())]);
     }
 
     #[test]

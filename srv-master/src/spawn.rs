@@ -1,5 +1,7 @@
 //! Starting a worker process with its end of the channel at
-//! [`srv_proto::env::CHANNEL_FD`]. With `activation`, the master's only `unsafe`.
+//! [`srv_proto::env::CHANNEL_FD`], and the probe of an upgrade with its
+//! report pipe at [`PROBE_FD`]. With `activation` and `upgrade`, the
+//! master's only `unsafe`.
 //!
 //! Everything is prepared before `fork`: the socket pair (both ends
 //! close-on-exec, atomically, by `socketpair(SOCK_CLOEXEC)`), the
@@ -12,27 +14,39 @@
 //! signal mask in the child itself. User and group names are resolved
 //! before, in the master ([`Credentials::resolve`]), since NSS lookups are
 //! not async-signal-safe.
+//!
+//! The probe ([`spawn_probe`]) is the same: pipes and environment prepared
+//! before `fork`; in the child, `dup2` (or `fcntl`) puts the report pipe at
+//! [`PROBE_FD`], and `fcntl` lets the program's `O_PATH` descriptor through
+//! the exec, so that a script (run through `/proc/self/fd/N`) finds it.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::sys::signal::{SigHandler, Signal, signal};
 use srv_proto::env::{CHANNEL_FD, ENV_CHANNEL_FD, ENV_WORKER_ID};
 
 use crate::machine::WorkerId;
+use crate::upgrade::{
+    ENV_HANDOVER_FD, ENV_HANDOVER_PID, ENV_PROBE_FD, ENV_PROBE_PARENT, PROBE_FD, Program,
+};
 
-/// Variables the service manager meant for the master only.
-const MASTER_ONLY_ENV: [&str; 6] = [
+/// Variables the service manager, or an upgrade, meant for the master only.
+const MASTER_ONLY_ENV: [&str; 10] = [
     "NOTIFY_SOCKET",
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
+    ENV_HANDOVER_FD,
+    ENV_HANDOVER_PID,
+    ENV_PROBE_FD,
+    ENV_PROBE_PARENT,
 ];
 
 /// A worker process just started.
@@ -101,6 +115,79 @@ pub(crate) fn spawn_worker(
     // The child is reaped with waitpid(-1) by the event loop, not through
     // `Child`; dropping `Child` neither waits nor kills.
     Ok(Spawned { pid: child.id(), channel: master_end })
+}
+
+/// The probe of an upgrade just started.
+#[derive(Debug)]
+pub(crate) struct SpawnedProbe {
+    pub(crate) pid: u32,
+    /// The read end of the pipe it reports on.
+    pub(crate) report: OwnedFd,
+    /// The read end of its standard output and error.
+    pub(crate) output: OwnedFd,
+}
+
+/// Starts the probe of an upgrade: the file `exe` (the master's program,
+/// opened once, `O_PATH`, numbered 10 or above) with the master's
+/// arguments, in its own process group, with its report pipe at
+/// [`PROBE_FD`] (see the `upgrade` module). Both read ends are
+/// non-blocking and close-on-exec.
+///
+/// # Errors
+///
+/// The pipes cannot be created, or the file cannot be executed; the message
+/// names the program.
+pub(crate) fn spawn_probe(exe: &OwnedFd, program: &Program) -> io::Result<SpawnedProbe> {
+    let flags = OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+    let (report, report_w) = nix::unistd::pipe2(flags)?;
+    let (output, output_w) = nix::unistd::pipe2(flags)?;
+    // The child's ends block: a probe that writes a lot waits for the master
+    // to read rather than failing.
+    for end in [&report_w, &output_w] {
+        fcntl(end, FcntlArg::F_SETFL(OFlag::empty()))?;
+    }
+    let exe_fd = exe.as_raw_fd();
+    let report_fd = report_w.as_raw_fd();
+    let mut command = Command::new(format!("/proc/self/fd/{exe_fd}"));
+    if let Some((arg0, args)) = program.args.split_first() {
+        command.arg0(arg0).args(args);
+    }
+    for name in MASTER_ONLY_ENV.iter().chain(&[ENV_CHANNEL_FD, ENV_WORKER_ID]) {
+        command.env_remove(name);
+    }
+    command
+        .env(ENV_PROBE_FD, PROBE_FD.to_string())
+        .env(ENV_PROBE_PARENT, std::process::id().to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(output_w.try_clone()?)
+        .stderr(output_w)
+        .process_group(0);
+    // SAFETY: the closure runs in the forked child before exec and makes
+    // only async-signal-safe calls (dup2, fcntl); it allocates nothing,
+    // takes no locks and logs nothing. Both numbers are open in the child:
+    // they were open in the parent at fork, and the standard streams set up
+    // before the closure runs are 0, 1 and 2, below `exe_fd` (10 or above).
+    unsafe {
+        command.pre_exec(move || {
+            if report_fd == PROBE_FD {
+                let fd = BorrowedFd::borrow_raw(report_fd);
+                fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
+            } else if nix::libc::dup2(report_fd, PROBE_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let exe = BorrowedFd::borrow_raw(exe_fd);
+            fcntl(exe, FcntlArg::F_SETFD(FdFlag::empty()))?;
+            Ok(())
+        });
+    }
+    let child = command.spawn().map_err(|error| {
+        io::Error::new(error.kind(), format!("cannot execute {}: {error}", program.path.display()))
+    });
+    // The write ends must be the child's alone, or the master would never
+    // read end of file.
+    drop(report_w);
+    let child = child?;
+    Ok(SpawnedProbe { pid: child.id(), report, output })
 }
 
 /// The user and group workers run as (`worker.user`, `worker.group`).
