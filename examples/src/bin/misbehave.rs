@@ -19,7 +19,10 @@
 //! (no arguments) as each worker instead of this binary, to test programs
 //! that cannot be executed at all; `--user NAME` is `worker.user`; `--allow
 //! ADDR` adds `ADDR` to `listen.allow` (repeatable); `--unix-mode MODE` is
-//! `listen.unix_mode` (octal).
+//! `listen.unix_mode` (octal); `--master-delay-ms N` makes the master
+//! process wait `N` ms before `Master::run`, printing `misbehave: master
+//! pid <pid> waits <N> ms` first: so does the probe of an upgrade (`SIGUSR2`)
+//! and the master an upgrade executes, as a program slow to start would.
 //!
 //! Worker flags:
 //!
@@ -160,6 +163,8 @@ struct Behaviour {
     /// `--swap-dir` and `--swap-to`.
     swap_dir: Option<PathBuf>,
     swap_to: Option<PathBuf>,
+    /// `--master-delay-ms` (a master flag).
+    master_delay: Option<Duration>,
 }
 
 impl Behaviour {
@@ -249,7 +254,7 @@ const USAGE: &str = "usage: misbehave [--workers N] [--require online|listen] \
     [--orphan-shell] [--exit-after-ms MS] [--keep-sigterm] [--hostile KIND] [--serve-http] \
     [--swap-dir DIR --swap-to TARGET] [--listen-many DIR] [--listen-also ADDR]... \
     [--listen-after FILE] [--worker-program PATH] [--user NAME] [--allow ADDR] \
-    [--unix-mode MODE]";
+    [--unix-mode MODE] [--master-delay-ms MS]";
 
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -281,6 +286,15 @@ fn main() -> anyhow::Result<()> {
     match Worker::from_env_with(sigterm)? {
         Some(worker) => run_worker(&worker, &behaviour),
         None => {
+            if let Some(delay) = behaviour.master_delay {
+                let line = format!(
+                    "misbehave: master pid {} waits {} ms\n",
+                    std::process::id(),
+                    delay.as_millis()
+                );
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+                std::thread::sleep(delay);
+            }
             let master = match worker_program {
                 Some(program) => Master::new(options, move || Command::new(&program))?,
                 None => Master::current_exe(options)?,
@@ -335,6 +349,7 @@ fn parse_args(
             "--swap-dir" => behaviour.swap_dir = Some(PathBuf::from(value()?)),
             "--swap-to" => behaviour.swap_to = Some(PathBuf::from(value()?)),
             "--worker-program" => worker_program = Some(PathBuf::from(value()?)),
+            "--master-delay-ms" => behaviour.master_delay = Some(millis(&arg, &value()?)?),
             "--user" => options.worker.user = Some(value()?),
             "--allow" => options.listen.allow.push(value()?.parse()?),
             "--unix-mode" => {

@@ -33,3 +33,4 @@ mod shutdown;
 mod startup;
 mod storms;
 mod systemd;
+mod upgrade;

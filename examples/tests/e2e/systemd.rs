@@ -21,7 +21,7 @@ use crate::http_support::{get_ok, http, start_on_port_0, wait_addr, wait_serving
 
 /// Reads notification datagrams into `got` until `done` holds for them, or
 /// fails the test at `deadline`.
-fn read_until(
+pub(crate) fn read_until(
     master: &Master,
     socket: &UnixDatagram,
     got: &mut Vec<String>,
@@ -46,7 +46,7 @@ fn read_until(
     }
 }
 
-fn position(got: &[String], from: usize, needle: &str) -> Option<usize> {
+pub(crate) fn position(got: &[String], from: usize, needle: &str) -> Option<usize> {
     got.iter()
         .skip(from)
         .position(|message| message.lines().any(|line| line == needle))
@@ -414,5 +414,40 @@ fn a_tiny_watchdog_interval_is_ignored_without_a_busy_loop() {
         }
         master.signal(Signal::SIGTERM);
         assert_eq!(master.wait_exit(), Exit::Code(0));
+    }
+}
+
+/// Issue 12: the socket systemd passed survives an upgrade in place
+/// (`SIGUSR2`): the new master holds it from the handover, adopts nothing
+/// twice and binds nothing itself, and its new workers serve on it.
+#[test]
+fn a_passed_socket_survives_an_upgrade_in_place() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let inode = nix::sys::stat::fstat(&listener).unwrap().st_ino;
+    let master = activated_http(&listener, "2");
+    let before = wait_serving(&master, 2);
+    master.signal(Signal::SIGUSR2);
+    let lines = master.wait_until_within(Duration::from_secs(15), "the upgrade", |lines| {
+        count(lines, "upgrade complete in ") == 1
+    });
+    let after = crate::http_support::serving_pids(&lines);
+    if after.len() != 2 || !after.is_disjoint(&before) {
+        master.fail(&format!("the workers were not replaced: {before:?} -> {after:?}"));
+    }
+    let pid = get_ok(&master, addr, "/").pid();
+    if !pid.is_some_and(|pid| after.contains(&pid)) {
+        master.fail(&format!("GET / answered by {pid:?}, not by the new workers {after:?}"));
+    }
+    if !socket_inodes(master.pid()).contains(&inode) {
+        master.fail("the upgraded master does not hold the passed socket");
+    }
+    let lines = master.lines();
+    for (needle, expected) in
+        [("from the service manager", 1), ("ignoring LISTEN_FDS", 0), ("] listening on ", 0)]
+    {
+        if count(&lines, needle) != expected {
+            master.fail(&format!("expected {expected} lines with {needle:?}"));
+        }
     }
 }
