@@ -107,6 +107,8 @@ use self::failure::Restart;
 use self::recycle::Recycle;
 use self::upgrade::Upgrade;
 pub(crate) use self::upgrade::{HANDOVER_VERSION, Handover};
+#[cfg(test)]
+pub(crate) use self::upgrade::{HandedState, HandedWorker};
 pub(crate) use self::vocabulary::{
     Action, Event, ExitStatus, ProbeReport, ServicePhase, Signal, Status, Upgrading, WorkerId,
 };

@@ -143,40 +143,7 @@ pub(crate) fn take_handover() -> Result<Option<Adopted>, Error> {
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     let bytes = read_memfd(borrowed).map_err(|why| invalid(format!("fd {fd}: {why}")))?;
     let handover = HandoverFile::decode(&bytes).map_err(invalid)?;
-    if handover.pid != pid {
-        return Err(invalid(format!("it is for pid {}, not this process ({pid})", handover.pid)));
-    }
-    if handover.protocol_version != PROTOCOL_VERSION {
-        return Err(invalid(format!(
-            "the workers speak protocol {}, and this master {PROTOCOL_VERSION}",
-            handover.protocol_version
-        )));
-    }
-    let mut seen = vec![fd];
-    for (number, what) in handover.descriptors() {
-        if number <= 2 || seen.contains(&number) {
-            return Err(invalid(format!("fd {number} ({what}) is not a descriptor it may name")));
-        }
-        seen.push(number);
-    }
-    validate(&handover).map_err(invalid)?;
-    for worker in &handover.machine.workers {
-        let child = Pid::from_raw(i32::try_from(worker.pid).unwrap_or(-1));
-        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-        if let Err(errno) = waitid(Id::Pid(child), flags) {
-            return Err(invalid(format!(
-                "worker {} (pid {}) is not a child of this process: {errno}",
-                worker.id, worker.pid
-            )));
-        }
-    }
-    let booked = |id: u32| handover.machine.workers.iter().any(|worker| worker.id == id);
-    if let Some(channel) = handover.channels.iter().find(|channel| !booked(channel.worker)) {
-        return Err(invalid(format!(
-            "a channel for worker {}, which it does not list",
-            channel.worker
-        )));
-    }
+    check(&handover, fd, pid).map_err(invalid)?;
     // Every number is checked: own them all, the handover's own too, and
     // make them close-on-exec again, so that no worker inherits them.
     // SAFETY: each number given to `own` was named by the handover, which
@@ -260,6 +227,45 @@ pub(super) fn read_memfd(fd: BorrowedFd<'_>) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// Whether the handover, read from the descriptor `own_fd`, is for this
+/// process (`pid`) and names only what this process may own: distinct
+/// descriptors that are what they claim, workers that are its children,
+/// channels of listed workers. Why not otherwise.
+fn check(handover: &HandoverFile, own_fd: RawFd, pid: u32) -> Result<(), String> {
+    if handover.pid != pid {
+        return Err(format!("it is for pid {}, not this process ({pid})", handover.pid));
+    }
+    if handover.protocol_version != PROTOCOL_VERSION {
+        return Err(format!(
+            "the workers speak protocol {}, and this master {PROTOCOL_VERSION}",
+            handover.protocol_version
+        ));
+    }
+    let mut seen = vec![own_fd];
+    for (number, what) in handover.descriptors() {
+        if number <= 2 || seen.contains(&number) {
+            return Err(format!("fd {number} ({what}) is not a descriptor it may name"));
+        }
+        seen.push(number);
+    }
+    validate(handover)?;
+    for worker in &handover.machine.workers {
+        let child = Pid::from_raw(i32::try_from(worker.pid).unwrap_or(-1));
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        if let Err(errno) = waitid(Id::Pid(child), flags) {
+            return Err(format!(
+                "worker {} (pid {}) is not a child of this process: {errno}",
+                worker.id, worker.pid
+            ));
+        }
+    }
+    let booked = |id: u32| handover.machine.workers.iter().any(|worker| worker.id == id);
+    if let Some(channel) = handover.channels.iter().find(|channel| !booked(channel.worker)) {
+        return Err(format!("a channel for worker {}, which it does not list", channel.worker));
+    }
+    Ok(())
+}
+
 /// Whether every descriptor the handover names is what it claims to be.
 fn validate(handover: &HandoverFile) -> Result<(), String> {
     // SAFETY: each borrow lives only for one check, which only queries the
@@ -314,4 +320,126 @@ fn unix_stream(fd: BorrowedFd<'_>) -> Result<(), String> {
         return Err("is not a Unix socket".to_owned());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::os::fd::AsFd;
+    use std::process::Command;
+
+    use super::super::format::{HandedChannel, HandedFile, HandedListeners, HandedSocket};
+    use super::*;
+    use crate::machine::{HandedState, HandedWorker};
+
+    /// A handover for this process with a real channel, listening socket
+    /// and directory, and one worker: a child of this test.
+    struct Fixture {
+        handover: HandoverFile,
+        _kept: (UnixStream, UnixStream, TcpListener, File, std::process::Child),
+    }
+
+    fn fixture() -> Fixture {
+        let (channel, peer) = UnixStream::pair().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let dir = File::open("/").unwrap();
+        let child = Command::new("sleep").arg("5").spawn().unwrap();
+        let handover = HandoverFile {
+            pid: std::process::id(),
+            protocol_version: PROTOCOL_VERSION,
+            program: "/bin/app".to_owned(),
+            machine: Handover {
+                count: 1,
+                target: 1,
+                next_id: 2,
+                ever_started: true,
+                ever_ready: true,
+                upgrade_age_ms: 0,
+                workers: vec![HandedWorker {
+                    id: 1,
+                    pid: child.id(),
+                    state: HandedState::Started,
+                    greeted: true,
+                    exit_code: None,
+                    age_ms: 10,
+                    started_ms_ago: Some(5),
+                    streak: 0,
+                    closed_in_ms: None,
+                    listen_requests: 1,
+                }],
+                restarts: Vec::new(),
+            },
+            channels: vec![HandedChannel {
+                worker: 1,
+                fd: channel.as_raw_fd(),
+                unread: Vec::new(),
+                queued: Vec::new(),
+            }],
+            listeners: HandedListeners {
+                held: vec![HandedSocket {
+                    requested: "127.0.0.1:0".parse().unwrap(),
+                    actual: listener.local_addr().unwrap().into(),
+                    fd: listener.as_raw_fd(),
+                }],
+                files: vec![HandedFile {
+                    dir_fd: dir.as_raw_fd(),
+                    name: b"app.sock".to_vec(),
+                    dev: 0,
+                    ino: 0,
+                    path: b"/app.sock".to_vec(),
+                }],
+                bound: 1,
+            },
+            signals: Vec::new(),
+        };
+        Fixture { handover, _kept: (channel, peer, listener, dir, child) }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let child = &mut self._kept.4;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    #[test]
+    fn a_handover_that_names_what_it_claims_is_accepted() {
+        let fixture = fixture();
+        assert_eq!(check(&fixture.handover, 1000, std::process::id()), Ok(()));
+    }
+
+    #[test]
+    fn a_handover_that_names_anything_else_is_refused_naming_it() {
+        let pipe = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let unbound = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let other = TcpListener::bind("127.0.0.1:0").unwrap();
+        let pid = std::process::id();
+        type Break = Box<dyn Fn(&mut HandoverFile)>;
+        let (pipe_fd, udp_fd, other_fd) =
+            (pipe.0.as_raw_fd(), unbound.as_fd().as_raw_fd(), other.as_raw_fd());
+        let cases: Vec<(Break, &str)> = vec![
+            (Box::new(|h| h.pid += 1), "not this process"),
+            (Box::new(|h| h.protocol_version += 1), "the workers speak protocol"),
+            (Box::new(move |h| h.channels[0].fd = pipe_fd), "is not a socket"),
+            (Box::new(move |h| h.channels[0].fd = udp_fd), "is not a stream socket"),
+            (Box::new(|h| h.channels[0].fd = 2), "is not a descriptor it may name"),
+            (Box::new(|h| h.channels[0].fd = 1000), "is not a descriptor it may name"),
+            (
+                Box::new(|h| h.channels[0].fd = h.listeners.held[0].fd),
+                "is not a descriptor it may name",
+            ),
+            (Box::new(move |h| h.listeners.held[0].fd = other_fd), "not on 127.0.0.1:"),
+            (Box::new(move |h| h.listeners.held[0].fd = pipe_fd), "not a socket"),
+            (Box::new(move |h| h.listeners.files[0].dir_fd = pipe_fd), "is not a directory"),
+            (Box::new(|h| h.channels[0].worker = 9), "a channel for worker 9"),
+            (Box::new(|h| h.machine.workers[0].pid = 1), "is not a child of this process"),
+        ];
+        for (breaks, expected) in cases {
+            let mut fixture = fixture();
+            breaks(&mut fixture.handover);
+            let error = check(&fixture.handover, 1000, pid).unwrap_err();
+            assert!(error.contains(expected), "expected {expected:?}: {error}");
+        }
+    }
 }
