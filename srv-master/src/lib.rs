@@ -25,6 +25,7 @@
 //! | `SIGINT`, `SIGTERM` | graceful shutdown; a second one forces it |
 //! | `SIGHUP` | rolling recycle of every worker (a new binary on disk runs) |
 //! | `SIGTTIN` / `SIGTTOU` | one worker more / fewer |
+//! | `SIGUSR2` | upgrade the master in place: probe the program on disk, execute it under the same pid with every socket and worker handed over, recycle the workers onto it |
 //! | `SIGCHLD` | reap children |
 //!
 //! The decisions live in a pure state machine, private to this crate, that
@@ -244,6 +245,15 @@ impl Master {
     /// Reaps every child of this process, so call it from a process that
     /// waits for no children of its own.
     ///
+    /// On `SIGUSR2` the master re-executes its own program (the path and
+    /// arguments this process started with) under the same pid. That
+    /// program runs its `main` again, so `main` must reach this call the
+    /// same way: first as the upgrade's probe, in which `run` only checks
+    /// the options and returns `Ok(())` at once without starting anything
+    /// (`main` should then just return), then as the new master, in which
+    /// `run` adopts the previous master's workers and sockets. Whatever the
+    /// process does besides (other threads) ends with the exec.
+    ///
     /// ```no_run
     /// use srv_master::{Master, Options};
     ///
@@ -263,7 +273,11 @@ impl Master {
     /// ([`Error::Failed`], before any worker starts); or the master gave up
     /// after stopping its workers ([`Error::Failed`]: before any worker had
     /// started, a worker could not get its listening socket, or one worker
-    /// failed to start `worker.max_start_failures` times in a row).
+    /// failed to start `worker.max_start_failures` times in a row). In a
+    /// master an upgrade executed, a handover from the previous master
+    /// that is not one, or names a descriptor that is not what it claims
+    /// ([`Error::Failed`], before anything starts); in the probe of an
+    /// upgrade, what the probe reported as refused ([`Error::Failed`]).
     pub fn run(self) -> Result<(), Error> {
         if let Some(probe) = upgrade::ProbeRequest::from_env() {
             // The probe of an upgrade: check what a master checks before it
