@@ -269,6 +269,13 @@ pub(crate) fn exec(plan: ExecPlan<'_>) -> io::Error {
 fn try_exec(plan: ExecPlan<'_>) -> io::Result<std::convert::Infallible> {
     let ExecPlan { exe, program, handover, fds } = plan;
     let bytes = handover.encode()?;
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_HANDOVER_LEN {
+        // The new master would refuse it, after the point of no return.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a handover of {} bytes is more than the new master reads", bytes.len()),
+        ));
+    }
     let memfd = write_memfd(&bytes)?;
     let pid = std::process::id();
     let mut env: Vec<CString> = std::env::vars_os()

@@ -465,6 +465,16 @@ fn systemd_sees_reloading_then_ready_from_the_same_pid() {
     if !String::from_utf8_lossy(&environ).split('\0').any(|var| var.starts_with("NOTIFY_SOCKET=")) {
         master.fail("NOTIFY_SOCKET is gone from the master's environment");
     }
+    // What systemd and the upgrade told the master is not the new workers'.
+    for worker in &after {
+        let environ = fs::read(format!("/proc/{worker}/environ")).unwrap_or_default();
+        let environ = String::from_utf8_lossy(&environ);
+        for name in ["NOTIFY_SOCKET=", "SRV_HANDOVER_FD=", "SRV_HANDOVER_PID=", "SRV_PROBE_FD="] {
+            if environ.split('\0').any(|var| var.starts_with(name)) {
+                master.fail(&format!("worker {worker} has {name}"));
+            }
+        }
+    }
 }
 
 /// `SIGTERM` while the probe runs: the probe is killed, the workers drain,
