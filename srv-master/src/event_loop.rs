@@ -34,7 +34,16 @@
 //!   channel is closed at once, so a child still writing into it gets
 //!   `EPIPE` instead of the master's time.
 //! - A worker's pid is used (for `SIGKILL`) only until it is reaped, so a
-//!   reused pid is never signalled.
+//!   reused pid is never signalled. So is the pid of an upgrade's probe,
+//!   the id of its process group: the reap loop knows it, so the probe is
+//!   never taken for an orphan nor a worker, and its pipes are read, with
+//!   the same bounds as a channel, as they fill and once more at its reap.
+//! - The exec of an upgrade happens at the end of a turn, once every event
+//!   of the turn is handled, and only if the machine still wants it then
+//!   (`Machine::handover`); if it fails, the signals drained for it, and a
+//!   reap if a `SIGCHLD` was among them, are handled before anything else.
+//!   A master that an upgrade executed reaps and reads every channel before
+//!   its first `poll` (see the `upgrade` module).
 //!
 //! # Time
 //!
@@ -643,11 +652,16 @@ impl Shell {
                     for (fd, token) in
                         [(&spawned.report, PROBE_REPORT), (&spawned.output, PROBE_OUTPUT)]
                     {
-                        registry.register(
-                            &mut SourceFd(&fd.as_raw_fd()),
-                            token,
-                            Interest::READABLE,
-                        )?;
+                        // The probe runs: it must be tracked whatever
+                        // happens here. Unwatched, its pipes are read when
+                        // it is reaped; one that fills them meanwhile waits
+                        // for its deadline.
+                        let fd = fd.as_raw_fd();
+                        if let Err(error) =
+                            registry.register(&mut SourceFd(&fd), token, Interest::READABLE)
+                        {
+                            log::warn!(target: "srv", "cannot watch the probe's pipe: {error}");
+                        }
                     }
                     Ok((exe, spawned, program.path.display().to_string()))
                 })
