@@ -13,9 +13,13 @@
 //! from `Starting` to `Started`. A worker leaves this machine's books only
 //! when the shell reports that it exited (it was reaped).
 //!
-//! A worker that says `Hello` with another protocol version is `Refused`:
-//! it gets a `Refused` message naming both versions and [`REFUSED_GRACE`]
+//! A worker that says `Hello` with a protocol version this master does not
+//! speak (outside `MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION`) is `Refused`:
+//! it gets a `Refused` message naming the versions and [`REFUSED_GRACE`]
 //! to exit by itself, so that its own log says why, before it is killed.
+//! The master remembers the version of every other worker, and sends each
+//! the form of `Disconnect` it decodes: with the grace it is given (the
+//! deadline `Retiring` holds) from protocol 2 on.
 //!
 //! # Hostile workers
 //!

@@ -28,7 +28,7 @@ use std::process::Command;
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::sys::signal::{SigHandler, Signal, signal};
-use srv_proto::env::{CHANNEL_FD, ENV_CHANNEL_FD, ENV_WORKER_ID};
+use srv_proto::env::{CHANNEL_FD, ENV_CHANNEL_FD, ENV_PROTOCOL_VERSION, ENV_WORKER_ID};
 
 use crate::machine::WorkerId;
 use crate::upgrade::{
@@ -73,6 +73,7 @@ pub(crate) fn spawn_worker(
     let (master_end, child_end) = UnixStream::pair()?;
     let child_fd = child_end.as_raw_fd();
     command.env(ENV_CHANNEL_FD, CHANNEL_FD.to_string()).env(ENV_WORKER_ID, worker.0.to_string());
+    command.env(ENV_PROTOCOL_VERSION, srv_proto::PROTOCOL_VERSION.to_string());
     // What systemd told the master is the master's alone: a worker that
     // notified or adopted sockets itself would confuse the service manager.
     for name in MASTER_ONLY_ENV {

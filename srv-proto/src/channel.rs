@@ -33,7 +33,7 @@ use crate::message::{MasterMessage, WorkerMessage};
 ///     requested: "127.0.0.1:0".parse().unwrap(),
 ///     result: Ok("127.0.0.1:8080".parse().unwrap()),
 /// };
-/// assert_eq!(descriptors(&[granted, MasterMessage::Disconnect]), 1);
+/// assert_eq!(descriptors(&[granted, MasterMessage::Disconnect { grace: None }]), 1);
 /// ```
 pub trait Message: serde::Serialize + serde::de::DeserializeOwned {
     /// How many file descriptors travel with this message.
@@ -125,7 +125,7 @@ struct Outgoing {
 /// assert!(matches!(master.receive().unwrap(), Received::Bytes(_)));
 /// let (message, fds) = master.next_message::<WorkerMessage>().unwrap().unwrap();
 /// assert_eq!((message, fds.len()), (WorkerMessage::Online, 0));
-/// # let _ = MasterMessage::Disconnect;
+/// # let _ = MasterMessage::Disconnect { grace: None };
 /// ```
 #[derive(Debug)]
 pub struct Channel {

@@ -2,8 +2,9 @@
 //!
 //! The master passes each worker its end of the channel at the fixed
 //! descriptor [`CHANNEL_FD`] and names that number in [`ENV_CHANNEL_FD`];
-//! [`ENV_WORKER_ID`] carries the worker's id for log lines. A program that
-//! finds no [`ENV_CHANNEL_FD`] runs standalone.
+//! [`ENV_WORKER_ID`] carries the worker's id for log lines, and
+//! [`ENV_PROTOCOL_VERSION`] the newest protocol version the master speaks. A
+//! program that finds no [`ENV_CHANNEL_FD`] runs standalone.
 //!
 //! [`take_inherited_channel`] validates the descriptor before trusting it,
 //! marks it close-on-exec and removes the variables, so that a process the
@@ -17,6 +18,8 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+
+use crate::message::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use nix::sys::socket::{
     AddressFamily, SockType, SockaddrLike, SockaddrStorage, getsockname, getsockopt, sockopt,
 };
@@ -45,6 +48,48 @@ pub const ENV_CHANNEL_FD: &str = "SRV_CHANNEL_FD";
 /// ```
 pub const ENV_WORKER_ID: &str = "SRV_WORKER_ID";
 
+/// The environment variable that carries the newest protocol version the
+/// master speaks, so that a worker says `Hello` with one the master accepts
+/// (see [`hello_version`]).
+///
+/// Read it before [`take_inherited_channel`], which removes it.
+///
+/// ```
+/// use srv_proto::env::{ENV_PROTOCOL_VERSION, hello_version};
+///
+/// let announced = std::env::var_os(ENV_PROTOCOL_VERSION);
+/// assert_eq!(hello_version(announced.as_deref()), 1); // no master here: version 1
+/// ```
+pub const ENV_PROTOCOL_VERSION: &str = "SRV_PROTOCOL_VERSION";
+
+/// The protocol version a worker says `Hello` with, given the value of
+/// [`ENV_PROTOCOL_VERSION`] it inherited: the newest one both it and its
+/// master speak.
+///
+/// A master that does not set the variable predates it, and speaks version
+/// 1 only; a value that is not a number is answered with this crate's
+/// [`PROTOCOL_VERSION`], which the master then accepts or refuses with a
+/// message naming both versions.
+///
+/// ```
+/// use std::ffi::OsStr;
+/// use srv_proto::{PROTOCOL_VERSION, env::hello_version};
+///
+/// assert_eq!(hello_version(None), 1); // a master of version 1
+/// assert_eq!(hello_version(Some(OsStr::new("1"))), 1);
+/// assert_eq!(hello_version(Some(OsStr::new("2"))), 2);
+/// assert_eq!(hello_version(Some(OsStr::new("99"))), PROTOCOL_VERSION); // a newer master
+/// ```
+pub fn hello_version(announced: Option<&std::ffi::OsStr>) -> u32 {
+    let Some(announced) = announced else {
+        return MIN_PROTOCOL_VERSION;
+    };
+    match announced.to_str().and_then(|text| text.parse::<u32>().ok()) {
+        Some(version) => version.clamp(MIN_PROTOCOL_VERSION, PROTOCOL_VERSION),
+        None => PROTOCOL_VERSION,
+    }
+}
+
 /// The descriptor number at which a worker inherits its channel.
 ///
 /// A master spawns each worker with its end of the channel at this number and
@@ -67,8 +112,8 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 ///
 /// Returns `Ok(None)` when [`ENV_CHANNEL_FD`] is not set (no master: run
 /// standalone) or when the channel was already taken. On success the
-/// descriptor is close-on-exec and [`ENV_CHANNEL_FD`] and [`ENV_WORKER_ID`]
-/// are removed from the environment.
+/// descriptor is close-on-exec and [`ENV_CHANNEL_FD`], [`ENV_WORKER_ID`] and
+/// [`ENV_PROTOCOL_VERSION`] are removed from the environment.
 ///
 /// Call it early in `main`, before other threads start: removing an
 /// environment variable races with threads that read the environment
@@ -132,6 +177,7 @@ fn take(value: &std::ffi::OsStr) -> io::Result<UnixStream> {
     unsafe {
         std::env::remove_var(ENV_CHANNEL_FD);
         std::env::remove_var(ENV_WORKER_ID);
+        std::env::remove_var(ENV_PROTOCOL_VERSION);
     }
     Ok(UnixStream::from(owned))
 }

@@ -432,7 +432,8 @@ mod tests {
     #[test]
     fn master_messages_round_trip() {
         let messages = [
-            MasterMessage::Disconnect,
+            MasterMessage::Disconnect { grace: None },
+            MasterMessage::Disconnect { grace: Some(std::time::Duration::from_millis(15_000)) },
             MasterMessage::Refused { reason: "protocol version 9, master speaks 1".into() },
             MasterMessage::ListenReply {
                 requested: ListenAddr::Tcp("[::1]:0".parse().unwrap()),

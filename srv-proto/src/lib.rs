@@ -24,4 +24,6 @@ pub mod message;
 pub use addr::{AddrParseError, ListenAddr};
 pub use channel::{Channel, MAX_QUEUED_FDS, Message, Received};
 pub use frame::{DecodeError, Decoder, MAX_FRAME_LEN};
-pub use message::{ListenError, MasterMessage, PROTOCOL_VERSION, WorkerMessage};
+pub use message::{
+    ListenError, MIN_PROTOCOL_VERSION, MasterMessage, PROTOCOL_VERSION, WorkerMessage,
+};

@@ -205,10 +205,13 @@ impl Worker {
     /// installed (its thread cannot be started).
     pub fn from_env_with(sigterm: Sigterm) -> io::Result<Option<Worker>> {
         let worker_id = std::env::var(env::ENV_WORKER_ID).ok().and_then(|id| id.parse().ok());
+        // A master too old to announce its version speaks version 1, and
+        // would refuse this crate's newer one (see `srv_proto::message`).
+        let version = env::hello_version(std::env::var_os(env::ENV_PROTOCOL_VERSION).as_deref());
         let Some(stream) = env::take_inherited_channel()? else {
             return Ok(None);
         };
-        let worker = Worker::connect(stream, worker_id)?;
+        let worker = Worker::connect_speaking(stream, worker_id, version)?;
         if let (Sigterm::Disconnect, Some(link)) = (sigterm, &worker.link) {
             signals::disconnect_on_sigterm(Arc::clone(&worker.shared), Arc::clone(&link.writer))?;
         }
@@ -240,6 +243,15 @@ impl Worker {
     /// The socket cannot be cloned for the reader thread, or `Hello` cannot
     /// be sent.
     pub fn connect(stream: UnixStream, worker_id: Option<u32>) -> io::Result<Worker> {
+        Worker::connect_speaking(stream, worker_id, PROTOCOL_VERSION)
+    }
+
+    /// [`Worker::connect`], saying `Hello` with `protocol_version`.
+    fn connect_speaking(
+        stream: UnixStream,
+        worker_id: Option<u32>,
+        protocol_version: u32,
+    ) -> io::Result<Worker> {
         stream.set_nonblocking(false)?;
         let reader = Channel::new(stream.try_clone()?);
         let shared = Shared::start(reader)?;
@@ -249,10 +261,7 @@ impl Worker {
             worker_id,
         };
         let worker = Worker { link: Some(link), shared };
-        worker.send(&WorkerMessage::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            pid: std::process::id(),
-        })?;
+        worker.send(&WorkerMessage::Hello { protocol_version, pid: std::process::id() })?;
         Ok(worker)
     }
 
@@ -483,7 +492,7 @@ impl Worker {
     /// # let (master_end, worker_end) = std::os::unix::net::UnixStream::pair()?;
     /// let worker = Worker::connect(worker_end, None)?;
     /// assert_eq!(worker.disconnect_reason(), None);
-    /// Channel::new(master_end).send(&MasterMessage::Disconnect, &[])?;
+    /// Channel::new(master_end).send(&MasterMessage::Disconnect { grace: None }, &[])?;
     /// worker.wait_disconnect();
     /// assert_eq!(worker.disconnect_reason(), Some(DisconnectReason::Requested));
     /// # Ok::<(), std::io::Error>(())
@@ -501,7 +510,7 @@ impl Worker {
     /// # let (master_end, worker_end) = std::os::unix::net::UnixStream::pair()?;
     /// let worker = Worker::connect(worker_end, None)?;
     /// // ... serve on other threads; the master asks this worker to stop:
-    /// # Channel::new(master_end).send(&MasterMessage::Disconnect, &[])?;
+    /// # Channel::new(master_end).send(&MasterMessage::Disconnect { grace: None }, &[])?;
     /// assert_eq!(worker.wait_disconnect(), DisconnectReason::Requested);
     /// // ... stop accepting, finish the requests in flight, return from `main`.
     /// # Ok::<(), std::io::Error>(())
@@ -524,7 +533,7 @@ impl Worker {
     /// let mut disconnected = std::pin::pin!(worker.disconnected());
     /// let mut cx = Context::from_waker(Waker::noop());
     /// assert!(disconnected.as_mut().poll(&mut cx).is_pending());
-    /// Channel::new(master_end).send(&MasterMessage::Disconnect, &[])?;
+    /// Channel::new(master_end).send(&MasterMessage::Disconnect { grace: None }, &[])?;
     /// worker.wait_disconnect();
     /// assert_eq!(disconnected.poll(&mut cx), Poll::Ready(DisconnectReason::Requested));
     /// # Ok::<(), std::io::Error>(())

@@ -109,7 +109,7 @@ impl Shared {
 
     fn handle(&self, message: MasterMessage, mut fds: Vec<std::os::fd::OwnedFd>) {
         match message {
-            MasterMessage::Disconnect => self.disconnect(DisconnectReason::Requested),
+            MasterMessage::Disconnect { .. } => self.disconnect(DisconnectReason::Requested),
             MasterMessage::Refused { reason } => {
                 log::error!("srv: the master refused this worker: {reason}");
                 self.disconnect(DisconnectReason::Refused(reason));

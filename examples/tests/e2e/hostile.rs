@@ -246,7 +246,8 @@ fn a_worker_that_leaves_a_grandchild_and_exits_is_replaced_and_the_orphan_reaped
 #[test]
 fn a_protocol_version_mismatch_is_refused_naming_both_versions() {
     let both = format!(
-        "protocol version mismatch: worker speaks 999, master speaks {}",
+        "protocol version mismatch: worker speaks 999, master speaks {} to {}",
+        srv_proto::MIN_PROTOCOL_VERSION,
         srv_proto::PROTOCOL_VERSION
     );
     let (master, lines) =

@@ -8,7 +8,9 @@
 use std::time::{Duration, Instant};
 
 use log::Level;
-use srv_proto::{ListenAddr, ListenError, MasterMessage, PROTOCOL_VERSION, WorkerMessage};
+use srv_proto::{
+    ListenAddr, ListenError, MIN_PROTOCOL_VERSION, MasterMessage, PROTOCOL_VERSION, WorkerMessage,
+};
 
 use super::{Action, Machine, Phase, State, WorkerId, log};
 use crate::options::Require;
@@ -63,18 +65,18 @@ impl Machine {
             );
             return self.kill_as_failed(now, worker, &why, actions);
         }
-        if !record.greeted {
+        if record.protocol_version.is_none() {
             let WorkerMessage::Hello { protocol_version, pid } = message else {
                 let why = format!("sent {message:?} before Hello");
                 return self.kill_as_failed(now, worker, &why, actions);
             };
-            if protocol_version != PROTOCOL_VERSION {
+            if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&protocol_version) {
                 let reason = format!(
-                    "protocol version mismatch: worker speaks {protocol_version}, master speaks {PROTOCOL_VERSION}"
+                    "protocol version mismatch: worker speaks {protocol_version}, master speaks {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"
                 );
                 return self.refuse(now, worker, reason, actions);
             }
-            record.greeted = true;
+            record.protocol_version = Some(protocol_version);
             if record.pid.is_some_and(|spawned| spawned != pid) {
                 let name = self.name(worker);
                 log(actions, Level::Debug, format!("{name} says hello from pid {pid}"));

@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use log::Level;
+use srv_proto::MasterMessage;
 
 use super::{Action, Machine, Phase, Signal, State, WorkerId, log};
 
@@ -49,10 +50,17 @@ impl Machine {
         );
         // A worker already retiring (the old worker of a recycle, one that
         // SIGTTOU removed) keeps its grace only as far as the shutdown's:
-        // every worker is gone within shutdown.timeout of the signal.
-        for record in self.workers.values_mut() {
-            if let State::Retiring { deadline } = &mut record.state {
-                *deadline = (*deadline).min(now + timeout);
+        // every worker is gone within shutdown.timeout of the signal. One
+        // whose version knows its grace is told the shorter one.
+        for (&worker, record) in &mut self.workers {
+            if let State::Retiring { deadline } = &mut record.state
+                && now + timeout < *deadline
+            {
+                *deadline = now + timeout;
+                let told = MasterMessage::disconnect_for(record.protocol_version, timeout);
+                if matches!(told, MasterMessage::Disconnect { grace: Some(_) }) {
+                    actions.push(Action::Send(worker, told));
+                }
             }
         }
         let live: Vec<WorkerId> = self

@@ -22,8 +22,9 @@ pub(crate) const CHANNEL_CLOSE_GRACE: Duration = Duration::from_millis(1000);
 pub(super) struct Worker {
     pub(super) pid: Option<u32>,
     pub(super) state: State,
-    /// Said hello with the right protocol version.
-    pub(super) greeted: bool,
+    /// The protocol version of its `Hello`, once it said one this master
+    /// speaks: which form of `Disconnect` it decodes.
+    pub(super) protocol_version: Option<u32>,
     /// The code from an `Exit` message: the worker meant to exit.
     pub(super) exit_code: Option<i32>,
     pub(super) spawned_at: Instant,
@@ -96,7 +97,7 @@ impl Machine {
             Worker {
                 pid: None,
                 state: State::Starting { deadline, online: false, listening: false },
-                greeted: false,
+                protocol_version: None,
                 exit_code: None,
                 spawned_at: now,
                 started_at: None,
@@ -184,7 +185,8 @@ impl Machine {
         }
     }
 
-    /// Sends `Disconnect` and gives the worker `grace` to exit.
+    /// Sends `Disconnect` and gives the worker `grace` to exit. The message
+    /// says so to a worker whose protocol version can decode it.
     pub(super) fn retire(
         &mut self,
         now: Instant,
@@ -195,7 +197,8 @@ impl Machine {
         let name = self.name(worker);
         log(actions, Level::Info, format!("{name} disconnecting"));
         self.set_state(worker, State::Retiring { deadline: now + grace });
-        actions.push(Action::Send(worker, MasterMessage::Disconnect));
+        let version = self.workers.get(&worker).and_then(|record| record.protocol_version);
+        actions.push(Action::Send(worker, MasterMessage::disconnect_for(version, grace)));
     }
 
     /// A worker reached `reached`; it may now count as started.

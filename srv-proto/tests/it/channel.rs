@@ -230,6 +230,6 @@ fn sending_to_a_closed_peer_is_broken_pipe() {
     let (master_end, worker_end) = UnixStream::pair().unwrap();
     drop(worker_end);
     let mut master = Channel::new(master_end);
-    let error = master.send(&MasterMessage::Disconnect, &[]).unwrap_err();
+    let error = master.send(&MasterMessage::Disconnect { grace: None }, &[]).unwrap_err();
     assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe, "{error}");
 }

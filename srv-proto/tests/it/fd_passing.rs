@@ -103,13 +103,13 @@ fn descriptors_beside_a_master_message_that_carries_none_are_unexpected() {
     let (master_end, worker_end) = UnixStream::pair().unwrap();
     let (read_end, write_end) = support::pipe();
     let mut bytes = Vec::new();
-    frame::encode(&MasterMessage::Disconnect, &mut bytes).unwrap();
+    frame::encode(&MasterMessage::Disconnect { grace: None }, &mut bytes).unwrap();
     send_with_fds(master_end.as_fd(), &bytes, &[write_end.as_fd()]).unwrap();
     drop(write_end);
 
     let mut worker = Channel::new(worker_end);
     let (message, fds) = support::receive_one(&mut worker, Channel::next_message::<MasterMessage>);
-    assert_eq!((message, fds.len()), (MasterMessage::Disconnect, 0));
+    assert_eq!((message, fds.len()), (MasterMessage::Disconnect { grace: None }, 0));
     let res = worker.next_message::<MasterMessage>();
     assert_eq!(res.err(), Some(DecodeError::UnexpectedFds { count: 1 }));
     assert!(support::writers_closed(&read_end), "unexpected fds were not closed");

@@ -12,6 +12,7 @@
 //! - `inherit`: the env contract, each case in a child process.
 //! - `framing`: encoder edge cases found while writing the properties.
 //! - `props`: round trips, arbitrary chunking, garbage, oversized headers.
+//! - `versions`: peers of different protocol versions understand each other.
 //! - `support`: helpers shared by the modules above.
 
 mod channel;
@@ -20,3 +21,4 @@ mod framing;
 mod inherit;
 mod props;
 mod support;
+mod versions;

@@ -3,7 +3,8 @@
 //!
 //! The strategies are written by hand, one per type: a new field shows up
 //! here as a compile error, a new variant needs a new `prop_oneof!` arm.
-//! Two restrictions keep the round trip exact: IPv6 addresses carry no flow
+//! Three restrictions keep the round trip exact: a disconnect's grace is
+//! whole milliseconds (its unit on the wire), IPv6 addresses carry no flow
 //! info or scope id (serde's compact form drops both; see `framing` for the
 //! scope id), and Unix paths are UTF-8 (others cannot be encoded; see
 //! `framing`).
@@ -77,7 +78,9 @@ fn master_message() -> impl Strategy<Value = MasterMessage> {
     prop_oneof![
         (listen_addr(), result)
             .prop_map(|(requested, result)| MasterMessage::ListenReply { requested, result }),
-        Just(MasterMessage::Disconnect),
+        // The grace travels in whole milliseconds.
+        proptest::option::of(any::<u64>().prop_map(std::time::Duration::from_millis))
+            .prop_map(|grace| MasterMessage::Disconnect { grace }),
         any::<String>().prop_map(|reason| MasterMessage::Refused { reason }),
     ]
 }

@@ -271,7 +271,7 @@ fn an_old_worker_that_exits_on_purpose_while_its_replacement_starts_is_not_repla
         1200 log INFO: worker 4 spawned (pid 1004)
         1300 log INFO: worker 4 (pid 1004) started (online) in 100 ms
         1300 log INFO: worker 2 (pid 1002) disconnecting
-        1300 send worker 2 Disconnect
+        1300 send worker 2 Disconnect { grace: Some(15s) }
         1300 log INFO: recycle complete: 2 workers replaced in 300 ms
         1400 log INFO: worker 2 (pid 1002) exited (exit code 0) as asked
         next deadline none
@@ -306,7 +306,7 @@ fn an_old_worker_that_exits_on_purpose_before_its_turn_is_replaced_at_once_and_s
         1100 log INFO: worker 4 spawned (pid 1004)
         1200 log INFO: worker 3 (pid 1003) started (online) in 200 ms
         1200 log INFO: worker 1 (pid 1001) disconnecting
-        1200 send worker 1 Disconnect
+        1200 send worker 1 Disconnect { grace: Some(15s) }
         1200 log INFO: recycle complete: 1 workers replaced in 200 ms
         1200 log INFO: worker 4 (pid 1004) started (online) in 100 ms
         1300 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
@@ -382,7 +382,7 @@ fn a_closed_channel_of_a_retiring_worker_leaves_only_the_retire_deadline() {
         "
         0 spawn worker 1
         500 close listeners
-        500 send worker 1 Disconnect
+        500 send worker 1 Disconnect { grace: Some(15s) }
         1100 next deadline 15500
         15500 kill worker 1
         15510 exit 0
@@ -411,7 +411,7 @@ fn an_exit_reported_after_a_deadline_passed_is_not_killed() {
         3000 close listeners
         3000 log INFO: SIGTERM: shutting down 1 workers (grace 15000 ms)
         3000 log INFO: worker 1 (pid 1001) disconnecting
-        3000 send worker 1 Disconnect
+        3000 send worker 1 Disconnect { grace: Some(15s) }
         18500 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
         18500 log INFO: shutdown complete: all workers exited
         18500 exit 0

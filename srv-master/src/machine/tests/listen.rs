@@ -25,9 +25,9 @@ fn a_listen_failure_before_any_worker_started_stops_the_master_with_exit_1() {
         0 close listeners
         0 log INFO: cannot listen on 127.0.0.1:8080: bind 127.0.0.1:8080: Address already in use (os error 98): shutting down 2 workers (grace 15000 ms)
         0 log INFO: worker 1 (pid 1001) disconnecting
-        0 send worker 1 Disconnect
+        0 send worker 1 Disconnect { grace: Some(15s) }
         0 log INFO: worker 2 (pid 1002) disconnecting
-        0 send worker 2 Disconnect
+        0 send worker 2 Disconnect { grace: Some(15s) }
         10 log WARN: worker 1 (pid 1001) exited (exit code 1) after disconnect, with an error
         10 log INFO: worker 2 (pid 1002) exited (exit code 0) as asked
         10 log INFO: shutdown complete: all workers exited
@@ -71,7 +71,7 @@ fn a_listen_request_during_shutdown_is_refused_without_binding() {
         "
         0 spawn worker 1
         100 close listeners
-        100 send worker 1 Disconnect
+        100 send worker 1 Disconnect { grace: Some(15s) }
         110 send worker 1 ListenReply { requested: Tcp(127.0.0.1:8080), result: Err(ListenError { errno: None, message: \"listen 127.0.0.1:8080: the master is shutting down\" }) }
         120 exit 0
         next deadline none
@@ -116,7 +116,7 @@ fn listen_allow_refuses_other_addresses_without_binding() {
         0 spawn worker 1
         20 send worker 1 ListenReply { requested: Tcp(0.0.0.0:22), result: Err(ListenError { errno: Some(13), message: \"listen 0.0.0.0:22: not in listen.allow\" }) }
         20 close listeners
-        20 send worker 1 Disconnect
+        20 send worker 1 Disconnect { grace: Some(15s) }
         30 exit 1
         next deadline none
         ",
@@ -161,7 +161,7 @@ fn a_listen_failure_before_any_worker_started_is_the_masters_failure() {
         r#"
         0 spawn worker 1
         0 close listeners
-        0 send worker 1 Disconnect
+        0 send worker 1 Disconnect { grace: None }
         0 state phase=Stopping started=0 target=1 workers=1 ready=false recycling=false failure=Some("cannot listen on 0.0.0.0:80: bind 0.0.0.0:80: Address already in use (os error 98)")
         0 exit 1
         next deadline none

@@ -36,7 +36,7 @@ fn a_hello_with_another_protocol_version_is_refused_and_may_exit_by_itself() {
     check_logs(
         options(1),
         "
-        10 hello 1 version=2
+        10 hello 1 version=3
         10 deadline
         11 listen-request 1
         12 garbage 1
@@ -46,8 +46,8 @@ fn a_hello_with_another_protocol_version_is_refused_and_may_exit_by_itself() {
         r#"
         0 spawn worker 1
         0 log INFO: worker 1 spawned (pid 1001)
-        10 send worker 1 Refused { reason: "protocol version mismatch: worker speaks 2, master speaks 1" }
-        10 log WARN: worker 1 (pid 1001) protocol version mismatch: worker speaks 2, master speaks 1; restarting in 5000 ms
+        10 send worker 1 Refused { reason: "protocol version mismatch: worker speaks 3, master speaks 1 to 2" }
+        10 log WARN: worker 1 (pid 1001) protocol version mismatch: worker speaks 3, master speaks 1 to 2; restarting in 5000 ms
         10 next deadline 1010
         500 log INFO: worker 1 (pid 1001) exited (exit code 1) after being refused
         5010 spawn worker 2
@@ -62,7 +62,7 @@ fn a_refused_worker_that_does_not_exit_is_killed_after_the_grace() {
     check_logs(
         options(1),
         "
-        10 hello 1 version=2
+        10 hello 1 version=3
         1009 tick
         1010 tick
         1020 exited 1 signal=9
@@ -70,8 +70,8 @@ fn a_refused_worker_that_does_not_exit_is_killed_after_the_grace() {
         r#"
         0 spawn worker 1
         0 log INFO: worker 1 spawned (pid 1001)
-        10 send worker 1 Refused { reason: "protocol version mismatch: worker speaks 2, master speaks 1" }
-        10 log WARN: worker 1 (pid 1001) protocol version mismatch: worker speaks 2, master speaks 1; restarting in 5000 ms
+        10 send worker 1 Refused { reason: "protocol version mismatch: worker speaks 3, master speaks 1 to 2" }
+        10 log WARN: worker 1 (pid 1001) protocol version mismatch: worker speaks 3, master speaks 1 to 2; restarting in 5000 ms
         1010 log WARN: worker 1 (pid 1001) did not exit in time after being refused; killing it
         1010 kill worker 1
         1020 log INFO: worker 1 (pid 1001) exited (signal 9) after being killed
@@ -86,12 +86,12 @@ fn a_refusal_during_shutdown_kills_at_once() {
         options(1),
         "
         10 SIGTERM
-        20 hello 1 version=2
+        20 hello 1 version=3
         ",
         "
         0 spawn worker 1
         10 close listeners
-        10 send worker 1 Disconnect
+        10 send worker 1 Disconnect { grace: None }
         20 kill worker 1
         next deadline none
         ",
@@ -174,7 +174,7 @@ fn a_refused_worker_gets_refused_grace_to_exit() {
     check(
         Options::default(),
         "
-        0 hello 1 version=2
+        0 hello 1 version=3
         999 tick
         1000 tick
         ",
@@ -183,7 +183,7 @@ fn a_refused_worker_gets_refused_grace_to_exit() {
         0 spawn worker 2
         0 spawn worker 3
         0 spawn worker 4
-        0 send worker 1 Refused { reason: "protocol version mismatch: worker speaks 2, master speaks 1" }
+        0 send worker 1 Refused { reason: "protocol version mismatch: worker speaks 3, master speaks 1 to 2" }
         1000 kill worker 1
         next deadline 2000
         "#,

@@ -36,18 +36,18 @@ fn recycle_replaces_one_worker_at_a_time() {
         1000 log INFO: worker 4 spawned (pid 1004)
         1100 log INFO: worker 4 (pid 1004) started (online) in 100 ms
         1100 log INFO: worker 1 (pid 1001) disconnecting
-        1100 send worker 1 Disconnect
+        1100 send worker 1 Disconnect { grace: Some(15s) }
         1100 spawn worker 5
         1100 log INFO: worker 5 spawned (pid 1005)
         1200 log INFO: worker 5 (pid 1005) started (online) in 100 ms
         1200 log INFO: worker 2 (pid 1002) disconnecting
-        1200 send worker 2 Disconnect
+        1200 send worker 2 Disconnect { grace: Some(15s) }
         1200 spawn worker 6
         1200 log INFO: worker 6 spawned (pid 1006)
         1300 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
         1400 log INFO: worker 6 (pid 1006) started (online) in 200 ms
         1400 log INFO: worker 3 (pid 1003) disconnecting
-        1400 send worker 3 Disconnect
+        1400 send worker 3 Disconnect { grace: Some(15s) }
         1400 log INFO: recycle complete: 3 workers replaced in 400 ms
         1500 log INFO: worker 2 (pid 1002) exited (exit code 0) as asked
         1500 next deadline 16400
@@ -76,9 +76,9 @@ fn recycle_waits_for_its_own_replacement_not_any_new_worker() {
         0 spawn worker 2
         1000 spawn worker 3
         1000 spawn worker 4
-        1200 send worker 1 Disconnect
+        1200 send worker 1 Disconnect { grace: Some(15s) }
         1200 spawn worker 5
-        1300 send worker 2 Disconnect
+        1300 send worker 2 Disconnect { grace: Some(15s) }
         next deadline 16200
         ",
     );
@@ -157,9 +157,9 @@ fn a_replacement_that_cannot_be_spawned_stops_the_recycle_and_a_later_sighup_wor
         1000 spawn worker 3
         1000 next deadline none
         2000 spawn worker 4
-        2100 send worker 1 Disconnect
+        2100 send worker 1 Disconnect { grace: Some(15s) }
         2100 spawn worker 5
-        2200 send worker 2 Disconnect
+        2200 send worker 2 Disconnect { grace: Some(15s) }
         next deadline 17100
         ",
     );
@@ -184,15 +184,15 @@ fn a_sighup_during_a_recycle_starts_over_and_retires_the_replacement_in_flight()
         0 spawn worker 2
         0 spawn worker 3
         1000 spawn worker 4
-        1100 send worker 1 Disconnect
+        1100 send worker 1 Disconnect { grace: Some(15s) }
         1100 spawn worker 5
-        1200 send worker 5 Disconnect
+        1200 send worker 5 Disconnect { grace: None }
         1200 spawn worker 6
-        1400 send worker 2 Disconnect
+        1400 send worker 2 Disconnect { grace: Some(15s) }
         1400 spawn worker 7
-        1500 send worker 3 Disconnect
+        1500 send worker 3 Disconnect { grace: Some(15s) }
         1500 spawn worker 8
-        1600 send worker 4 Disconnect
+        1600 send worker 4 Disconnect { grace: Some(15s) }
         next deadline 16100
         ",
     );
@@ -222,11 +222,11 @@ fn a_sigterm_during_a_recycle_stops_it_and_shuts_everything_down() {
         1100 log INFO: recycle stopped by SIGTERM with 2 workers not replaced
         1100 log INFO: SIGTERM: shutting down 3 workers (grace 15000 ms)
         1100 log INFO: worker 1 (pid 1001) disconnecting
-        1100 send worker 1 Disconnect
+        1100 send worker 1 Disconnect { grace: Some(15s) }
         1100 log INFO: worker 2 (pid 1002) disconnecting
-        1100 send worker 2 Disconnect
+        1100 send worker 2 Disconnect { grace: Some(15s) }
         1100 log INFO: worker 3 (pid 1003) disconnecting
-        1100 send worker 3 Disconnect
+        1100 send worker 3 Disconnect { grace: None }
         1200 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
         1200 log INFO: worker 2 (pid 1002) exited (exit code 0) as asked
         1200 log INFO: worker 3 (pid 1003) exited (exit code 0) as asked
@@ -267,7 +267,7 @@ fn an_old_worker_that_crashes_while_its_replacement_starts_is_not_restarted() {
         1200 log INFO: worker 4 spawned (pid 1004)
         1300 log INFO: worker 4 (pid 1004) started (online) in 100 ms
         1300 log INFO: worker 2 (pid 1002) disconnecting
-        1300 send worker 2 Disconnect
+        1300 send worker 2 Disconnect { grace: Some(15s) }
         1300 log INFO: recycle complete: 2 workers replaced in 300 ms
         1400 log INFO: worker 2 (pid 1002) exited (exit code 0) as asked
         next deadline none
@@ -292,7 +292,7 @@ fn an_old_worker_that_crashes_before_its_turn_is_restarted_and_skipped() {
         0 spawn worker 1
         0 spawn worker 2
         1000 spawn worker 3
-        1200 send worker 1 Disconnect
+        1200 send worker 1 Disconnect { grace: Some(15s) }
         1200 next deadline 6100
         6100 spawn worker 4
         next deadline 16200
@@ -315,7 +315,7 @@ fn a_sighup_spawns_one_replacement_and_retires_its_old_worker_once_it_started() 
         0 spawn worker 3
         0 spawn worker 4
         0 spawn worker 5
-        0 send worker 1 Disconnect
+        0 send worker 1 Disconnect { grace: Some(15s) }
         0 spawn worker 6
         next deadline 2000
         ",
@@ -337,7 +337,7 @@ fn the_recycle_ends_when_the_last_replacement_started() {
         0 spawn worker 1
         0 spawn worker 2
         0 state phase=Reloading started=1 target=1 workers=2 ready=true recycling=true failure=None
-        0 send worker 1 Disconnect
+        0 send worker 1 Disconnect { grace: Some(15s) }
         0 state phase=Ready started=1 target=1 workers=2 ready=true recycling=false failure=None
         next deadline 15000
         ",

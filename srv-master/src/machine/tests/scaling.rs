@@ -59,10 +59,10 @@ fn sigttou_drops_a_pending_restart_then_a_starting_worker_then_the_newest() {
         300 log INFO: worker 4 spawned (pid 1004)
         400 log INFO: SIGTTOU: workers 3 -> 2
         400 log INFO: worker 4 (pid 1004) disconnecting
-        400 send worker 4 Disconnect
+        400 send worker 4 Disconnect { grace: None }
         500 log INFO: SIGTTOU: workers 2 -> 1
         500 log INFO: worker 2 (pid 1002) disconnecting
-        500 send worker 2 Disconnect
+        500 send worker 2 Disconnect { grace: Some(15s) }
         600 log WARN: SIGTTOU ignored: already at 1 worker
         700 log INFO: worker 4 (pid 1004) exited (exit code 0) as asked
         700 log INFO: worker 2 (pid 1002) exited (exit code 0) as asked
@@ -94,7 +94,7 @@ fn a_worker_removed_by_sigttou_whose_spawn_then_fails_is_not_restarted() {
         1100 spawn worker 3
         1100 log INFO: SIGTTOU: workers 2 -> 1
         1100 log INFO: worker 3 disconnecting
-        1100 send worker 3 Disconnect
+        1100 send worker 3 Disconnect { grace: None }
         1100 log WARN: worker 3 could not be spawned: cannot spawn /srv/app: No such file or directory
         next deadline none
         ",
@@ -118,10 +118,10 @@ fn sigttou_during_a_recycle_retires_an_old_worker_still_queued() {
         0 spawn worker 2
         0 spawn worker 3
         1000 spawn worker 4
-        1100 send worker 3 Disconnect
-        1200 send worker 1 Disconnect
+        1100 send worker 3 Disconnect { grace: Some(15s) }
+        1200 send worker 1 Disconnect { grace: Some(15s) }
         1200 spawn worker 5
-        1300 send worker 2 Disconnect
+        1300 send worker 2 Disconnect { grace: Some(15s) }
         next deadline none
         ",
     );
@@ -168,7 +168,7 @@ fn sigttou_lowers_the_target_and_retires_a_worker() {
         0 spawn worker 3
         0 spawn worker 4
         0 state phase=Starting started=0 target=4 workers=4 ready=false recycling=false failure=None
-        0 send worker 4 Disconnect
+        0 send worker 4 Disconnect { grace: None }
         0 state phase=Starting started=0 target=3 workers=4 ready=false recycling=false failure=None
         next deadline 2000
         ",

@@ -466,14 +466,14 @@ impl Shell {
             // `Listen` and `Refused` for a killed worker are allowed: the
             // machine answers `ListenRequest` and a bad `Hello` whatever the
             // sender's state, and a killed process ignores them.
-            Action::Send(_, MasterMessage::Disconnect) if process.killed => {
+            Action::Send(_, MasterMessage::Disconnect { .. }) if process.killed => {
                 Some("a Disconnect after Kill")
             }
             Action::Kill(_) if process.killed => Some("a second Kill"),
             _ => None,
         };
         match &action {
-            Action::Send(_, MasterMessage::Disconnect | MasterMessage::Refused { .. }) => {
+            Action::Send(_, MasterMessage::Disconnect { .. } | MasterMessage::Refused { .. }) => {
                 process.told_to_leave = true;
             }
             Action::Kill(_) => (process.told_to_leave, process.killed) = (true, true),

@@ -32,11 +32,11 @@ fn shutdown_disconnects_every_worker_and_exits_after_the_last() {
         1000 close listeners
         1000 log INFO: SIGTERM: shutting down 3 workers (grace 15000 ms)
         1000 log INFO: worker 1 (pid 1001) disconnecting
-        1000 send worker 1 Disconnect
+        1000 send worker 1 Disconnect { grace: Some(15s) }
         1000 log INFO: worker 2 (pid 1002) disconnecting
-        1000 send worker 2 Disconnect
+        1000 send worker 2 Disconnect { grace: Some(15s) }
         1000 log INFO: worker 3 (pid 1003) disconnecting
-        1000 send worker 3 Disconnect
+        1000 send worker 3 Disconnect { grace: Some(15s) }
         1000 next deadline 16000
         1100 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
         1200 log INFO: worker 3 (pid 1003) exited (exit code 0) as asked
@@ -64,8 +64,8 @@ fn shutdown_kills_a_worker_that_ignores_disconnect_at_the_timeout() {
         0 spawn worker 1
         0 spawn worker 2
         1000 close listeners
-        1000 send worker 1 Disconnect
-        1000 send worker 2 Disconnect
+        1000 send worker 1 Disconnect { grace: Some(15s) }
+        1000 send worker 2 Disconnect { grace: Some(15s) }
         16000 kill worker 2
         16010 exit 0
         next deadline none
@@ -76,7 +76,8 @@ fn shutdown_kills_a_worker_that_ignores_disconnect_at_the_timeout() {
 #[test]
 fn shutdown_cuts_the_grace_of_a_worker_already_retiring_to_the_shutdown_timeout() {
     // Recycled workers retire with recycle.timeout (20 s); a SIGTERM then
-    // gives them no more than shutdown.timeout (1 s) from the signal.
+    // gives them no more than shutdown.timeout (1 s) from the signal, and
+    // tells them so (they said `Hello` with a version that knows the grace).
     let mut longer = options(2);
     longer.recycle.timeout = Duration::from_millis(20_000);
     longer.shutdown.timeout = Duration::from_millis(1000);
@@ -97,12 +98,14 @@ fn shutdown_cuts_the_grace_of_a_worker_already_retiring_to_the_shutdown_timeout(
         0 spawn worker 1
         0 spawn worker 2
         1000 spawn worker 3
-        1000 send worker 1 Disconnect
+        1000 send worker 1 Disconnect { grace: Some(20s) }
         1000 spawn worker 4
-        1000 send worker 2 Disconnect
+        1000 send worker 2 Disconnect { grace: Some(20s) }
         2000 close listeners
-        2000 send worker 3 Disconnect
-        2000 send worker 4 Disconnect
+        2000 send worker 1 Disconnect { grace: Some(1s) }
+        2000 send worker 2 Disconnect { grace: Some(1s) }
+        2000 send worker 3 Disconnect { grace: Some(1s) }
+        2000 send worker 4 Disconnect { grace: Some(1s) }
         2000 next deadline 3000
         3000 kill worker 2
         3010 exit 0
@@ -131,12 +134,51 @@ fn shutdown_cuts_the_grace_of_a_worker_already_retiring_to_the_shutdown_timeout(
         "
         0 spawn worker 1
         1000 spawn worker 2
-        1000 send worker 1 Disconnect
+        1000 send worker 1 Disconnect { grace: Some(1.5s) }
         2000 close listeners
-        2000 send worker 2 Disconnect
+        2000 send worker 2 Disconnect { grace: Some(15s) }
         2000 next deadline 2500
         2500 kill worker 1
         2510 exit 0
+        next deadline none
+        ",
+    );
+}
+
+#[test]
+fn each_worker_gets_the_disconnect_of_its_protocol_version() {
+    // Workers 1 and 4 speak protocol 1 (built before the grace travelled):
+    // their `Disconnect` has no grace, the form their decoder knows, and a
+    // shutdown that cuts their grace does not tell them again. Workers 2
+    // and 3 speak the current version and are told each grace.
+    let mut options = options(2);
+    options.recycle.timeout = Duration::from_millis(20_000);
+    options.shutdown.timeout = Duration::from_millis(1000);
+    check(
+        options,
+        "
+        0 hello 1 version=1
+        0 online 1
+        0 up 2
+        1000 SIGHUP
+        1000 up 3
+        1000 hello 4 version=1
+        1000 online 4
+        2000 SIGTERM
+        2100 exited 1 2 3 4
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        1000 spawn worker 3
+        1000 send worker 1 Disconnect { grace: None }
+        1000 spawn worker 4
+        1000 send worker 2 Disconnect { grace: Some(20s) }
+        2000 close listeners
+        2000 send worker 2 Disconnect { grace: Some(1s) }
+        2000 send worker 3 Disconnect { grace: Some(1s) }
+        2000 send worker 4 Disconnect { grace: None }
+        2100 exit 0
         next deadline none
         ",
     );
@@ -167,9 +209,9 @@ fn a_second_sigterm_or_sigint_kills_every_worker_at_once() {
                 1000 close listeners
                 1000 log INFO: SIGINT: shutting down 2 workers (grace 15000 ms)
                 1000 log INFO: worker 1 (pid 1001) disconnecting
-                1000 send worker 1 Disconnect
+                1000 send worker 1 Disconnect {{ grace: Some(15s) }}
                 1000 log INFO: worker 2 (pid 1002) disconnecting
-                1000 send worker 2 Disconnect
+                1000 send worker 2 Disconnect {{ grace: Some(15s) }}
                 2000 log WARN: {second} again: forcing shutdown, killing 2 workers
                 2000 kill worker 1
                 2000 kill worker 2
@@ -206,8 +248,8 @@ fn nothing_is_restarted_during_shutdown() {
         0 spawn worker 3
         100 next deadline 5100
         200 close listeners
-        200 send worker 2 Disconnect
-        200 send worker 3 Disconnect
+        200 send worker 2 Disconnect { grace: Some(15s) }
+        200 send worker 3 Disconnect { grace: Some(15s) }
         200 next deadline 15200
         15200 kill worker 3
         15210 exit 0
@@ -255,7 +297,7 @@ fn signals_during_shutdown_are_ignored() {
         100 close listeners
         100 log INFO: SIGTERM: shutting down 1 workers (grace 15000 ms)
         100 log INFO: worker 1 (pid 1001) disconnecting
-        100 send worker 1 Disconnect
+        100 send worker 1 Disconnect { grace: Some(15s) }
         200 log INFO: SIGHUP ignored: shutting down
         200 log INFO: SIGTTIN ignored: shutting down
         200 log INFO: SIGTTOU ignored: shutting down
@@ -279,7 +321,7 @@ fn a_whole_life_from_start_to_shutdown() {
         "
         0 spawn worker 1
         0 close listeners
-        0 send worker 1 Disconnect
+        0 send worker 1 Disconnect { grace: Some(15s) }
         0 exit 0
         next deadline none
         ",
@@ -303,10 +345,10 @@ fn shutdown_retires_every_started_worker() {
         0 spawn worker 4
         0 state phase=Starting started=2 target=4 workers=4 ready=false recycling=false failure=None
         0 close listeners
-        0 send worker 1 Disconnect
-        0 send worker 2 Disconnect
-        0 send worker 3 Disconnect
-        0 send worker 4 Disconnect
+        0 send worker 1 Disconnect { grace: Some(15s) }
+        0 send worker 2 Disconnect { grace: Some(15s) }
+        0 send worker 3 Disconnect { grace: None }
+        0 send worker 4 Disconnect { grace: None }
         0 state phase=Stopping started=0 target=4 workers=4 ready=false recycling=false failure=None
         next deadline 15000
         ",
@@ -349,13 +391,13 @@ fn the_log_says_how_each_worker_ended_not_only_that_it_was_asked() {
         100 close listeners
         100 log INFO: SIGTERM: shutting down 4 workers (grace 1000 ms)
         100 log INFO: worker 1 (pid 1001) disconnecting
-        100 send worker 1 Disconnect
+        100 send worker 1 Disconnect { grace: Some(1s) }
         100 log INFO: worker 2 (pid 1002) disconnecting
-        100 send worker 2 Disconnect
+        100 send worker 2 Disconnect { grace: Some(1s) }
         100 log INFO: worker 3 (pid 1003) disconnecting
-        100 send worker 3 Disconnect
+        100 send worker 3 Disconnect { grace: Some(1s) }
         100 log INFO: worker 4 (pid 1004) disconnecting
-        100 send worker 4 Disconnect
+        100 send worker 4 Disconnect { grace: Some(1s) }
         110 log WARN: worker 2 (pid 1002) was killed by signal 15 (SIGTERM) while draining
         200 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
         300 log WARN: worker 3 (pid 1003) exited (exit code 1) after disconnect, with an error

@@ -278,7 +278,7 @@ fn giving_up_disconnects_the_workers_still_starting_and_exits_after_the_last() {
         100 spawn worker 3
         300 spawn worker 4
         300 close listeners
-        300 send worker 2 Disconnect
+        300 send worker 2 Disconnect { grace: None }
         300 state phase=Stopping started=0 target=2 workers=1 ready=false recycling=false failure=Some(\"no worker could start: 3 failed starts in a row (worker.max_start_failures = 3), the last: worker 4 (pid 1004) exited unasked (exit code 3)\")
         400 exit 1
         next deadline none

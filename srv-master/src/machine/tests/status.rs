@@ -34,9 +34,9 @@ fn status_follows_start_recycle_and_shutdown() {
         6000 spawn worker 4
         6000 status recycling: 2/2 workers ready
         6100 close listeners
-        6100 send worker 2 Disconnect
-        6100 send worker 3 Disconnect
-        6100 send worker 4 Disconnect
+        6100 send worker 2 Disconnect { grace: Some(15s) }
+        6100 send worker 3 Disconnect { grace: Some(15s) }
+        6100 send worker 4 Disconnect { grace: None }
         6100 status stopping: 3 workers left
         next deadline 21100
         ",
@@ -63,8 +63,8 @@ fn the_service_phase_follows_start_recycle_and_shutdown() {
         0 spawn worker 2
         0 state phase=Reloading started=1 target=1 workers=2 ready=true recycling=true failure=None
         0 close listeners
-        0 send worker 1 Disconnect
-        0 send worker 2 Disconnect
+        0 send worker 1 Disconnect { grace: Some(15s) }
+        0 send worker 2 Disconnect { grace: None }
         0 state phase=Stopping started=0 target=1 workers=2 ready=false recycling=false failure=None
         next deadline 15000
         ",
@@ -109,8 +109,8 @@ fn the_status_line_counts_started_workers_then_workers_left() {
         0 status starting: 1/2 workers ready
         0 status 2/2 workers ready
         0 close listeners
-        0 send worker 1 Disconnect
-        0 send worker 2 Disconnect
+        0 send worker 1 Disconnect { grace: Some(15s) }
+        0 send worker 2 Disconnect { grace: Some(15s) }
         0 status stopping: 2 workers left
         next deadline 15000
         ",

@@ -1,5 +1,13 @@
 //! Integration tests of srv-worker against a stand-in master: a real
 //! socket pair whose other end the test drives with `srv_proto::Channel`.
+//!
+//! One test binary for the crate (CONTRIBUTING.md, "Where tests go"), `it`,
+//! in a folder of its own; each other file of the folder is a module of it:
+//!
+//! - `versions`: a worker under masters of older, equal and newer protocol
+//!   versions, each in a child process.
+
+mod versions;
 
 use std::future::Future;
 use std::net::{TcpListener, TcpStream};
@@ -99,7 +107,7 @@ fn disconnect_reaches_every_form_of_waiting() {
         let worker = Arc::clone(&worker);
         move || block_on(worker.disconnected())
     });
-    master.send(&MasterMessage::Disconnect, &[]);
+    master.send(&MasterMessage::Disconnect { grace: None }, &[]);
     assert_eq!(blocked.join().unwrap(), DisconnectReason::Requested);
     assert_eq!(future.join().unwrap(), DisconnectReason::Requested);
     assert!(worker.is_disconnected());
@@ -110,7 +118,7 @@ fn disconnect_reaches_every_form_of_waiting() {
 #[test]
 fn disconnect_fd_created_after_the_disconnect_is_readable_too() {
     let (mut master, worker) = FakeMaster::connect();
-    master.send(&MasterMessage::Disconnect, &[]);
+    master.send(&MasterMessage::Disconnect { grace: None }, &[]);
     assert_eq!(worker.wait_disconnect(), DisconnectReason::Requested);
     assert!(readable_within(worker.disconnect_fd().unwrap(), 1000));
 }
