@@ -53,6 +53,7 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod drain;
 mod listener;
 mod shared;
 mod signals;
@@ -65,6 +66,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 pub use listener::Listener;
 pub use signals::Sigterm;
@@ -542,6 +544,90 @@ impl Worker {
         Disconnected { shared: Arc::clone(&self.shared) }
     }
 
+    /// A future of `()` that completes when the worker is disconnected: the
+    /// shape `with_graceful_shutdown` of axum, hyper-util and others takes.
+    /// Like [`Worker::disconnected`], it needs no runtime.
+    ///
+    /// Handing it to a server's graceful shutdown as it is loses requests
+    /// on keep-alive connections (see the [`drain`] module); with
+    /// hyper or axum, `srv_worker::hyper::serve` and `srv_worker::axum::serve`
+    /// (features `hyper`, `axum`) drain without losing any.
+    ///
+    /// ```
+    /// use std::future::Future;
+    /// use std::task::{Context, Poll, Waker};
+    /// use srv_proto::{Channel, MasterMessage};
+    ///
+    /// # let (master_end, worker_end) = std::os::unix::net::UnixStream::pair()?;
+    /// let worker = srv_worker::Worker::connect(worker_end, None)?;
+    /// let mut signal = std::pin::pin!(worker.shutdown_signal());
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// assert!(signal.as_mut().poll(&mut cx).is_pending());
+    /// Channel::new(master_end).send(&MasterMessage::Disconnect { grace: None }, &[])?;
+    /// worker.wait_disconnect();
+    /// assert_eq!(signal.poll(&mut cx), Poll::Ready(()));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn shutdown_signal(&self) -> ShutdownSignal {
+        ShutdownSignal { disconnected: self.disconnected() }
+    }
+
+    /// When the master kills this worker if it has not exited: the grace
+    /// the master gave with its `Disconnect` (the recycle, shutdown or
+    /// `SIGTTOU` grace), counted from when the message arrived.
+    ///
+    /// `None` before a disconnect, and after a disconnect that came without
+    /// a grace: the master is gone (nobody will kill this worker), it
+    /// refused the worker, or it speaks protocol version 1. A worker then
+    /// uses a limit of its own; [`Worker::drain_until`] does.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use srv_proto::{Channel, MasterMessage};
+    ///
+    /// # let (master_end, worker_end) = std::os::unix::net::UnixStream::pair()?;
+    /// let worker = srv_worker::Worker::connect(worker_end, None)?;
+    /// assert_eq!(worker.drain_deadline(), None);
+    /// let grace = Some(Duration::from_secs(15));
+    /// Channel::new(master_end).send(&MasterMessage::Disconnect { grace }, &[])?;
+    /// worker.wait_disconnect();
+    /// let left = worker.drain_deadline().unwrap() - Instant::now();
+    /// assert!(left > Duration::from_secs(14) && left <= Duration::from_secs(15));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn drain_deadline(&self) -> Option<Instant> {
+        self.shared.drain_times().1
+    }
+
+    /// When a disconnected worker should stop waiting for its requests in
+    /// flight and exit: [`drain::EXIT_MARGIN`] before the master's deadline
+    /// ([`Worker::drain_deadline`]), so that the worker exits by itself
+    /// rather than being killed, or [`drain::FALLBACK_LIMIT`] after the
+    /// disconnect when the master gave no deadline. `None` while connected.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// # let (master_end, worker_end) = std::os::unix::net::UnixStream::pair()?;
+    /// let worker = srv_worker::Worker::connect(worker_end, None)?;
+    /// assert_eq!(worker.drain_until(), None);
+    /// drop(master_end); // the master dies: no deadline, the worker's own limit
+    /// worker.wait_disconnect();
+    /// let left = worker.drain_until().unwrap() - Instant::now();
+    /// assert!(left > Duration::from_secs(14) && left <= srv_worker::drain::FALLBACK_LIMIT);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn drain_until(&self) -> Option<Instant> {
+        let (disconnected_at, deadline) = self.shared.drain_times();
+        let disconnected_at = disconnected_at?;
+        Some(match deadline {
+            Some(deadline) => {
+                deadline.checked_sub(drain::EXIT_MARGIN).unwrap_or(deadline).max(disconnected_at)
+            }
+            None => disconnected_at + drain::FALLBACK_LIMIT,
+        })
+    }
+
     /// A descriptor that becomes readable once the worker is disconnected,
     /// for servers that run their own `poll`/`epoll`/mio loop. Never read it:
     /// it stays readable from then on.
@@ -574,6 +660,31 @@ impl Worker {
         writer.send(message, &[]).map(drop).map_err(|error| {
             io::Error::new(error.kind(), format!("cannot report to the master: {error}"))
         })
+    }
+}
+
+/// The future returned by [`Worker::shutdown_signal`]: [`Disconnected`]
+/// without the reason.
+///
+/// ```
+/// async fn serve(worker: &srv_worker::Worker) {
+///     let signal = worker.shutdown_signal();
+///     // ... hand `signal` to a server's graceful shutdown, or:
+///     signal.await;
+/// }
+/// # drop(serve(&srv_worker::Worker::standalone()));
+/// ```
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct ShutdownSignal {
+    disconnected: Disconnected,
+}
+
+impl Future for ShutdownSignal {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.disconnected).poll(cx).map(drop)
     }
 }
 

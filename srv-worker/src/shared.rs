@@ -37,6 +37,11 @@ pub(crate) struct Shared {
 #[derive(Debug, Default)]
 struct State {
     reason: Option<DisconnectReason>,
+    /// When the reason was recorded.
+    disconnected_at: Option<Instant>,
+    /// When the master kills this worker, as far as it said (the earliest,
+    /// if it said more than once: a shutdown can cut a recycle's grace).
+    deadline: Option<Instant>,
     wakers: Vec<Waker>,
     reply: Reply,
 }
@@ -109,7 +114,12 @@ impl Shared {
 
     fn handle(&self, message: MasterMessage, mut fds: Vec<std::os::fd::OwnedFd>) {
         match message {
-            MasterMessage::Disconnect { .. } => self.disconnect(DisconnectReason::Requested),
+            MasterMessage::Disconnect { grace } => {
+                if let Some(grace) = grace {
+                    self.set_deadline(grace);
+                }
+                self.disconnect(DisconnectReason::Requested);
+            }
             MasterMessage::Refused { reason } => {
                 log::error!("srv: the master refused this worker: {reason}");
                 self.disconnect(DisconnectReason::Refused(reason));
@@ -151,6 +161,7 @@ impl Shared {
             state.reply = Reply::Ready(Err(error));
         }
         state.reason = Some(reason);
+        state.disconnected_at = Some(Instant::now());
         for waker in state.wakers.drain(..) {
             waker.wake();
         }
@@ -167,8 +178,25 @@ impl Shared {
         }
     }
 
+    /// Records the master's deadline, `grace` from now: the master counted
+    /// it from just before it sent the message, so this is at most a
+    /// transit later than its own. A grace too large for the clock is no
+    /// deadline at all.
+    fn set_deadline(&self, grace: Duration) {
+        let Some(deadline) = Instant::now().checked_add(grace) else { return };
+        let mut state = self.lock();
+        state.deadline = Some(state.deadline.map_or(deadline, |known| known.min(deadline)));
+    }
+
     pub(crate) fn reason(&self) -> Option<DisconnectReason> {
         self.lock().reason.clone()
+    }
+
+    /// When the disconnect was recorded, and the master's deadline if it
+    /// gave one.
+    pub(crate) fn drain_times(&self) -> (Option<Instant>, Option<Instant>) {
+        let state = self.lock();
+        (state.disconnected_at, state.deadline)
     }
 
     pub(crate) fn wait(&self) -> DisconnectReason {

@@ -16,7 +16,7 @@ use std::os::unix::net::UnixStream;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use srv_proto::{
@@ -124,11 +124,38 @@ fn disconnect_fd_created_after_the_disconnect_is_readable_too() {
 }
 
 #[test]
+fn the_grace_of_the_disconnect_is_the_drain_deadline_and_a_shorter_one_brings_it_forward() {
+    let (mut master, worker) = FakeMaster::connect();
+    assert_eq!((worker.drain_deadline(), worker.drain_until()), (None, None));
+    let before = Instant::now();
+    master.send(&MasterMessage::Disconnect { grace: Some(Duration::from_secs(20)) }, &[]);
+    assert_eq!(worker.wait_disconnect(), DisconnectReason::Requested);
+    let first = worker.drain_deadline().expect("the master gave a grace");
+    assert!(
+        first >= before + Duration::from_secs(20)
+            && first <= Instant::now() + Duration::from_secs(20)
+    );
+    assert_eq!(worker.drain_until(), Some(first - srv_worker::drain::EXIT_MARGIN));
+    // A shutdown during a recycle cuts the grace, and says so.
+    master.send(&MasterMessage::Disconnect { grace: Some(Duration::from_secs(1)) }, &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while worker.drain_deadline() == Some(first) {
+        assert!(Instant::now() < deadline, "the shorter grace did not arrive");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let second = worker.drain_deadline().unwrap();
+    assert!(second <= Instant::now() + Duration::from_secs(1), "{second:?} is not within 1 s");
+}
+
+#[test]
 fn master_gone_counts_as_disconnect() {
     let (master, worker) = FakeMaster::connect();
     drop(master);
     assert_eq!(worker.wait_disconnect(), DisconnectReason::MasterGone);
     assert!(readable_within(worker.disconnect_fd().unwrap(), 1000));
+    // Nobody will kill it: no deadline, and the worker's own limit.
+    assert_eq!(worker.drain_deadline(), None);
+    assert!(worker.drain_until().unwrap() > Instant::now() + Duration::from_secs(10));
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, PoisonError, mpsc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::signal::{Signal, kill};
@@ -46,10 +46,24 @@ fn child_entry() {
     };
     let worker = Worker::from_env().unwrap().expect("a channel");
     assert_eq!(std::env::var_os(ENV_PROTOCOL_VERSION), None, "the variable is removed");
+    assert_eq!(worker.drain_deadline(), None, "no deadline before the disconnect");
+    assert_eq!(worker.drain_until(), None);
     worker.online().unwrap(); // the master disconnects it only then
     assert_eq!(worker.wait_disconnect(), DisconnectReason::Requested);
+    let now = Instant::now();
     match case.to_str().unwrap() {
-        "with-grace" | "without-grace" => {}
+        "with-grace" => {
+            let deadline = worker.drain_deadline().expect("the master gave a grace");
+            assert!(deadline > now + GRACE - Duration::from_secs(1) && deadline <= now + GRACE);
+            let until = worker.drain_until().unwrap();
+            assert_eq!(until, deadline - srv_worker::drain::EXIT_MARGIN);
+        }
+        "without-grace" => {
+            assert_eq!(worker.drain_deadline(), None);
+            let until = worker.drain_until().unwrap();
+            let limit = srv_worker::drain::FALLBACK_LIMIT;
+            assert!(until > now + limit - Duration::from_secs(1) && until <= now + limit);
+        }
         other => panic!("unknown child case {other:?}"),
     }
 }
