@@ -32,6 +32,11 @@
 //! }
 //! ```
 //!
+//! # Optional features
+//!
+//! - `tokio`: [`Worker::listen_tokio_tcp`] and [`Worker::listen_tokio_unix`],
+//!   the shared socket as a tokio listener.
+//!
 //! # Master death
 //!
 //! When the master dies, even by `SIGKILL`, the kernel closes its end of the
@@ -57,6 +62,8 @@ pub mod drain;
 mod listener;
 mod shared;
 mod signals;
+#[cfg(feature = "tokio")]
+mod tokio_net;
 
 use std::future::Future;
 use std::io::{self, Write};

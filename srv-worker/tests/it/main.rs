@@ -6,7 +6,11 @@
 //!
 //! - `versions`: a worker under masters of older, equal and newer protocol
 //!   versions, each in a child process.
+//! - `tokio_listen` (feature `tokio`): the master's socket as a tokio
+//!   listener.
 
+#[cfg(feature = "tokio")]
+mod tokio_listen;
 mod versions;
 
 use std::future::Future;
