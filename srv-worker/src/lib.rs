@@ -36,6 +36,10 @@
 //!
 //! - `tokio`: [`Worker::listen_tokio_tcp`] and [`Worker::listen_tokio_unix`],
 //!   the shared socket as a tokio listener.
+//! - `hyper`: `srv_worker::hyper::serve`, HTTP/1.1 and HTTP/2 with hyper on
+//!   the worker's socket, drained without losing a request ([`drain`]).
+//! - `axum`: `srv_worker::axum::serve`, the same for an axum application:
+//!   it takes the place of `axum::serve(listener, app)`.
 //!
 //! # Master death
 //!
@@ -58,7 +62,11 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod drain;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 mod listener;
 mod shared;
 mod signals;

@@ -8,7 +8,10 @@
 //!   versions, each in a child process.
 //! - `tokio_listen` (feature `tokio`): the master's socket as a tokio
 //!   listener.
+//! - `serve` (feature `hyper`, and `axum`): the drain that loses no request.
 
+#[cfg(feature = "hyper")]
+mod serve;
 #[cfg(feature = "tokio")]
 mod tokio_listen;
 mod versions;
