@@ -11,12 +11,13 @@
 //! One binary is both master and worker (as in `hello`): started by hand it
 //! is the master, which re-executes it once per worker with the same
 //! arguments; started by a master it is a worker. `--standalone` serves in
-//! this very process, without a master.
+//! this very process, without a master. The command line and that order
+//! are the examples' shared `srv_examples::run`.
 //!
 //! `--config FILE` loads srv's options from a TOML or JSON file
 //! (`Options::from_file`); the option flags given with it override the file.
-//! Workers get the same arguments, so each reads the file again when it
-//! starts; a worker uses the options only for its drain limit.
+//! Only the master reads it: a worker learns its drain deadline from the
+//! master's `Disconnect`.
 //!
 //! A worker asks the master for the shared listening socket, reports
 //! `online`, then accepts in a `poll(2)` loop on two descriptors: the
@@ -39,63 +40,39 @@
 //!    with `Connection: close`. Only a connection that stays idle for
 //!    [`IDLE_GRACE`] after the disconnect is closed without an answer: the
 //!    client may be sending a request at the very moment the server closes,
-//!    and that request would be lost (see [`IDLE_GRACE`]).
-//! 4. When the last connection is done, exit 0. A worker never waits longer
-//!    than the master's own grace, after which the master kills it anyway.
+//!    and that request would be lost (see `srv_worker::drain`).
+//! 4. When the last connection is done, exit 0. A worker never waits past
+//!    `Worker::drain_until`, shortly before the master's deadline, after
+//!    which the master would kill it anyway.
+//!
+//! These are the steps of `srv_worker::drain`, which the async examples get
+//! from `srv_worker::hyper::serve`; this threaded server takes the same
+//! numbers from there.
 //!
 //! Every close after a response is a lingering close ([`close_gracefully`]):
 //! shut down the sending side, then read what the client still sends for a
 //! moment, because closing a socket with unread data makes the kernel send
 //! a reset, which can destroy the response before the client reads it.
-#![allow(clippy::print_stdout, clippy::print_stderr, reason = "prints usage and argument errors")]
-
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use srv_master::{Master, Options};
+use srv_examples::ServerArgs;
+use srv_worker::drain::{FALLBACK_LIMIT, IDLE_GRACE};
 use srv_worker::{DisconnectReason, Worker};
 
-const SYNOPSIS: &str = "\
-usage: http --port PORT [--config FILE] [--workers N] [--addr IP]
-            [--require online|listen] [--worker-timeout MS] [--recycle-timeout MS]
-            [--shutdown-timeout MS] [--restart-delay MS] [--standalone]";
+const ABOUT: &str = "The reference server: a threaded HTTP/1.1 server run as N srv workers.";
 
-const OPTIONS: &str = "\
-  --port PORT           TCP port to serve on; 0 picks a free one (see the log)
-  --config FILE         srv options from a .toml or .json file ([worker] count = 4);
-                        the options below override it
-  --workers N           number of worker processes (default 4)
-  --addr IP             address to bind (default 127.0.0.1)
-  --require STATE       what counts as a started worker (default online)
-  --worker-timeout MS   time to reach that state (default 2000)
-  --recycle-timeout MS  grace for each old worker on SIGHUP (default 15000)
-  --shutdown-timeout MS grace for each worker on SIGTERM/SIGINT (default 15000)
-  --restart-delay MS    wait before replacing a crashed worker (default 5000)
-  --standalone          serve in this process, without a master
-
+const PAGES: &str = "\
 GET / answers `ok <worker pid>`; GET /sleep?ms=N waits N ms (at most 60000);
 GET /exe answers `exe <hash of the worker's executable file> <worker pid>`.";
-
-/// How long an idle connection may stay open after the disconnect, waiting
-/// for one last request.
-///
-/// Closing an idle keep-alive connection at once races with a request the
-/// client is already sending: the request is on the wire (or about to be)
-/// when the close arrives, the client reads end of file or a reset instead
-/// of a response, and it cannot know whether the request was handled, so a
-/// careful client reports a failure. That is how node cluster and PM2 lose
-/// requests on reload. A client that was about to send does so within
-/// milliseconds; one second of silence after the disconnect means it was
-/// not, and closing then is an ordinary keep-alive close.
-const IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// How long a connection thread blocks in one `read` before it looks at the
 /// disconnect state again.
@@ -117,9 +94,6 @@ const MAX_HEAD_LEN: usize = 8 * 1024;
 /// A larger declared body is answered with 413 rather than read.
 const MAX_BODY_LEN: u64 = 1024 * 1024;
 
-/// The longest `/sleep`, in milliseconds; larger values are capped.
-const MAX_SLEEP_MS: u64 = 60_000;
-
 /// The 64-bit FNV-1a hash of the executable file this worker runs, or why
 /// it could not be computed; set once when the worker starts (see
 /// [`exe_hash`]) and shown by `GET /exe`.
@@ -131,146 +105,21 @@ static EXE_HASH: OnceLock<Result<u64, String>> = OnceLock::new();
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = match Args::parse(std::env::args().skip(1)) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{SYNOPSIS}\n\n{OPTIONS}");
-            return ExitCode::SUCCESS;
-        }
-        Err(error) => {
-            eprintln!("http: {error:#}\n{SYNOPSIS}\n(http --help explains the options)");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            log::error!("{error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(args: &Args) -> anyhow::Result<()> {
-    if args.standalone {
-        return serve(Worker::standalone(), args);
-    }
-    if let Some(worker) = Worker::from_env()? {
-        return serve(worker, args);
-    }
-    Master::current_exe(args.options.clone())?.run()?;
-    Ok(())
-}
-
-/// The command line, checked.
-#[derive(Debug)]
-struct Args {
-    addr: SocketAddr,
-    options: Options,
-    standalone: bool,
-}
-
-impl Args {
-    /// `Ok(None)` for `--help`.
-    fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<Args>> {
-        let mut ip: IpAddr = [127, 0, 0, 1].into();
-        let mut port = None;
-        let mut config = None;
-        // Applied in order over the config file, whatever their place.
-        let mut overrides: Vec<(String, String)> = Vec::new();
-        let mut standalone = false;
-        while let Some(arg) = args.next() {
-            // Accept both `--name value` and `--name=value`.
-            let (name, inline) = match arg.split_once('=') {
-                Some((name, value)) if name.starts_with("--") => (name, Some(value.to_owned())),
-                _ => (arg.as_str(), None),
-            };
-            let mut value = || -> anyhow::Result<String> {
-                inline
-                    .clone()
-                    .or_else(|| args.next())
-                    .with_context(|| format!("{name} needs a value"))
-            };
-            match name {
-                "-h" | "--help" => return Ok(None),
-                "--port" => port = Some(parse(name, &value()?)?),
-                "--addr" => ip = parse(name, &value()?)?,
-                "--config" => config = Some(std::path::PathBuf::from(value()?)),
-                "--workers" | "--require" | "--worker-timeout" | "--recycle-timeout"
-                | "--shutdown-timeout" | "--restart-delay" => {
-                    overrides.push((name.to_owned(), value()?));
-                }
-                "--standalone" if inline.is_none() => standalone = true,
-                _ => bail!("unknown argument {arg}"),
-            }
-        }
-        let port: u16 = port.context("--port is required")?;
-        let mut options = match &config {
-            Some(path) => Options::from_file(path)?,
-            None => Options::default(),
-        };
-        for (name, value) in &overrides {
-            set_option(&mut options, name, value)?;
-        }
-        options.validate()?;
-        Ok(Some(Args { addr: SocketAddr::new(ip, port), options, standalone }))
-    }
-
-    /// How long a disconnected worker may drain: the longest grace the master
-    /// gives (it kills the worker after that), and the limit when the master
-    /// is gone and nobody will.
-    fn drain_limit(&self) -> Duration {
-        self.options.recycle.timeout.max(self.options.shutdown.timeout)
-    }
-}
-
-/// Sets the option of the command-line flag `name`.
-fn set_option(options: &mut Options, name: &str, value: &str) -> anyhow::Result<()> {
-    match name {
-        "--workers" => options.worker.count = parse(name, value)?,
-        "--require" => options.worker.require = parse(name, value)?,
-        "--worker-timeout" => options.worker.timeout = millis(name, value)?,
-        "--recycle-timeout" => options.recycle.timeout = millis(name, value)?,
-        "--shutdown-timeout" => options.shutdown.timeout = millis(name, value)?,
-        "--restart-delay" => {
-            options.restart.delay = millis(name, value)?;
-            // Raise the cap of the doubling delay along, rather than refuse
-            // a delay above its default.
-            options.restart.max_delay = options.restart.max_delay.max(options.restart.delay);
-        }
-        _ => bail!("{name} is not an option flag"),
-    }
-    Ok(())
-}
-
-fn parse<T>(name: &str, value: &str) -> anyhow::Result<T>
-where
-    T: std::str::FromStr,
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    value.parse().with_context(|| format!("{name} {value}"))
-}
-
-fn millis(name: &str, value: &str) -> anyhow::Result<Duration> {
-    parse(name, value).map(Duration::from_millis)
+    srv_examples::main("http", ABOUT, PAGES, serve)
 }
 
 /// The worker: accept until disconnected, then drain and return.
-fn serve(worker: Worker, args: &Args) -> anyhow::Result<()> {
+fn serve(worker: Worker, args: &ServerArgs) -> anyhow::Result<()> {
     let pid = std::process::id();
     EXE_HASH.get_or_init(exe_hash);
-    let requested = args.addr.to_string();
-    let listener = worker.listen_tcp(&requested)?;
+    let requested = args.socket_addr();
+    let listener = worker.listen_tcp(&requested.to_string())?;
     // Several workers accept on this one socket, and one of them may win the
     // race for a connection that `poll` announced to all: accept must not
     // block then. `O_NONBLOCK` is shared by every process holding the socket,
     // which is fine because every worker of this program sets it.
     listener.set_nonblocking(true).context("set the listening socket non-blocking")?;
-    if !worker.is_supervised() {
-        // The master logs this line; tests read the port from it either way.
-        log::info!("listening on {} (requested {requested})", listener.local_addr()?);
-    }
+    srv_examples::log_listening(&worker, listener.local_addr()?, requested);
     worker.online()?;
     log::info!("http worker {pid} online");
 
@@ -286,7 +135,10 @@ fn serve(worker: Worker, args: &Args) -> anyhow::Result<()> {
         "http worker {pid} disconnected ({reason}): stopped accepting, finishing {} connections",
         connections.open()
     );
-    let left = connections.wait_all(args.drain_limit());
+    // The master's deadline (less a margin) when it gave one; otherwise,
+    // the master is gone, the worker's own limit.
+    let until = worker.drain_until().unwrap_or_else(|| Instant::now() + FALLBACK_LIMIT);
+    let left = connections.wait_all(until);
     if left == 0 {
         log::info!("http worker {pid} done, exiting");
     } else {
@@ -411,9 +263,10 @@ impl Connections {
         *self.lock()
     }
 
-    /// Waits until no connection is open or `limit` has passed; returns how
+    /// Waits until no connection is open or `until` has passed; returns how
     /// many are still open.
-    fn wait_all(&self, limit: Duration) -> usize {
+    fn wait_all(&self, until: Instant) -> usize {
+        let limit = until.saturating_duration_since(Instant::now());
         let (open, _) = self
             .changed
             .wait_timeout_while(self.lock(), limit, |open| *open > 0)
@@ -719,14 +572,9 @@ fn route(request: &Request) -> Response {
         },
         "/" => Response::ok(format!("ok {}\n", std::process::id())),
         "/sleep" => {
-            let ms = query
-                .split('&')
-                .find_map(|pair| pair.strip_prefix("ms="))
-                .and_then(|ms| ms.parse::<u64>().ok());
-            let Some(ms) = ms else {
+            let Some(ms) = srv_examples::sleep_ms(Some(query)) else {
                 return Response::error(400, "usage: /sleep?ms=N");
             };
-            let ms = ms.min(MAX_SLEEP_MS);
             thread::sleep(Duration::from_millis(ms));
             Response::ok(format!("slept {ms}\n"))
         }

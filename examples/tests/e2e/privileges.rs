@@ -11,7 +11,7 @@ use nix::unistd::{Uid, User};
 use nix::sys::signal::Signal;
 
 use crate::harness::{Exit, Master, TempDir, count, misbehave};
-use crate::http_support::{get_ok, http, wait_serving};
+use crate::http_support::{get_ok, http, wait_addr, wait_serving};
 
 /// A free port on 127.0.0.1 below 1024, which only root may bind.
 fn free_privileged_port() -> Option<u16> {
@@ -278,4 +278,46 @@ fn a_master_that_is_not_root_cannot_run_workers_as_another_user() {
         master.fail(&format!("expected one line with {expected:?}"));
     }
     assert_eq!(count(&lines, "spawned"), 0);
+}
+/// A config file that only root may read (mode 0600, as files with secrets
+/// are) is read by the root master alone: workers running as `worker.user`
+/// get everything they need from the master and their command line, so
+/// they start and serve (issue: workers once re-read `--config`, failed with
+/// "Permission denied" and were restarted forever).
+#[test]
+fn workers_as_another_user_start_without_reading_a_config_file_only_root_can_read() {
+    if !Uid::effective().is_root() {
+        eprintln!("skipped: a config file only root can read needs the tests to run as root");
+        return;
+    }
+    let Ok(Some(nobody)) = User::from_name("nobody") else {
+        eprintln!("skipped: no user 'nobody' on this machine");
+        return;
+    };
+    // The workers execute the binary as nobody: copy it where nobody can.
+    let dir = TempDir::new("secret-config");
+    let program = dir.path.join("http");
+    std::fs::copy(http(), &program).unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.write("srv.toml", "[worker]\nuser = \"nobody\"\ncount = 2\n");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let args = ["--config", &config, "--addr", "127.0.0.1", "--port", "0"];
+    let mut master = Master::start(program.to_str().unwrap(), &args);
+    let addr = wait_addr(&master);
+    let pids = wait_serving(&master, 2);
+    let pid = get_ok(&master, addr, "/").pid();
+    if !pid.is_some_and(|pid| pids.contains(&pid)) {
+        master.fail(&format!("GET / answered by {pid:?}, not by one of {pids:?}"));
+    }
+    let uid = nobody.uid.as_raw();
+    for pid in &pids {
+        let (uids, _, _) = credentials(*pid);
+        assert_eq!(uids, format!("{uid} {uid} {uid} {uid}"), "worker {pid} runs as nobody");
+    }
+    let lines = master.lines();
+    if count(&lines, "Permission denied") + count(&lines, "Usage:") + count(&lines, "exited") != 0 {
+        master.fail("a worker failed, or printed the usage");
+    }
+    master.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(master.wait_exit(), Exit::Code(0));
 }
