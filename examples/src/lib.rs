@@ -20,7 +20,6 @@
 //!
 //! Argument errors print the usage and exit 2; every other error (a config
 //! file that cannot be read, a port in use) is one log line and exit 1.
-#![allow(clippy::print_stdout, clippy::print_stderr, reason = "prints usage and argument errors")]
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
