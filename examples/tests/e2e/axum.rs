@@ -1,25 +1,24 @@
-//! The async example (`examples/src/bin/axum.rs`, axum on tokio) passes the
-//! reference server's zero-failure recycle test: SIGHUP again and again
-//! under load, with a new connection per request and with keep-alive
-//! connections, and not one request fails.
+//! The axum example (`examples/src/bin/axum.rs`, on `srv_worker::axum`)
+//! passes the reference server's recycle tests: SIGHUP again and again
+//! under load, with a new connection per request, with keep-alive
+//! connections and over HTTP/2, from the project's load generator and from
+//! `wrk`, `ab` and `h2load`, and not one request fails; slow requests in
+//! flight survive SIGHUP and SIGTERM.
 
+use crate::clients::{Tool, recycles_under};
 use crate::harness::Master;
 use crate::http_support::start_on_port_0;
 use crate::load::Mode;
-use crate::recycle::{N_WORKERS, recycles_under_load};
-
-/// The number of recycles under load.
-const N_RECYCLES: usize = 4;
-
-fn axum() -> &'static str {
-    env!("CARGO_BIN_EXE_axum")
-}
+use crate::recycle::{
+    GRACE_MS, N_RECYCLES, N_WORKERS, recycles_under_load, slow_requests_survive_sighup,
+    slow_requests_survive_sigterm,
+};
 
 fn start_axum() -> Master {
     let workers = N_WORKERS.to_string();
     start_on_port_0(
-        axum(),
-        &["--workers", &workers, "--recycle-timeout", "5000", "--shutdown-timeout", "5000"],
+        env!("CARGO_BIN_EXE_axum"),
+        &["--workers", &workers, "--recycle-timeout", GRACE_MS, "--shutdown-timeout", GRACE_MS],
     )
 }
 
@@ -31,4 +30,29 @@ fn axum_recycles_lose_no_request_with_a_new_connection_per_request() {
 #[test]
 fn axum_recycles_lose_no_request_on_keep_alive_connections() {
     recycles_under_load(&start_axum(), Mode::KeepAlive, N_RECYCLES);
+}
+
+#[test]
+fn axum_recycles_lose_no_request_over_http2_from_h2load() {
+    recycles_under(&start_axum(), Tool::H2load);
+}
+
+#[test]
+fn axum_recycles_lose_no_request_from_wrk() {
+    recycles_under(&start_axum(), Tool::Wrk);
+}
+
+#[test]
+fn axum_recycles_lose_no_request_from_ab() {
+    recycles_under(&start_axum(), Tool::Ab);
+}
+
+#[test]
+fn axum_slow_requests_in_flight_survive_sighup() {
+    slow_requests_survive_sighup(&start_axum());
+}
+
+#[test]
+fn axum_slow_requests_in_flight_survive_sigterm_and_the_master_exits_0() {
+    slow_requests_survive_sigterm(start_axum());
 }

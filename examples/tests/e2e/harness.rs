@@ -169,6 +169,11 @@ impl Master {
         }
     }
 
+    /// The command that started the master, program first.
+    pub(crate) fn command_line(&self) -> &str {
+        &self.command_line
+    }
+
     /// The master's pid, which is also its process group id.
     pub(crate) fn pid(&self) -> Pid {
         self.pid

@@ -1,6 +1,8 @@
 //! End-to-end tests of the master's lifecycle: real processes, real
-//! signals. They drive the `hello` example and the `misbehave` test worker
-//! (`examples/src/bin/misbehave.rs`), whose misbehaviour is chosen by flags.
+//! signals. They drive the example servers (`http`, `axum`, `hyper`,
+//! `actix`, `hello`) and the `misbehave` test worker
+//! (`examples/src/bin/misbehave.rs`), whose misbehaviour is chosen by flags,
+//! with the project's load generator and with `wrk`, `ab` and `h2load`.
 //!
 //! Run them with `cargo xtask test-e2e`, or directly with
 //! `cargo test --release -p srv-examples --features e2e --test e2e`.
@@ -16,15 +18,18 @@ mod http_support;
 mod load;
 mod proc_support;
 
+mod actix;
 mod addresses;
 mod awkward;
 mod axum;
 mod cleanup;
+mod clients;
 mod config;
 mod crashloop;
 mod failures;
 mod hello;
 mod hostile;
+mod hyper;
 mod master_death;
 mod pid1;
 mod privileges;

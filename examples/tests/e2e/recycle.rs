@@ -22,12 +22,14 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use crate::clients::{Tool, recycles_under};
 use crate::harness::{Exit, Master, TempDir, count, wait_until};
 use crate::http_support::{
     LoadGuard, Response, assert_lossless, fnv1a_64, get, get_from_each, get_ok, http, serving_pids,
-    start_on_port_0, threads_named, wait_addr, wait_exited_as_asked, wait_serving,
+    start_on_port_0, wait_addr, wait_exited_as_asked, wait_serving,
 };
 use crate::load::{LoadConfig, Mode};
+use crate::proc_support::established_connections;
 
 /// Workers per master in these tests: more than one, so that the port is
 /// shared, and few, for a 2-core machine.
@@ -36,22 +38,18 @@ pub(crate) const N_WORKERS: usize = 2;
 /// Recycle and shutdown grace: longer than any request of these tests
 /// (`/sleep?ms=1000` at most), short enough that a worker which does not
 /// exit shows up as a kill well within the test's timeout.
-const GRACE_MS: &str = "5000";
+pub(crate) const GRACE_MS: &str = "5000";
 
 /// How long a recycle of [`N_WORKERS`] workers may take, and how long the
 /// old workers may take to drain and exit, before the test fails.
-const RECYCLE_WITHIN: Duration = Duration::from_secs(10);
+pub(crate) const RECYCLE_WITHIN: Duration = Duration::from_secs(10);
 
 /// The number of recycles under load.
-const N_RECYCLES: usize = 5;
+pub(crate) const N_RECYCLES: usize = 5;
 
 /// Requests that must complete between two recycles, so that each
 /// generation of workers serves under load.
 const PROGRESS_BETWEEN_RECYCLES: u64 = 50;
-
-/// The worker thread that serves one connection (`http.rs`,
-/// `spawn_connection`); `/proc/<pid>/task/*/comm` shows the name.
-const CONNECTION_THREAD: &str = "http-connection";
 
 /// The number of slow requests in flight across a signal.
 const N_SLOW: usize = 8;
@@ -79,7 +77,7 @@ fn load_config(addr: SocketAddr, mode: Mode, threads: usize, path: &str) -> Load
 
 /// Sends SIGHUP and waits until the master logs that the recycle completed;
 /// returns the workers serving then.
-fn recycle(master: &Master) -> BTreeSet<Pid> {
+pub(crate) fn recycle(master: &Master) -> BTreeSet<Pid> {
     let done = count(&master.lines(), "recycle complete: ");
     master.signal(Signal::SIGHUP);
     let lines = master.wait_until_within(RECYCLE_WITHIN, "the recycle to complete", |lines| {
@@ -93,7 +91,7 @@ fn recycle(master: &Master) -> BTreeSet<Pid> {
 }
 
 /// Fails unless `after` is a whole new set of [`N_WORKERS`] running workers.
-fn assert_replaced(master: &Master, before: &BTreeSet<Pid>, after: &BTreeSet<Pid>) {
+pub(crate) fn assert_replaced(master: &Master, before: &BTreeSet<Pid>, after: &BTreeSet<Pid>) {
     if after.len() != N_WORKERS || !before.is_disjoint(after) {
         master.fail(&format!("recycle did not replace every worker: {before:?} -> {after:?}"));
     }
@@ -105,7 +103,7 @@ fn assert_replaced(master: &Master, before: &BTreeSet<Pid>, after: &BTreeSet<Pid
 /// SIGHUP `n_recycles` times under load on `master` (a server with
 /// [`N_WORKERS`] workers on port 0), each after the previous recycle
 /// completed and the load reached the new workers: no request fails, and
-/// each recycle replaces every worker. The axum example's test shares it.
+/// each recycle replaces every worker. The async examples' tests share it.
 pub(crate) fn recycles_under_load(master: &Master, mode: Mode, n_recycles: usize) {
     let addr = wait_addr(master);
     let mut generations = vec![wait_serving(master, N_WORKERS)];
@@ -149,12 +147,23 @@ fn recycles_lose_no_request_on_keep_alive_connections() {
     recycles_under_load(&start_http(&[]), Mode::KeepAlive, N_RECYCLES);
 }
 
+#[test]
+fn recycles_lose_no_request_from_wrk() {
+    recycles_under(&start_http(&[]), Tool::Wrk);
+}
+
+#[test]
+fn recycles_lose_no_request_from_ab() {
+    recycles_under(&start_http(&[]), Tool::Ab);
+}
+
 /// A request sent from its own thread: the answer (or why none came) and
 /// when it came.
 type SlowRequest = JoinHandle<(Result<Response, String>, Instant)>;
 
 /// Sends [`N_SLOW`] `GET /sleep?ms=1000` and waits until the workers in
-/// `workers` have accepted all of them (each has a connection thread).
+/// `workers` have accepted all of them (they hold that many connections on
+/// the port: nothing else connects meanwhile).
 fn start_slow_requests(
     master: &Master,
     addr: SocketAddr,
@@ -168,8 +177,8 @@ fn start_slow_requests(
             })
         })
         .collect();
-    let accepted =
-        || workers.iter().map(|&pid| threads_named(pid, CONNECTION_THREAD)).sum::<usize>();
+    let workers: Vec<Pid> = workers.iter().copied().collect();
+    let accepted = || established_connections(&workers, addr.port());
     if !wait_until(Instant::now() + Duration::from_secs(5), || accepted() == N_SLOW) {
         master.fail(&format!("the workers accepted {} of {N_SLOW} slow requests", accepted()));
     }
@@ -200,34 +209,36 @@ fn line_read_at(master: &Master, needle: &str) -> Option<Instant> {
     master.timed_lines().into_iter().find(|line| line.text.contains(needle)).map(|line| line.at)
 }
 
-#[test]
-fn slow_requests_in_flight_survive_sighup() {
-    let master = start_http(&[]);
-    let addr = wait_addr(&master);
-    let old = wait_serving(&master, N_WORKERS);
-    let requests = start_slow_requests(&master, addr, &old);
-    let new = recycle(&master);
-    assert_replaced(&master, &old, &new);
-    let first_answer = finish_slow_requests(&master, requests);
+/// Requests in flight at SIGHUP complete on the old workers, which the
+/// master disconnected before they answered, and the new workers serve:
+/// for `master`, a server of [`N_WORKERS`] workers on port 0 with
+/// `GET /sleep`. Every example server's test shares it.
+pub(crate) fn slow_requests_survive_sighup(master: &Master) {
+    let addr = wait_addr(master);
+    let old = wait_serving(master, N_WORKERS);
+    let requests = start_slow_requests(master, addr, &old);
+    let new = recycle(master);
+    assert_replaced(master, &old, &new);
+    let first_answer = finish_slow_requests(master, requests);
     // The old workers were told to go while they were still working.
     for pid in &old {
-        let told = line_read_at(&master, &format!("(pid {pid}) disconnecting"))
+        let told = line_read_at(master, &format!("(pid {pid}) disconnecting"))
             .unwrap_or_else(|| master.fail(&format!("old worker pid {pid} was not disconnected")));
         if told >= first_answer {
             master.fail(&format!("worker pid {pid} was disconnected only after the answers"));
         }
     }
-    wait_exited_as_asked(&master, &old, RECYCLE_WITHIN);
+    wait_exited_as_asked(master, &old, RECYCLE_WITHIN);
     // The shared socket still serves, from the new workers.
-    let pid = get_ok(&master, addr, "/").pid();
+    let pid = get_ok(master, addr, "/").pid();
     if !pid.is_some_and(|pid| new.contains(&pid)) {
         master.fail(&format!("GET / after the recycle answered by {pid:?}, not by {new:?}"));
     }
 }
 
-#[test]
-fn slow_requests_in_flight_survive_sigterm_and_the_master_exits_0() {
-    let mut master = start_http(&[]);
+/// Requests in flight at SIGTERM complete, every worker exits as asked and
+/// the master exits 0; shared like [`slow_requests_survive_sighup`].
+pub(crate) fn slow_requests_survive_sigterm(mut master: Master) {
     let addr = wait_addr(&master);
     let workers = wait_serving(&master, N_WORKERS);
     let requests = start_slow_requests(&master, addr, &workers);
@@ -243,6 +254,16 @@ fn slow_requests_in_flight_survive_sigterm_and_the_master_exits_0() {
     if count(&master.lines(), "killing it") != 0 {
         master.fail("a worker had to be killed");
     }
+}
+
+#[test]
+fn slow_requests_in_flight_survive_sighup() {
+    slow_requests_survive_sighup(&start_http(&[]));
+}
+
+#[test]
+fn slow_requests_in_flight_survive_sigterm_and_the_master_exits_0() {
+    slow_requests_survive_sigterm(start_http(&[]));
 }
 
 #[test]
