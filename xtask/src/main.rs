@@ -34,8 +34,9 @@ usage: cargo xtask <command> [args]
 
 commands:
   ci                    everything CI checks, in order, stopping at the first failure:
-                        fmt, clippy, test (includes the tidy checks), test-e2e, doc,
-                        deny (cargo-deny: bans, licenses, sources; installed if missing)
+                        fmt, clippy, test (includes the tidy checks), test-e2e (installs
+                        wrk, ab, h2load if missing), doc, deny (cargo-deny: bans,
+                        licenses, sources; installed if missing)
   test-e2e [-- args]    the end-to-end tests (release build, real processes);
                         args go to the test binary, e.g. `-- --nocapture recycle`
   bench [--runs N] [--quick]
