@@ -40,6 +40,8 @@
 //!   the worker's socket, drained without losing a request ([`drain`]).
 //! - `axum`: `srv_worker::axum::serve`, the same for an axum application:
 //!   it takes the place of `axum::serve(listener, app)`.
+//! - `actix`: `srv_worker::actix::serve` and its middleware, the same drain
+//!   for an actix-web server.
 //!
 //! # Master death
 //!
@@ -62,6 +64,8 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "actix")]
+pub mod actix;
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod drain;

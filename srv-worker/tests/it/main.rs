@@ -9,7 +9,10 @@
 //! - `tokio_listen` (feature `tokio`): the master's socket as a tokio
 //!   listener.
 //! - `serve` (feature `hyper`, and `axum`): the drain that loses no request.
+//! - `actix_serve` (feature `actix`): the same drain for actix-web.
 
+#[cfg(feature = "actix")]
+mod actix_serve;
 #[cfg(feature = "hyper")]
 mod serve;
 #[cfg(feature = "tokio")]
