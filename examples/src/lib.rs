@@ -177,6 +177,13 @@ pub fn sleep_ms(query: Option<&str>) -> Option<u64> {
     Some(ms.min(MAX_SLEEP_MS))
 }
 
+/// The README's Rust code, compiled as doc tests of this crate (which has
+/// every dependency they use: srv-master, srv-worker with its features,
+/// axum, hyper, actix-web, tokio), so that it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;
+
 #[cfg(test)]
 mod tests {
     use super::*;
