@@ -43,7 +43,7 @@ pub struct ServerArgs {
     /// Address to bind
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     pub addr: IpAddr,
-    /// srv options from a .toml or .json file ([worker] count = 4); the
+    /// srv options from a .toml or .json file (`[worker] count = 4`); the
     /// flags below override it. Read by the master only
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

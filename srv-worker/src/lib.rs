@@ -34,7 +34,7 @@
 //!
 //! # Optional features
 //!
-//! - `tokio`: [`Worker::listen_tokio_tcp`] and [`Worker::listen_tokio_unix`],
+//! - `tokio`: `Worker::listen_tokio_tcp` and `Worker::listen_tokio_unix`,
 //!   the shared socket as a tokio listener.
 //! - `hyper`: `srv_worker::hyper::serve`, HTTP/1.1 and HTTP/2 with hyper on
 //!   the worker's socket, drained without losing a request ([`drain`]).

@@ -16,9 +16,14 @@ use crate::Worker;
 
 impl Worker {
     /// [`Worker::listen_tcp`] as a `tokio::net::TcpListener`: the socket
-    /// the master holds for every worker, made non-blocking (see the
-    /// [module documentation](self) for why that flag is shared) and
-    /// registered with the current tokio runtime.
+    /// the master holds for every worker, made non-blocking and registered
+    /// with the current tokio runtime.
+    ///
+    /// `O_NONBLOCK` belongs to the open file description, which the master
+    /// and every worker share: setting it here sets it for all of them.
+    /// Every worker of one master must agree on it (workers running the same
+    /// program do); a worker that accepts with blocking calls on the same
+    /// socket must poll before it accepts, or it sees `WouldBlock`.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
