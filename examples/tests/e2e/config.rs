@@ -145,3 +145,21 @@ fn word_after<'a>(command: &'a str, flag: &str) -> &'a str {
     words.find(|&word| word == flag).unwrap_or_else(|| panic!("no {flag} in {command:?}"));
     words.next().unwrap_or_else(|| panic!("no value after {flag} in {command:?}"))
 }
+
+#[test]
+fn a_config_file_that_cannot_be_read_is_one_error_line_without_the_usage() {
+    let dir = TempDir::new("config-missing");
+    let missing = dir.path.join("missing.toml");
+    let missing = missing.to_str().expect("temporary paths are UTF-8");
+    let mut master =
+        Master::start(http(), &["--addr", "127.0.0.1", "--port", "0", "--config", missing]);
+    let exit = master.wait_exit();
+    let lines = master.lines();
+    if exit != Exit::Code(1) || count(&lines, missing) != 1 {
+        master.fail(&format!("expected exit 1 and one line naming {missing}, got {exit:?}"));
+    }
+    // An I/O error is not an argument error: no usage text.
+    if count(&lines, "Usage:") + count(&lines, "--help") + count(&lines, "spawned") != 0 {
+        master.fail("the usage was printed, or a worker started");
+    }
+}
