@@ -12,7 +12,8 @@
 //!   other workers); [`IDLE_GRACE`] later it starts actix's graceful stop,
 //!   which closes what stayed idle, lets busy connections finish their
 //!   response, and closes the listening descriptor (never shuts it down);
-//!   it returns when actix has stopped, or at [`Worker::drain_until`].
+//!   it returns when actix has stopped, or at [`Worker::drain_until`]
+//!   (which it follows if the master changes it).
 //!
 //! actix's own graceful stop, started at the disconnect, is not enough: it
 //! closes every idle keep-alive connection at once (the race
@@ -30,14 +31,13 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::Worker;
+use crate::drain::IDLE_GRACE;
+use crate::drain_timer::drain_deadline_passed;
+use crate::shared::Shared;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::ConnectionType;
-use tokio::time::Instant;
-
-use crate::Worker;
-use crate::drain::{FALLBACK_LIMIT, IDLE_GRACE};
-use crate::shared::Shared;
 
 /// Middleware that closes each connection after its response once the
 /// worker is disconnected. Wrap every `App` with it.
@@ -156,20 +156,18 @@ pub async fn serve(worker: &Worker, server: Server) -> io::Result<()> {
     // handed to the worker thread are served.
     handle.pause().await;
     log::info!("srv: disconnected ({reason:?}): stopped accepting, draining");
-    let give_up_at =
-        worker.drain_until().map_or(Instant::now() + FALLBACK_LIMIT, Instant::from_std);
     let drained = async {
         // Idle keep-alive connections may carry one more request meanwhile.
         tokio::time::sleep(IDLE_GRACE).await;
         handle.stop(true).await;
         server.await
     };
-    match tokio::time::timeout_at(give_up_at, drained).await {
-        Ok(ended) => {
+    tokio::select! {
+        ended = drained => {
             log::info!("srv: drained every connection");
             ended.map_err(io::Error::other)?
         }
-        Err(_) => {
+        () = drain_deadline_passed(worker) => {
             log::warn!("srv: connections still open at the drain deadline: dropping them");
             Ok(())
         }

@@ -17,8 +17,9 @@
 //!   what is left idle, ends busy HTTP/1 connections after their response,
 //!   and sends `GOAWAY` on the HTTP/2 connections that carried nothing yet;
 //! - `serve` returns when the last connection is done, or at
-//!   [`Worker::drain_until`] (shortly before the master's deadline), when it
-//!   drops the connections still open.
+//!   [`Worker::drain_until`] (shortly before the master's deadline, which
+//!   it follows if the master changes it), when it drops the connections
+//!   still open.
 //!
 //! A connection upgraded to another protocol (a WebSocket) leaves hyper's
 //! hands and so the drain's: the application ends it, or the process's
@@ -54,7 +55,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::Worker;
-use crate::drain::{FALLBACK_LIMIT, IDLE_GRACE};
+use crate::drain::IDLE_GRACE;
+use crate::drain_timer::drain_deadline_passed;
 
 /// How long the accept loop pauses after an accept error that is not about
 /// one connection (out of descriptors, for example), so that a listener
@@ -231,9 +233,8 @@ pub async fn serve_with<L, M, S, B>(
     drop(listener);
     draining.store(true, Ordering::Relaxed);
     phase.send_replace(Phase::Draining);
-    let now = Instant::now();
-    let close_idle_at = now + IDLE_GRACE;
-    let give_up_at = worker.drain_until().map_or(now + FALLBACK_LIMIT, Instant::from_std);
+    let close_idle_at = Instant::now() + IDLE_GRACE;
+    let mut deadline = std::pin::pin!(drain_deadline_passed(worker));
     log::info!(
         "srv: disconnected ({reason:?}): stopped accepting, draining {} connections",
         connections.len()
@@ -251,7 +252,7 @@ pub async fn serve_with<L, M, S, B>(
                 idle_closed = true;
                 phase.send_replace(Phase::CloseIdle);
             }
-            () = tokio::time::sleep_until(give_up_at) => {
+            () = &mut deadline => {
                 log::warn!(
                     "srv: {} connections still open at the drain deadline: dropping them",
                     connections.len()

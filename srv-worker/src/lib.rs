@@ -69,6 +69,8 @@ pub mod actix;
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod drain;
+#[cfg(any(feature = "hyper", feature = "actix"))]
+mod drain_timer;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 mod listener;

@@ -276,6 +276,22 @@ fn requests_still_running_at_the_deadline_are_cut_and_serve_returns() {
     });
 }
 
+#[test]
+fn a_shorter_grace_told_during_the_drain_brings_its_end_forward() {
+    serve_beside(async |mut script| {
+        let mut client = TcpStream::connect(script.addr).await.unwrap();
+        let endless = tokio::spawn(async move { get(&mut client, "/sleep?ms=60000").await });
+        sleep(Duration::from_millis(100)).await;
+        // A recycle's grace, then a shutdown that cuts it to 1.5 s.
+        script.disconnect(Duration::from_secs(30));
+        sleep(Duration::from_millis(200)).await;
+        script.disconnect(Duration::from_millis(1500));
+        let within = Duration::from_secs(5);
+        let cut = timeout(within, endless).await.expect("cut at the new deadline").unwrap();
+        assert!(cut.is_err(), "a request of a minute completed: {cut:?}");
+    });
+}
+
 #[cfg(feature = "axum")]
 #[test]
 fn axum_serve_drains_and_gives_handlers_the_peer_address() {
