@@ -18,7 +18,17 @@ fn start_axum() -> Master {
     let workers = N_WORKERS.to_string();
     start_on_port_0(
         env!("CARGO_BIN_EXE_axum"),
-        &["--workers", &workers, "--recycle-timeout", GRACE_MS, "--shutdown-timeout", GRACE_MS],
+        &[
+            "--workers",
+            &workers,
+            "--recycle-timeout",
+            GRACE_MS,
+            "--shutdown-timeout",
+            GRACE_MS,
+            // Room for a slow start while the other tests load both cores.
+            "--worker-timeout",
+            "5000",
+        ],
     )
 }
 
@@ -34,17 +44,17 @@ fn axum_recycles_lose_no_request_on_keep_alive_connections() {
 
 #[test]
 fn axum_recycles_lose_no_request_over_http2_from_h2load() {
-    recycles_under(&start_axum(), Tool::H2load);
+    recycles_under(start_axum, Tool::H2load);
 }
 
 #[test]
 fn axum_recycles_lose_no_request_from_wrk() {
-    recycles_under(&start_axum(), Tool::Wrk);
+    recycles_under(start_axum, Tool::Wrk);
 }
 
 #[test]
 fn axum_recycles_lose_no_request_from_ab() {
-    recycles_under(&start_axum(), Tool::Ab);
+    recycles_under(start_axum, Tool::Ab);
 }
 
 #[test]

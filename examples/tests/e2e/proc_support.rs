@@ -104,27 +104,15 @@ pub(crate) fn wall_millis_now() -> i64 {
     i64::try_from(since_epoch.as_millis() % (24 * 60 * 60 * 1000)).expect("less than a day")
 }
 
-/// The TCP connections in state ESTABLISHED that the processes `pids` hold
-/// on local port `port` (`/proc/net/tcp` and `tcp6`, matched by socket
-/// inode to `/proc/<pid>/fd`): the connections a server accepted and has
-/// not closed yet, whatever the server does with them.
-pub(crate) fn established_connections(pids: &[Pid], port: u16) -> usize {
-    let mut inodes = std::collections::BTreeSet::new();
-    for pid in pids {
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
-        for fd in fds.filter_map(Result::ok) {
-            let Ok(link) = std::fs::read_link(fd.path()) else { continue };
-            let link = link.to_string_lossy();
-            if let Some(inode) = link.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
-                inodes.insert(inode.to_owned());
-            }
-        }
-    }
-    let mut count = 0;
+/// Every TCP socket on local port `port` as `state inode` pairs from
+/// `/proc/net/tcp` and `tcp6` (state in hex, `0A` listening, `01`
+/// established; inode 0 for a connection no process has accepted yet), for
+/// the message of a failing test.
+pub(crate) fn tcp_sockets_on_port(port: u16) -> Vec<String> {
+    let mut found = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else { continue };
         for line in text.lines().skip(1) {
-            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
             let fields: Vec<&str> = line.split_whitespace().collect();
             let (Some(local), Some(state), Some(inode)) =
                 (fields.get(1), fields.get(3), fields.get(9))
@@ -133,9 +121,26 @@ pub(crate) fn established_connections(pids: &[Pid], port: u16) -> usize {
             };
             let local_port =
                 local.rsplit(':').next().and_then(|hex| u16::from_str_radix(hex, 16).ok());
-            if *state == "01" && local_port == Some(port) && inodes.contains(*inode) {
-                count += 1;
+            if local_port == Some(port) {
+                found.push(format!("{state} {inode}"));
             }
+        }
+    }
+    found
+}
+
+/// How many of the descriptors of the processes `pids` are sockets
+/// (`/proc/<pid>/fd` links `socket:[inode]`). A server holds one per
+/// connection it accepted, beside the few it holds from its start; this
+/// reads no global table (`/proc/net/tcp` holds every TIME_WAIT entry of
+/// the tests that ran before, tens of thousands, and is slow to read).
+pub(crate) fn socket_fds(pids: &[Pid]) -> usize {
+    let mut count = 0;
+    for pid in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        for fd in fds.filter_map(Result::ok) {
+            let link = std::fs::read_link(fd.path()).unwrap_or_default();
+            count += usize::from(link.to_string_lossy().starts_with("socket:"));
         }
     }
     count

@@ -29,7 +29,7 @@ use crate::http_support::{
     start_on_port_0, wait_addr, wait_exited_as_asked, wait_serving,
 };
 use crate::load::{LoadConfig, Mode};
-use crate::proc_support::established_connections;
+use crate::proc_support::{socket_fds, tcp_sockets_on_port};
 
 /// Workers per master in these tests: more than one, so that the port is
 /// shared, and few, for a 2-core machine.
@@ -149,12 +149,12 @@ fn recycles_lose_no_request_on_keep_alive_connections() {
 
 #[test]
 fn recycles_lose_no_request_from_wrk() {
-    recycles_under(&start_http(&[]), Tool::Wrk);
+    recycles_under(|| start_http(&[]), Tool::Wrk);
 }
 
 #[test]
 fn recycles_lose_no_request_from_ab() {
-    recycles_under(&start_http(&[]), Tool::Ab);
+    recycles_under(|| start_http(&[]), Tool::Ab);
 }
 
 /// A request sent from its own thread: the answer (or why none came) and
@@ -162,13 +162,15 @@ fn recycles_lose_no_request_from_ab() {
 type SlowRequest = JoinHandle<(Result<Response, String>, Instant)>;
 
 /// Sends [`N_SLOW`] `GET /sleep?ms=1000` and waits until the workers in
-/// `workers` have accepted all of them (they hold that many connections on
-/// the port: nothing else connects meanwhile).
+/// `workers` have accepted all of them: they hold that many more sockets
+/// than before (nothing else connects meanwhile).
 fn start_slow_requests(
     master: &Master,
     addr: SocketAddr,
     workers: &BTreeSet<Pid>,
 ) -> Vec<SlowRequest> {
+    let workers: Vec<Pid> = workers.iter().copied().collect();
+    let before = socket_fds(&workers);
     let requests: Vec<SlowRequest> = (0..N_SLOW)
         .map(|_| {
             thread::spawn(move || {
@@ -177,10 +179,15 @@ fn start_slow_requests(
             })
         })
         .collect();
-    let workers: Vec<Pid> = workers.iter().copied().collect();
-    let accepted = || established_connections(&workers, addr.port());
-    if !wait_until(Instant::now() + Duration::from_secs(5), || accepted() == N_SLOW) {
-        master.fail(&format!("the workers accepted {} of {N_SLOW} slow requests", accepted()));
+    let accepted = || socket_fds(&workers).saturating_sub(before);
+    if !wait_until(Instant::now() + Duration::from_secs(5), || accepted() >= N_SLOW) {
+        let sockets = tcp_sockets_on_port(addr.port());
+        let done = requests.iter().filter(|request| request.is_finished()).count();
+        master.fail(&format!(
+            "the workers accepted {} of {N_SLOW} slow requests; {done} requests ended; \
+             sockets on the port (state inode): {sockets:?}",
+            accepted()
+        ));
     }
     requests
 }
