@@ -121,6 +121,15 @@ pub(crate) fn recycles_under_load(master: &Master, mode: Mode, n_recycles: usize
     }
     let report = load.stop();
     assert_lossless(master, &report, (n_recycles as u64 + 1) * PROGRESS_BETWEEN_RECYCLES);
+    // For the record (`cargo xtask test-e2e -- --nocapture`), as the
+    // clients tests print theirs.
+    let program = master.command_line().split_whitespace().next().unwrap_or_default();
+    let program = program.rsplit('/').next().unwrap_or_default();
+    eprintln!(
+        "{program}: load generator ({mode:?}): {} requests sent, {} failed over {n_recycles} recycles",
+        report.sent,
+        report.failed()
+    );
     // Every generation answered some of the load.
     for generation in &generations {
         let raw: BTreeSet<u32> = generation
