@@ -274,7 +274,8 @@ fn each_failed_probe_leaves_the_master_serving_and_says_why() {
             Box::new(|| {
                 deploy(&script(&dir, "s3", &format!("printf '%s' '{version}' >&3")), &program)
             }),
-            "the new program (srv 99.0.0) accepts workers of protocol versions 99 to 99, and the workers speak 1",
+            // The workers were spawned by this master, and speak its version.
+            "the new program (srv 99.0.0) accepts workers of protocol versions 99 to 99, and the workers speak 2",
         ),
         (
             "garbage on the report descriptor",

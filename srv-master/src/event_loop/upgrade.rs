@@ -180,7 +180,6 @@ impl Shell {
             .collect();
         let handover = HandoverFile {
             pid: std::process::id(),
-            protocol_version: srv_proto::PROTOCOL_VERSION,
             program: program.path.display().to_string(),
             machine,
             channels,

@@ -42,7 +42,7 @@
 //! | `spawn-slowly [N]` | none: the next `N` spawns are answered only by a `spawned` line |
 //! | `spawned IDS` | `Spawned` (after `spawn-slowly`) |
 //! | `spawn-fails [N]` | none: the next `N` spawns (default 1) report `SpawnFailed` |
-//! | `probe-exited [code=N or signal=N] [REPORT] [protocol=N] [handover=N] [output=1]` | `ProbeExited`: exit code 0 unless given; `REPORT` is `ready` (the default, with [`PROTOCOL_VERSION`] and [`HANDOVER_VERSION`] unless given), `missing`, `garbage` or `refused`; `output=1` adds some output |
+//! | `probe-exited [code=N or signal=N] [REPORT] [protocol=N] [handover=N] [output=1]` | `ProbeExited`: exit code 0 unless given; `REPORT` is `ready` (the default, with the protocol versions from [`MIN_PROTOCOL_VERSION`] to [`PROTOCOL_VERSION`] and [`HANDOVER_VERSION`] unless given), `missing`, `garbage` or `refused`; `output=1` adds some output |
 //! | `probe-spawn-fails` | none: the next `Probe` reports `ProbeSpawnFailed` |
 //! | `exec-fails` | none: the next exec reports `ExecFailed` |
 //! | `new-count N` | none: the program the next exec runs has `worker.count = N` |

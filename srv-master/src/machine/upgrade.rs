@@ -67,7 +67,7 @@ use std::time::{Duration, Instant};
 
 use log::Level;
 use serde::{Deserialize, Serialize};
-use srv_proto::PROTOCOL_VERSION;
+use srv_proto::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 use super::failure::Restart;
 use super::recycle::Recycle;
@@ -138,7 +138,8 @@ pub(crate) struct HandedWorker {
     pub(crate) id: u32,
     pub(crate) pid: u32,
     pub(crate) state: HandedState,
-    pub(crate) greeted: bool,
+    /// The protocol version it said `Hello` with; `None` before its `Hello`.
+    pub(crate) protocol_version: Option<u32>,
     pub(crate) exit_code: Option<i32>,
     /// How long ago it was spawned.
     pub(crate) age_ms: u64,
@@ -188,7 +189,16 @@ fn after(now: Instant, in_ms: u64) -> Instant {
 
 /// Whether a probe's report and exit make the new program one to execute:
 /// its srv version if so, why not otherwise.
-fn judge(status: ExitStatus, report: &ProbeReport, output: &str) -> Result<String, String> {
+///
+/// `spoken` are the protocol versions the new master must accept: those the
+/// workers said `Hello` with, and, while some worker has not said it yet,
+/// every version this master accepts (such a worker may still say any).
+fn judge(
+    status: ExitStatus,
+    report: &ProbeReport,
+    output: &str,
+    spoken: (u32, u32),
+) -> Result<String, String> {
     let output = if output.is_empty() {
         String::new()
     } else {
@@ -209,10 +219,15 @@ fn judge(status: ExitStatus, report: &ProbeReport, output: &str) -> Result<Strin
             Err(format!("the new program exited ({status}) without a probe report{output}"))
         }
         (ExitStatus::Code(0), ProbeReport::Ready { srv, protocol, handover }) => {
-            if !(protocol.0..=protocol.1).contains(&PROTOCOL_VERSION) {
+            if spoken.0 < protocol.0 || protocol.1 < spoken.1 {
+                let speak = if spoken.0 == spoken.1 {
+                    format!("{}", spoken.0)
+                } else {
+                    format!("{} to {}", spoken.0, spoken.1)
+                };
                 return Err(format!(
                     "the new program (srv {srv}) accepts workers of protocol versions {} to {}, \
-                     and the workers speak {PROTOCOL_VERSION}",
+                     and the workers speak {speak}",
                     protocol.0, protocol.1
                 ));
             }
@@ -232,6 +247,22 @@ fn judge(status: ExitStatus, report: &ProbeReport, output: &str) -> Result<Strin
 }
 
 impl Machine {
+    /// The lowest and highest protocol versions the workers handed over
+    /// may speak (see [`judge`]).
+    fn spoken_versions(&self) -> (u32, u32) {
+        let mut spoken: Option<(u32, u32)> = None;
+        for worker in self.workers.values() {
+            let (low, high) = match worker.protocol_version {
+                Some(version) => (version, version),
+                None => (MIN_PROTOCOL_VERSION, PROTOCOL_VERSION),
+            };
+            spoken = Some(spoken.map_or((low, high), |(lo, hi)| (lo.min(low), hi.max(high))));
+        }
+        // No worker at all: the new master must at least speak to the
+        // workers it will start, which is its own business.
+        spoken.unwrap_or((PROTOCOL_VERSION, PROTOCOL_VERSION))
+    }
+
     /// `SIGUSR2`: begin an upgrade, unless one is in progress.
     pub(super) fn begin_upgrade(&mut self, now: Instant, actions: &mut Vec<Action>) {
         if self.upgrade.is_some() {
@@ -319,7 +350,7 @@ impl Machine {
         actions: &mut Vec<Action>,
     ) {
         match self.upgrade.as_ref().map(|upgrade| &upgrade.stage) {
-            Some(Stage::Reaped) => match judge(status, report, output) {
+            Some(Stage::Reaped) => match judge(status, report, output, self.spoken_versions()) {
                 Ok(srv) => self.exec(now, &srv, actions),
                 Err(why) => {
                     self.upgrade_failed(why, actions);
@@ -510,7 +541,7 @@ impl Machine {
                     // once.
                     pid: worker.pid?,
                     state,
-                    greeted: worker.greeted,
+                    protocol_version: worker.protocol_version,
                     exit_code: worker.exit_code,
                     age_ms: ms(now.saturating_duration_since(worker.spawned_at)),
                     started_ms_ago: worker
@@ -585,7 +616,7 @@ impl Machine {
                 let worker = Worker {
                     pid: Some(handed.pid),
                     state,
-                    greeted: handed.greeted,
+                    protocol_version: handed.protocol_version,
                     exit_code: handed.exit_code,
                     spawned_at: before(now, handed.age_ms),
                     started_at: handed.started_ms_ago.map(|ago| before(now, ago)),
@@ -686,6 +717,7 @@ mod tests {
         let v = PROTOCOL_VERSION;
         let h = HANDOVER_VERSION;
         let ok = ExitStatus::Code(0);
+        let judge = |status, report: &ProbeReport, output| judge(status, report, output, (v, v));
         assert_eq!(judge(ok, &ready((v, v), (h, h)), ""), Ok("9.9.9".to_owned()));
         assert_eq!(judge(ok, &ready((0, v + 1), (1, h + 5)), ""), Ok("9.9.9".to_owned()));
         let cases = [
@@ -704,5 +736,19 @@ mod tests {
         }
         let why = judge(ExitStatus::Code(2), &ProbeReport::Missing, "boom\n").unwrap_err();
         assert!(why.ends_with("; its output ends with \"boom\\n\""), "{why}");
+    }
+
+    #[test]
+    fn the_new_master_must_accept_every_version_the_workers_speak() {
+        let ok = ExitStatus::Code(0);
+        let h = HANDOVER_VERSION;
+        // Workers of versions 1 and 2: a new master of 2 only would refuse
+        // the old ones' messages.
+        let why = judge(ok, &ready((2, 3), (h, h)), "", (1, 2)).unwrap_err();
+        assert!(why.contains("accepts workers of protocol versions 2 to 3"), "{why}");
+        assert!(why.ends_with("and the workers speak 1 to 2"), "{why}");
+        assert!(judge(ok, &ready((1, 3), (h, h)), "", (1, 2)).is_ok());
+        let why = judge(ok, &ready((1, 1), (h, h)), "", (2, 2)).unwrap_err();
+        assert!(why.ends_with("and the workers speak 2"), "{why}");
     }
 }

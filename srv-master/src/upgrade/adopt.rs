@@ -18,7 +18,7 @@ use nix::fcntl::{FcntlArg, FdFlag, OFlag, SealFlag, fcntl};
 use nix::sys::stat::{SFlag, fstat};
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::Pid;
-use srv_proto::{Channel, PROTOCOL_VERSION};
+use srv_proto::{Channel, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 use super::format::HandoverFile;
 use super::probe::ProbeRequest;
@@ -235,11 +235,18 @@ fn check(handover: &HandoverFile, own_fd: RawFd, pid: u32) -> Result<(), String>
     if handover.pid != pid {
         return Err(format!("it is for pid {}, not this process ({pid})", handover.pid));
     }
-    if handover.protocol_version != PROTOCOL_VERSION {
-        return Err(format!(
-            "the workers speak protocol {}, and this master {PROTOCOL_VERSION}",
-            handover.protocol_version
-        ));
+    // The probe said which versions this master accepts; a handover that
+    // disagrees was not written for this program.
+    for worker in &handover.machine.workers {
+        if let Some(version) = worker.protocol_version
+            && !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version)
+        {
+            return Err(format!(
+                "worker {} speaks protocol {version}, and this master \
+                 {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}",
+                worker.id
+            ));
+        }
     }
     let mut seen = vec![own_fd];
     for (number, what) in handover.descriptors() {
@@ -346,7 +353,6 @@ mod tests {
         let child = Command::new("sleep").arg("5").spawn().unwrap();
         let handover = HandoverFile {
             pid: std::process::id(),
-            protocol_version: PROTOCOL_VERSION,
             program: "/bin/app".to_owned(),
             machine: Handover {
                 count: 1,
@@ -359,7 +365,7 @@ mod tests {
                     id: 1,
                     pid: child.id(),
                     state: HandedState::Started,
-                    greeted: true,
+                    protocol_version: Some(PROTOCOL_VERSION),
                     exit_code: None,
                     age_ms: 10,
                     started_ms_ago: Some(5),
@@ -420,7 +426,10 @@ mod tests {
             (pipe.0.as_raw_fd(), unbound.as_fd().as_raw_fd(), other.as_raw_fd());
         let cases: Vec<(Break, &str)> = vec![
             (Box::new(|h| h.pid += 1), "not this process"),
-            (Box::new(|h| h.protocol_version += 1), "the workers speak protocol"),
+            (
+                Box::new(|h| h.machine.workers[0].protocol_version = Some(PROTOCOL_VERSION + 1)),
+                "speaks protocol",
+            ),
             (Box::new(move |h| h.channels[0].fd = pipe_fd), "is not a socket"),
             (Box::new(move |h| h.channels[0].fd = udp_fd), "is not a stream socket"),
             (Box::new(|h| h.channels[0].fd = 2), "is not a descriptor it may name"),

@@ -23,8 +23,6 @@ const MAGIC: &[u8; 12] = b"srv-handover";
 pub(crate) struct HandoverFile {
     /// The pid of the master, which the exec keeps.
     pub(crate) pid: u32,
-    /// The protocol version the workers speak.
-    pub(crate) protocol_version: u32,
     /// The program executed, for log lines.
     pub(crate) program: String,
     pub(crate) machine: Handover,
@@ -160,14 +158,12 @@ impl HandoverFile {
 
 #[cfg(test)]
 mod tests {
-    use srv_proto::PROTOCOL_VERSION;
 
     use super::*;
 
     fn sample() -> HandoverFile {
         HandoverFile {
             pid: 4242,
-            protocol_version: PROTOCOL_VERSION,
             program: "/usr/local/bin/app".to_owned(),
             machine: Handover {
                 count: 2,

@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 
 use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
-use srv_proto::PROTOCOL_VERSION;
+use srv_proto::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 use super::MAX_REPORT_LEN;
 use crate::machine::{HANDOVER_VERSION, ProbeReport};
@@ -48,9 +48,8 @@ pub(crate) fn probe_report(refused: Option<String>) -> ProbeReportWire {
         None => ProbeReportWire {
             srv_probe: 1,
             srv: Some(env!("CARGO_PKG_VERSION").to_owned()),
-            // A master speaks to the workers of exactly its protocol
-            // version (the machine refuses others).
-            protocol: Some([PROTOCOL_VERSION, PROTOCOL_VERSION]),
+            // The versions whose `Hello` the machine accepts.
+            protocol: Some([MIN_PROTOCOL_VERSION, PROTOCOL_VERSION]),
             handover: Some([HANDOVER_VERSION, HANDOVER_VERSION]),
             refused: None,
         },
@@ -181,7 +180,7 @@ mod tests {
         assert!(matches!(
             parse_report(&ready, false),
             ProbeReport::Ready { protocol, handover, .. }
-                if protocol == (PROTOCOL_VERSION, PROTOCOL_VERSION)
+                if protocol == (MIN_PROTOCOL_VERSION, PROTOCOL_VERSION)
                     && handover == (HANDOVER_VERSION, HANDOVER_VERSION)
         ));
         let refused = serde_json::to_vec(&probe_report(Some("bad".to_owned()))).unwrap();

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use similar::{Algorithm, ChangeTag};
-use srv_proto::{ListenAddr, MasterMessage, PROTOCOL_VERSION, WorkerMessage};
+use srv_proto::{ListenAddr, MIN_PROTOCOL_VERSION, MasterMessage, PROTOCOL_VERSION, WorkerMessage};
 
 use crate::machine::{
     Action, Event, ExitStatus, HANDOVER_VERSION, Handover, Machine, ProbeReport, Signal, WorkerId,
@@ -209,13 +209,10 @@ impl Shell {
                     (_, Some(signal)) => ExitStatus::Signal(*signal),
                     (code, None) => ExitStatus::Code(code.copied().unwrap_or(0)),
                 };
-                let version = |key| {
-                    values.get(key).map_or((PROTOCOL_VERSION, PROTOCOL_VERSION), |v| {
-                        let v = *v as u32;
-                        (v, v)
-                    })
-                };
-                let protocol = version("protocol");
+                // The range a real probe reports, unless one version is given.
+                let protocol = values
+                    .get("protocol")
+                    .map_or((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), |v| (*v as u32, *v as u32));
                 let handover = values
                     .get("handover")
                     .map_or((HANDOVER_VERSION, HANDOVER_VERSION), |v| (*v as u32, *v as u32));

@@ -41,12 +41,12 @@ fn an_upgrade_probes_execs_and_recycles_every_worker() {
         1050 status upgrading: recycling: 2/2 workers ready
         1100 log INFO: worker 3 (pid 1003) started (online) in 50 ms
         1100 log INFO: worker 1 (pid 1001) disconnecting
-        1100 send worker 1 Disconnect
+        1100 send worker 1 Disconnect { grace: Some(15s) }
         1100 spawn worker 4
         1100 log INFO: worker 4 spawned (pid 1004)
         1200 log INFO: worker 4 (pid 1004) started (online) in 100 ms
         1200 log INFO: worker 2 (pid 1002) disconnecting
-        1200 send worker 2 Disconnect
+        1200 send worker 2 Disconnect { grace: Some(15s) }
         1200 log INFO: recycle complete: 2 workers replaced in 150 ms
         1200 log INFO: upgrade complete in 200 ms: the master and its 2 workers run the new program
         1300 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
@@ -120,7 +120,7 @@ fn each_failed_probe_changes_nothing_and_says_why() {
         5000 log INFO: SIGUSR2: upgrading the master in place
         5000 probe
         5000 log INFO: upgrade: probing /srv/app (pid 999), for at most 5000 ms
-        5000 log ERROR: upgrade failed: the new program (srv 9.9.9) accepts workers of protocol versions 99 to 99, and the workers speak 1; the master runs on unchanged, and so do its workers
+        5000 log ERROR: upgrade failed: the new program (srv 9.9.9) accepts workers of protocol versions 99 to 99, and the workers speak 2; the master runs on unchanged, and so do its workers
         6000 log INFO: SIGUSR2: upgrading the master in place
         6000 probe
         6000 log INFO: upgrade: probing /srv/app (pid 999), for at most 5000 ms
@@ -178,9 +178,9 @@ fn sigterm_during_the_probe_kills_it_and_the_exit_waits_for_it() {
         1100 kill probe
         1100 log INFO: SIGTERM: shutting down 2 workers (grace 15000 ms)
         1100 log INFO: worker 1 (pid 1001) disconnecting
-        1100 send worker 1 Disconnect
+        1100 send worker 1 Disconnect { grace: Some(15s) }
         1100 log INFO: worker 2 (pid 1002) disconnecting
-        1100 send worker 2 Disconnect
+        1100 send worker 2 Disconnect { grace: Some(15s) }
         1100 status stopping: 2 workers left
         1200 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
         1200 log INFO: worker 2 (pid 1002) exited (exit code 0) as asked
@@ -224,7 +224,7 @@ fn sighup_during_the_probe_is_done_after_it() {
         1200 log INFO: worker 2 spawned (pid 1002)
         1300 log INFO: worker 2 (pid 1002) started (online) in 100 ms
         1300 log INFO: worker 1 (pid 1001) disconnecting
-        1300 send worker 1 Disconnect
+        1300 send worker 1 Disconnect { grace: Some(15s) }
         1300 log INFO: recycle complete: 1 workers replaced in 100 ms
         1400 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
         2000 log INFO: SIGUSR2: upgrading the master in place
@@ -269,7 +269,7 @@ fn an_upgrade_during_a_recycle_supersedes_it() {
         1000 log INFO: worker 3 spawned (pid 1003)
         1100 log INFO: worker 3 (pid 1003) started (online) in 100 ms
         1100 log INFO: worker 1 (pid 1001) disconnecting
-        1100 send worker 1 Disconnect
+        1100 send worker 1 Disconnect { grace: Some(15s) }
         1100 spawn worker 4
         1100 log INFO: worker 4 spawned (pid 1004)
         1150 log INFO: SIGUSR2: upgrading the master in place
@@ -277,7 +277,7 @@ fn an_upgrade_during_a_recycle_supersedes_it() {
         1150 log INFO: upgrade: probing /srv/app (pid 999), for at most 5000 ms
         1200 log INFO: upgrade: the recycle in progress is superseded by the upgrade's own
         1200 log INFO: worker 4 (pid 1004) disconnecting
-        1200 send worker 4 Disconnect
+        1200 send worker 4 Disconnect { grace: None }
         1200 log INFO: upgrade: the new program is a compatible srv master (srv 9.9.9); executing it in place
         1200 exec
         1200 log INFO: upgrade: adopted 4 workers from the previous master; recycling the 2 that serve or start, which run the old program
@@ -318,7 +318,7 @@ fn deadlines_and_restarts_survive_the_handover() {
         0 log INFO: worker 3 (pid 1003) started (online) in 0 ms
         1000 log INFO: SIGTTOU: workers 3 -> 2
         1000 log INFO: worker 3 (pid 1003) disconnecting
-        1000 send worker 3 Disconnect
+        1000 send worker 3 Disconnect { grace: Some(15s) }
         2000 log WARN: worker 1 (pid 1001) exited unasked (signal 11); restarting in 5000 ms
         3000 log INFO: SIGTTIN: workers 2 -> 3
         3000 spawn worker 4
@@ -381,12 +381,12 @@ fn a_changed_worker_count_is_applied_by_the_new_master() {
         1100 log INFO: worker 3 (pid 1003) started (online) in 100 ms
         1100 log INFO: worker 4 (pid 1004) started (online) in 100 ms
         1100 log INFO: worker 1 (pid 1001) disconnecting
-        1100 send worker 1 Disconnect
+        1100 send worker 1 Disconnect { grace: Some(15s) }
         1100 spawn worker 5
         1100 log INFO: worker 5 spawned (pid 1005)
         1200 log INFO: worker 5 (pid 1005) started (online) in 100 ms
         1200 log INFO: worker 2 (pid 1002) disconnecting
-        1200 send worker 2 Disconnect
+        1200 send worker 2 Disconnect { grace: Some(15s) }
         1200 log INFO: recycle complete: 2 workers replaced in 200 ms
         1200 log INFO: upgrade complete in 200 ms: the master and its 3 workers run the new program
         1300 state phase=Ready started=3 target=3 workers=5 ready=true recycling=false failure=None
@@ -398,14 +398,14 @@ fn a_changed_worker_count_is_applied_by_the_new_master() {
         2000 log INFO: upgrade: worker.count changed from 3 to 1
         2000 log INFO: upgrade: adopted 5 workers from the previous master; recycling the 3 that serve or start, which run the old program
         2000 log INFO: worker 5 (pid 1005) disconnecting
-        2000 send worker 5 Disconnect
+        2000 send worker 5 Disconnect { grace: Some(15s) }
         2000 log INFO: worker 4 (pid 1004) disconnecting
-        2000 send worker 4 Disconnect
+        2000 send worker 4 Disconnect { grace: Some(15s) }
         2000 spawn worker 6
         2000 log INFO: worker 6 spawned (pid 1006)
         2100 log INFO: worker 6 (pid 1006) started (online) in 100 ms
         2100 log INFO: worker 3 (pid 1003) disconnecting
-        2100 send worker 3 Disconnect
+        2100 send worker 3 Disconnect { grace: Some(15s) }
         2100 log INFO: recycle complete: 1 workers replaced in 100 ms
         2100 log INFO: upgrade complete in 100 ms: the master and its 1 workers run the new program
         2100 state phase=Ready started=1 target=1 workers=6 ready=true recycling=false failure=None
@@ -450,7 +450,7 @@ fn an_incomplete_upgrade_says_so_and_a_second_one_completes() {
         1000 log INFO: worker 3 spawned (pid 1003)
         1100 log INFO: worker 3 (pid 1003) started (online) in 100 ms
         1100 log INFO: worker 1 (pid 1001) disconnecting
-        1100 send worker 1 Disconnect
+        1100 send worker 1 Disconnect { grace: Some(15s) }
         1100 spawn worker 4
         1100 log INFO: worker 4 spawned (pid 1004)
         1200 log ERROR: recycle stopped: replacement worker 4 (pid 1004) exited unasked (exit code 1); 1 old workers keep serving
@@ -466,12 +466,12 @@ fn an_incomplete_upgrade_says_so_and_a_second_one_completes() {
         1300 log INFO: worker 5 spawned (pid 1005)
         1400 log INFO: worker 5 (pid 1005) started (online) in 100 ms
         1400 log INFO: worker 2 (pid 1002) disconnecting
-        1400 send worker 2 Disconnect
+        1400 send worker 2 Disconnect { grace: Some(15s) }
         1400 spawn worker 6
         1400 log INFO: worker 6 spawned (pid 1006)
         1500 log INFO: worker 6 (pid 1006) started (online) in 100 ms
         1500 log INFO: worker 3 (pid 1003) disconnecting
-        1500 send worker 3 Disconnect
+        1500 send worker 3 Disconnect { grace: Some(15s) }
         1500 log INFO: recycle complete: 2 workers replaced in 200 ms
         1500 log INFO: upgrade complete in 200 ms: the master and its 2 workers run the new program
         1500 status 2/2 workers ready
@@ -512,9 +512,9 @@ fn sigterm_during_the_new_masters_recycle_shuts_down() {
         1100 log INFO: recycle stopped by SIGTERM with 1 workers not replaced
         1100 log INFO: SIGTERM: shutting down 2 workers (grace 15000 ms)
         1100 log INFO: worker 1 (pid 1001) disconnecting
-        1100 send worker 1 Disconnect
+        1100 send worker 1 Disconnect { grace: Some(15s) }
         1100 log INFO: worker 2 (pid 1002) disconnecting
-        1100 send worker 2 Disconnect
+        1100 send worker 2 Disconnect { grace: None }
         1100 log INFO: SIGUSR2 ignored: shutting down
         1100 status stopping: 2 workers left
         1200 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
