@@ -408,7 +408,7 @@ impl Channel {
     /// ```
     /// use std::io::Write;
     /// use std::os::unix::net::UnixStream;
-    /// use srv_proto::{Channel, MasterMessage, WorkerMessage, frame};
+    /// use srv_proto::{Channel, WorkerMessage, frame};
     ///
     /// let (a, mut b) = UnixStream::pair()?;
     /// let mut before = Channel::new(a);
@@ -426,7 +426,6 @@ impl Channel {
     /// after.receive()?;
     /// let (message, _) = after.next_message::<WorkerMessage>()?.unwrap();
     /// assert_eq!(message, WorkerMessage::Exit { code: 7 });
-    /// # let _ = MasterMessage::Disconnect;
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn resume(
