@@ -245,7 +245,11 @@ fn each_failed_probe_leaves_the_master_serving_and_says_why() {
     // A script that answers the probe as a compatible master would: the
     // exec, which runs the very file probed through its descriptor, cannot
     // run a script, so it fails after the point the probe vouched for.
-    let vouched = r#"{"srv_probe":1,"srv":"0.1.0","protocol":[1,1],"handover":[1,1]}"#;
+    let vouched = format!(
+        r#"{{"srv_probe":1,"srv":"0.1.0","protocol":[{},{}],"handover":[1,1]}}"#,
+        srv_proto::MIN_PROTOCOL_VERSION,
+        srv_proto::PROTOCOL_VERSION
+    );
     type Setup<'a> = Box<dyn Fn() + 'a>;
     let cases: Vec<(&str, Setup<'_>, &str)> = vec![
         (
