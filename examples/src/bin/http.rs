@@ -95,8 +95,10 @@ const MAX_HEAD_LEN: usize = 8 * 1024;
 const MAX_BODY_LEN: u64 = 1024 * 1024;
 
 /// The 64-bit FNV-1a hash of the executable file this worker runs, or why
-/// it could not be computed; set once when the worker starts (see
-/// [`exe_hash`]) and shown by `GET /exe`.
+/// it could not be computed; computed by the first `GET /exe` (see
+/// [`exe_hash`]), not at start: reading and hashing the whole executable
+/// takes tens of milliseconds, which every start, recycle and crash
+/// recovery would otherwise wait for.
 static EXE_HASH: OnceLock<Result<u64, String>> = OnceLock::new();
 
 /// Back-off after an unexpected `accept` error (for example out of
@@ -111,7 +113,6 @@ fn main() -> ExitCode {
 /// The worker: accept until disconnected, then drain and return.
 fn serve(worker: Worker, args: &ServerArgs) -> anyhow::Result<()> {
     let pid = std::process::id();
-    EXE_HASH.get_or_init(exe_hash);
     let requested = args.socket_addr();
     let listener = worker.listen_tcp(&requested.to_string())?;
     // Several workers accept on this one socket, and one of them may win the
@@ -153,7 +154,9 @@ fn serve(worker: Worker, args: &ServerArgs) -> anyhow::Result<()> {
 /// with another hash than the old ones.
 ///
 /// `/proc/self/exe` opens the file this process was started from even after
-/// it was replaced or deleted, where a path would open the new file.
+/// it was replaced or deleted, where a path would open the new file; so the
+/// hash may be computed at any time in the worker's life, and is computed
+/// only when first asked for.
 fn exe_hash() -> Result<u64, String> {
     let bytes =
         std::fs::read("/proc/self/exe").map_err(|error| format!("read /proc/self/exe: {error}"))?;
@@ -578,11 +581,9 @@ fn route(request: &Request) -> Response {
             thread::sleep(Duration::from_millis(ms));
             Response::ok(format!("slept {ms}\n"))
         }
-        "/exe" => match EXE_HASH.get() {
-            Some(Ok(hash)) => Response::ok(format!("exe {hash:016x} {}\n", std::process::id())),
-            Some(Err(why)) => Response::error(500, why),
-            // Only a worker serves, and it hashes before it accepts.
-            None => Response::error(500, "the executable was not hashed"),
+        "/exe" => match EXE_HASH.get_or_init(exe_hash) {
+            Ok(hash) => Response::ok(format!("exe {hash:016x} {}\n", std::process::id())),
+            Err(why) => Response::error(500, why),
         },
         _ => Response::error(404, "not found"),
     }

@@ -400,8 +400,6 @@ fn recycle_runs_the_replaced_binary() {
     );
     let addr = wait_addr(&master);
     let old = wait_serving(&master, N_WORKERS);
-    let answers = get_from_each(&master, addr, "/exe", &old, 200, Duration::from_secs(5));
-    assert_exe(&master, &answers, old_hash, &old);
 
     // Replace the file the way a deployment does: write the new binary
     // beside it, then rename it over the old one in one step. Trailing
@@ -416,6 +414,11 @@ fn recycle_runs_the_replaced_binary() {
     let new_hash = fnv1a_64(&fs::read(&staged).expect("read the new binary"));
     assert_ne!(new_hash, old_hash, "the new binary differs");
     fs::rename(&staged, &program).expect("rename the new binary over the old one");
+    // The workers hash their executable on the first `GET /exe`, not at
+    // start: asked only now, the old ones still hash the file they were
+    // started from, not the one now at the path.
+    let answers = get_from_each(&master, addr, "/exe", &old, 200, Duration::from_secs(5));
+    assert_exe(&master, &answers, old_hash, &old);
 
     let new = recycle(&master);
     assert_replaced(&master, &old, &new);
