@@ -51,17 +51,21 @@
 //!
 //! While running, the number of workers that are starting or started, plus
 //! the restarts waiting for their delay, is `target` (`worker.count`, changed
-//! by `SIGTTIN`/`SIGTTOU`), plus one while a recycle's replacement starts
-//! beside the worker it replaces.
+//! by `SIGTTIN`/`SIGTTOU`), plus up to `recycle.parallel` while a recycle's
+//! replacements start beside the workers they replace.
 //!
 //! # Recycle
 //!
-//! One worker at a time: spawn a replacement; once *that replacement* has
-//! started, retire the old worker and spawn the next replacement while the
-//! old one drains. A replacement that fails to start stops the recycle and
-//! the remaining old workers keep serving. A `SIGHUP` during a recycle starts
-//! over with every live worker as old, so the recycle ends with workers all
-//! spawned after the last `SIGHUP`.
+//! `recycle.parallel` workers at a time (one by default): spawn that many
+//! replacements, each paired with one old worker; once *a replacement* has
+//! started, retire its own old worker and spawn the next replacement while
+//! the old one drains. An old worker leaves only once a started worker took
+//! its place, so the started workers never drop below the target because of
+//! a recycle. A replacement that fails to start stops the recycle: the
+//! other replacements still starting are retired, and the remaining old
+//! workers keep serving. A `SIGHUP` during a recycle starts over with every
+//! live worker as old, so the recycle ends with workers all spawned after
+//! the last `SIGHUP`.
 //!
 //! # Upgrade
 //!
@@ -81,7 +85,7 @@
 //!   does to a worker: spawn, start, retire, and kill at a deadline;
 //! - `messages.rs`: what a worker says, and the limits on it;
 //! - `failure.rs`: failures, exits and restarts;
-//! - `recycle.rs`: the rolling recycle;
+//! - `recycle.rs`: the rolling recycle, `recycle.parallel` at a time;
 //! - `scaling.rs`: `SIGTTIN` and `SIGTTOU`;
 //! - `shutdown.rs`: the graceful shutdown, and the forced one;
 //! - `upgrade.rs`: the upgrade in place (`SIGUSR2`) and the handover.
@@ -140,6 +144,9 @@ pub(crate) struct Machine {
     workers: BTreeMap<WorkerId, Worker>,
     phase: Phase,
     recycle: Option<Recycle>,
+    /// Replacements of a recycle that stopped while they were starting,
+    /// to retire (see `recycle.rs`); empty between events.
+    unwanted: Vec<WorkerId>,
     restarts: Vec<Restart>,
     /// Some worker has started at least once.
     ever_started: bool,
@@ -173,6 +180,7 @@ impl Machine {
             workers: BTreeMap::new(),
             phase: Phase::Running,
             recycle: None,
+            unwanted: Vec::new(),
             restarts: Vec::new(),
             ever_started: false,
             ever_ready: false,
@@ -210,6 +218,7 @@ impl Machine {
         self.advance(now, exiting, actions);
         self.advance_upgrade(now, actions);
         self.give_up_if_decided(now, exiting, actions);
+        self.retire_unwanted(now, exiting, actions);
         match event {
             Event::Tick => {}
             Event::Signal(signal) => self.on_signal(now, signal, actions),
@@ -270,6 +279,7 @@ impl Machine {
             Event::ExecFailed { error } => self.exec_failed(now, &error, actions),
         }
         self.give_up_if_decided(now, None, actions);
+        self.retire_unwanted(now, None, actions);
         self.step_recycle(now, actions);
         self.finish_upgrade_if_recycled(now, actions);
         if !self.ever_ready && self.is_ready() {

@@ -155,6 +155,12 @@ pub struct WorkerOptions {
 ///
 /// let options = srv_master::Options::from_toml_str("[recycle]\ntimeout = 60000\n").unwrap();
 /// assert_eq!(options.recycle.timeout, Duration::from_secs(60));
+/// assert_eq!(options.recycle.parallel, 1);
+///
+/// // Replace two workers at a time: up to two more processes during a
+/// // recycle, which ends about twice as fast.
+/// let options = srv_master::Options::from_toml_str("[recycle]\nparallel = 2\n").unwrap();
+/// assert_eq!(options.recycle.parallel, 2);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -164,6 +170,13 @@ pub struct RecycleOptions {
     /// a worker removed by `SIGTTOU`, before `SIGKILL` (default 15000 ms).
     #[serde(with = "millis")]
     pub timeout: Duration,
+    /// `recycle.parallel`: how many replacements start at once during a
+    /// recycle (default 1, the node module's one at a time), from 1 to
+    /// `worker.count`. Each old worker retires as soon as its own
+    /// replacement has started, so `worker.count` started workers serve
+    /// throughout, and up to this many more processes run meanwhile: more
+    /// memory and CPU during the recycle, for a recycle that ends sooner.
+    pub parallel: usize,
 }
 
 /// `shutdown.*` options.
@@ -273,7 +286,7 @@ impl Default for WorkerOptions {
 
 impl Default for RecycleOptions {
     fn default() -> RecycleOptions {
-        RecycleOptions { timeout: Duration::from_millis(15000) }
+        RecycleOptions { timeout: Duration::from_millis(15000), parallel: 1 }
     }
 }
 
@@ -387,7 +400,8 @@ impl Options {
     ///
     /// # Errors
     ///
-    /// `worker.count` of 0 or over [`MAX_WORKERS`]; a duration over
+    /// `worker.count` of 0 or over [`MAX_WORKERS`]; a `recycle.parallel`
+    /// of 0 or over `worker.count`; a duration over
     /// [`MAX_DURATION`]; `worker.timeout`,
     /// `recycle.timeout` or `shutdown.timeout` of 0; `restart.max_delay`
     /// below `restart.delay`; an empty `worker.user` or `worker.group`; a
@@ -419,6 +433,15 @@ impl Options {
         }
         if self.worker.max_start_failures == 0 {
             return error("worker.max_start_failures", "must be at least 1");
+        }
+        if self.recycle.parallel == 0 {
+            return error("recycle.parallel", "must be at least 1");
+        }
+        // More replacements at once than workers to replace would only be
+        // a typo: the recycle cannot start more than worker.count anyway.
+        if self.recycle.parallel > self.worker.count {
+            let count = self.worker.count;
+            return error("recycle.parallel", &format!("must be at most worker.count ({count})"));
         }
         // No grace at all would kill every worker with its requests in flight.
         if self.recycle.timeout.is_zero() {
@@ -520,6 +543,7 @@ mod tests {
         assert_eq!(options.worker.timeout, Duration::from_millis(2000));
         assert_eq!(options.worker.max_start_failures, 3);
         assert_eq!(options.recycle.timeout, Duration::from_millis(15000));
+        assert_eq!(options.recycle.parallel, 1);
         assert_eq!(options.shutdown.timeout, Duration::from_millis(15000));
         assert_eq!(options.restart.delay, Duration::from_millis(5000));
         options.validate().unwrap();
@@ -534,6 +558,8 @@ mod tests {
             (|o| o.worker.timeout = Duration::ZERO, "worker.timeout"),
             (|o| o.worker.max_start_failures = 0, "worker.max_start_failures"),
             (|o| o.recycle.timeout = Duration::ZERO, "recycle.timeout"),
+            (|o| o.recycle.parallel = 0, "recycle.parallel"),
+            (|o| o.recycle.parallel = 5, "recycle.parallel"),
             (|o| o.shutdown.timeout = Duration::ZERO, "shutdown.timeout"),
             (|o| o.restart.max_delay = Duration::from_millis(1), "restart.max_delay"),
             (|o| o.listen.unix_mode = Some(0o4755), "listen.unix_mode"),
@@ -577,6 +603,22 @@ mod tests {
             &mut actions,
         );
         assert!(machine.next_deadline().is_some_and(|deadline| deadline > now));
+    }
+
+    #[test]
+    fn recycle_parallel_ranges_from_one_to_the_worker_count() {
+        let mut options = Options::default();
+        options.worker.count = 3;
+        for parallel in 1..=3 {
+            options.recycle.parallel = parallel;
+            options.validate().unwrap();
+        }
+        options.recycle.parallel = 4;
+        let error = options.validate().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid option recycle.parallel: must be at most worker.count (3)"
+        );
     }
 
     #[test]

@@ -82,6 +82,13 @@ impl Machine {
             .started_at
             .is_some_and(|at| now.saturating_duration_since(at) >= self.options.restart.max_delay);
         let streak = if stable { 1 } else { record.streak + 1 };
+        if let Some(index) = self.unwanted.iter().position(|unwanted| *unwanted == worker) {
+            // A replacement of a recycle that stopped during this event: its
+            // old worker serves on, and nothing takes its place.
+            self.unwanted.swap_remove(index);
+            log(actions, Level::Warn, format!("{name} {why}; not replaced: its recycle stopped"));
+            return;
+        }
         if self.give_up.is_some() {
             // The shutdown is about to begin; nothing is restarted.
             log(actions, Level::Warn, format!("{name} {why}"));
@@ -103,22 +110,10 @@ impl Machine {
         // A recycle's replacement that fails stops the recycle; if it still
         // had an old worker to replace, that one keeps serving and nothing
         // needs restarting.
-        if let Some(recycle) = &self.recycle
-            && let Some((replacement, old)) = recycle.current
-            && replacement == worker
+        if let Some(pair) = self.replacement_failed(worker, why, actions)
+            && pair.old.is_some()
         {
-            let left = recycle.queue.len() + usize::from(old.is_some());
-            self.recycle = None;
-            log(
-                actions,
-                Level::Error,
-                format!(
-                    "recycle stopped: replacement {name} {why}; {left} old workers keep serving"
-                ),
-            );
-            if old.is_some() {
-                return;
-            }
+            return;
         }
         if self.old_worker_gone(worker) {
             log(actions, Level::Warn, format!("{name} {why}; its replacement is already starting"));

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use log::Level;
 
-use super::recycle::Recycle;
-use super::{Action, Machine, State, log};
+use super::recycle::InFlight;
+use super::{Action, Machine, State, WorkerId, log};
 use crate::options::MAX_WORKERS;
 
 impl Machine {
@@ -41,32 +41,35 @@ impl Machine {
         if self.restarts.pop().is_some() {
             return;
         }
-        let (in_flight, old_in_flight) = match &self.recycle {
-            Some(Recycle { current: Some((replacement, old)), .. }) => (Some(*replacement), *old),
-            _ => (None, None),
+        let in_flight: Vec<InFlight> =
+            self.recycle.as_ref().map(|recycle| recycle.in_flight.clone()).unwrap_or_default();
+        let is_in_flight = |id: WorkerId| {
+            in_flight.iter().any(|pair| pair.replacement == id || pair.old == Some(id))
         };
         let queued = self.recycle.as_mut().and_then(|recycle| recycle.queue.pop_back());
-        let victim = queued
-            .or_else(|| {
-                let others = self.workers.iter().filter(|(id, w)| {
-                    w.state.is_live() && Some(**id) != in_flight && Some(**id) != old_in_flight
-                });
-                // Prefer a worker that is not serving yet, then the newest.
-                let starting = others
-                    .clone()
-                    .filter(|(_, w)| w.state != State::Started)
-                    .map(|(id, _)| *id)
-                    .next_back();
-                starting.or_else(|| others.map(|(id, _)| *id).next_back())
-            })
-            .or_else(|| {
-                if let Some(Recycle { current: Some((_, old)), .. }) = &mut self.recycle {
-                    old.take()
-                } else {
-                    None
-                }
-            });
+        let victim = queued.or_else(|| {
+            let others =
+                self.workers.iter().filter(|(id, w)| w.state.is_live() && !is_in_flight(**id));
+            // Prefer a worker that is not serving yet, then the newest.
+            let starting = others
+                .clone()
+                .filter(|(_, w)| w.state != State::Started)
+                .map(|(id, _)| *id)
+                .next_back();
+            starting.or_else(|| others.map(|(id, _)| *id).next_back())
+        });
         if let Some(worker) = victim {
+            self.retire(now, worker, self.options.recycle.timeout, actions);
+            return;
+        }
+        // Only workers of the recycle are left, each pair of a replacement
+        // and its old worker one of the target: the newest pair goes, both
+        // of them (the old one alone would leave its replacement one too
+        // many; the replacement alone would leave an old worker behind).
+        let Some(pair) = self.recycle.as_mut().and_then(|recycle| recycle.in_flight.pop()) else {
+            return;
+        };
+        for worker in pair.old.into_iter().chain([pair.replacement]) {
             self.retire(now, worker, self.options.recycle.timeout, actions);
         }
     }

@@ -31,7 +31,7 @@ impl Machine {
         self.restarts.clear();
         self.stop_upgrade(cause, actions);
         if let Some(recycle) = self.recycle.take() {
-            let left = recycle.queue.len() + usize::from(recycle.current.is_some());
+            let left = recycle.queue.len() + recycle.in_flight.len();
             log(
                 actions,
                 Level::Info,

@@ -395,8 +395,12 @@ impl Machine {
                 Level::Info,
                 "upgrade: the recycle in progress is superseded by the upgrade's own".to_owned(),
             );
-            if let Some((replacement, Some(_))) = recycle.current {
-                self.retire(now, replacement, self.options.recycle.timeout, actions);
+            // Replacements still starting that would take an old worker's
+            // place are not wanted: the upgrade replaces every worker.
+            for pair in recycle.in_flight {
+                if pair.old.is_some() {
+                    self.retire(now, pair.replacement, self.options.recycle.timeout, actions);
+                }
             }
         }
         let Some(upgrade) = &mut self.upgrade else { return };
@@ -641,6 +645,7 @@ impl Machine {
             workers,
             phase: Phase::Running,
             recycle: None,
+            unwanted: Vec::new(),
             restarts,
             ever_started: handover.ever_started,
             ever_ready: handover.ever_ready,
@@ -665,7 +670,7 @@ impl Machine {
         );
         machine.match_target(now, &mut actions);
         let queue = machine.live_workers().into_iter().filter(|id| id.0 < first_new).collect();
-        machine.recycle = Some(Recycle { queue, current: None, began: now, replaced: 0 });
+        machine.recycle = Some(Recycle { queue, in_flight: Vec::new(), began: now, replaced: 0 });
         machine.step_recycle(now, &mut actions);
         machine.finish_upgrade_if_recycled(now, &mut actions);
         if !machine.ever_ready && machine.is_ready() {

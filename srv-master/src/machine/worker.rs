@@ -230,15 +230,6 @@ impl Machine {
         let took = now.saturating_duration_since(record.spawned_at).as_millis();
         let name = self.name(worker);
         log(actions, Level::Info, format!("{name} started ({require}) in {took} ms"));
-        if let Some(recycle) = &mut self.recycle
-            && let Some((replacement, old)) = recycle.current
-            && replacement == worker
-        {
-            recycle.current = None;
-            recycle.replaced += 1;
-            if let Some(old) = old {
-                self.retire(now, old, self.options.recycle.timeout, actions);
-            }
-        }
+        self.replacement_started(now, worker, actions);
     }
 }

@@ -49,6 +49,8 @@ struct World {
     /// `worker.max_start_failures`: 1, the default 3, or so many that the
     /// master never gives up.
     max_start_failures: u32,
+    /// `recycle.parallel`, 1 to `count`.
+    parallel: usize,
 }
 
 /// One step of a case, read against the state it meets (see the module
@@ -76,12 +78,15 @@ impl Step {
 fn world() -> impl Strategy<Value = World> {
     let delays: &'static [u64] = &[0, 100, 1000, 5000];
     let limits: &'static [u32] = &[1, 3, 1000];
-    (1..=4usize, select(delays), prop::bool::weighted(1.0 / 3.0), select(limits)).prop_map(
-        |(count, restart_delay_ms, require_listen, max_start_failures)| World {
-            count,
-            restart_delay_ms,
-            require_listen,
-            max_start_failures,
+    (1..=4usize, select(delays), prop::bool::weighted(1.0 / 3.0), select(limits)).prop_flat_map(
+        |(count, restart_delay_ms, require_listen, max_start_failures)| {
+            (1..=count).prop_map(move |parallel| World {
+                count,
+                restart_delay_ms,
+                require_listen,
+                max_start_failures,
+                parallel,
+            })
         },
     )
 }
@@ -100,10 +105,11 @@ proptest! {
     /// messages, crashes, exits and time; after every step the
     /// fake shell's invariants hold (a master that gives up before any worker
     /// started counts as shutting down), and the machine never runs more than the
-    /// target plus one recycle replacement. Every so often the world turns
-    /// well-behaved until it is quiet: then exactly the target runs, all
-    /// started, and after a `SIGHUP` all of them were spawned after it. The end
-    /// is a shutdown that exits exactly once.
+    /// target plus `recycle.parallel` recycle replacements. Every so often the
+    /// world turns well-behaved until it is quiet: then exactly the target runs,
+    /// all started, and after a `SIGHUP` all of them were spawned after it, and
+    /// never during that recycle were fewer than the target started. The end is
+    /// a shutdown that exits exactly once.
     #[test]
     fn random_event_sequences_keep_the_invariants(
         world in world(),
@@ -131,6 +137,7 @@ fn random_run(world: &World, steps: &[Step]) {
         options.worker.require = Require::Listen;
     }
     options.worker.max_start_failures = world.max_start_failures;
+    options.recycle.parallel = world.parallel;
     let mut shell = Shell::start(options, false);
     let (mut target, mut shutting_down) = (count, false);
     for step in steps {
@@ -198,8 +205,12 @@ fn random_run(world: &World, steps: &[Step]) {
                     continue;
                 }
                 let before = shell.processes.keys().max().copied().unwrap_or(0);
+                // Nothing fails from here until the recycle is over: the
+                // target keeps serving throughout.
+                shell.keep_started(Some(target));
                 shell.line(&format!("{} SIGHUP", shell.now_ms));
                 shell.settle();
+                shell.keep_started(None);
                 shell.check_settled(target);
                 let live = shell.live();
                 if live.iter().any(|id| *id <= before) {

@@ -102,11 +102,17 @@ pub(super) struct Shell {
     failing_exec: bool,
     /// Execs done (a machine adopted from a handover).
     pub(super) execs: usize,
+    /// `recycle.parallel`: how many replacements a recycle may add.
+    parallel: usize,
+    /// While set, fewer started workers than this after any event breaks an
+    /// invariant (see [`Shell::keep_started`]).
+    min_started: Option<usize>,
 }
 
 impl Shell {
     pub(super) fn start(options: Options, logs: bool) -> Shell {
         let t0 = Instant::now();
+        let parallel = options.recycle.parallel;
         let (machine, actions) = Machine::new(options.clone(), t0);
         let mut shell = Shell {
             machine,
@@ -127,6 +133,8 @@ impl Shell {
             exec_due: false,
             failing_exec: false,
             execs: 0,
+            parallel,
+            min_started: None,
         };
         let mut answers = VecDeque::new();
         for action in actions {
@@ -369,6 +377,12 @@ impl Shell {
             let mut actions = Vec::new();
             self.machine.handle(self.now(), event, &mut actions);
             self.ever_started |= self.machine.started() > 0;
+            if let Some(least) = self.min_started
+                && self.machine.started() < least
+            {
+                let started = self.machine.started();
+                self.broken(&format!("{started} started workers, fewer than {least}"));
+            }
             for action in actions {
                 self.act(action, &mut events);
             }
@@ -516,11 +530,19 @@ impl Shell {
         failure.is_some()
     }
 
-    /// While running: the machine wants `target` workers, and at most one
-    /// more (a recycle's replacement) is starting or serving.
+    /// From now on, until `None`: after every event at least `least`
+    /// workers are started (a recycle in a world without failures never
+    /// drops below the target).
+    pub(super) fn keep_started(&mut self, least: Option<usize>) {
+        self.min_started = least;
+    }
+
+    /// While running: the machine wants `target` workers, and at most
+    /// `recycle.parallel` more (a recycle's replacements) are starting or
+    /// serving.
     pub(super) fn check_running(&self, target: usize) {
         let serving = self.serving();
-        let most = target + usize::from(self.machine.is_recycling());
+        let most = target + if self.machine.is_recycling() { self.parallel } else { 0 };
         if self.machine.target() != target || serving.len() > most || self.exits > 0 {
             let wants = self.machine.target();
             let (exits, count) = (self.exits, serving.len());
