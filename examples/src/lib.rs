@@ -60,6 +60,10 @@ pub struct ServerArgs {
     /// [default: 15000]
     #[arg(long, value_name = "MS")]
     pub recycle_timeout: Option<u64>,
+    /// Replacements started at once on SIGHUP, 1 to the number of workers
+    /// [default: 1]
+    #[arg(long, value_name = "N")]
+    pub recycle_parallel: Option<usize>,
     /// Grace for each worker on SIGTERM/SIGINT [default: 15000]
     #[arg(long, value_name = "MS")]
     pub shutdown_timeout: Option<u64>,
@@ -101,6 +105,9 @@ impl ServerArgs {
         }
         if let Some(timeout) = self.recycle_timeout {
             options.recycle.timeout = ms(timeout);
+        }
+        if let Some(parallel) = self.recycle_parallel {
+            options.recycle.parallel = parallel;
         }
         if let Some(timeout) = self.shutdown_timeout {
             options.shutdown.timeout = ms(timeout);

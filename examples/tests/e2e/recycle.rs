@@ -3,8 +3,9 @@
 //! request, and keep-alive), requests in flight survive SIGHUP and SIGTERM
 //! (to the master, to the whole process group as service managers send it,
 //! or to one worker), a second master on the same port fails without
-//! harming the first, a recycle runs a replaced binary, and SIGTTIN/SIGTTOU
-//! add and remove a worker.
+//! harming the first, a recycle runs a replaced binary, a recycle with
+//! `--recycle-parallel` starts its replacements at once without ever serving
+//! with fewer workers, and SIGTTIN/SIGTTOU add and remove a worker.
 //!
 //! The load generator (`xtask/src/load.rs`) counts a request as failed when
 //! the connection is refused, reset or closed before the whole response
@@ -23,7 +24,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::clients::{Tool, recycles_under};
-use crate::harness::{Exit, Master, TempDir, count, wait_until};
+use crate::harness::{Exit, Master, TempDir, count, find_from, wait_until};
 use crate::http_support::{
     LoadGuard, Response, assert_lossless, fnv1a_64, get, get_from_each, get_ok, http, serving_pids,
     start_on_port_0, wait_addr, wait_exited_as_asked, wait_serving,
@@ -164,6 +165,50 @@ fn recycles_lose_no_request_from_wrk() {
 #[test]
 fn recycles_lose_no_request_from_ab() {
     recycles_under(|| start_http(&[]), Tool::Ab);
+}
+
+#[test]
+fn a_parallel_recycle_starts_the_replacements_at_once_and_keeps_every_worker_serving() {
+    let master = start_http(&["--recycle-parallel", "2"]);
+    recycles_under_load(&master, Mode::KeepAlive, 2);
+    let lines = master.lines();
+    // Both replacements of each recycle are spawned before either starts.
+    let mut from = 0;
+    for _ in 0..2 {
+        let Some(sighup) = find_from(&lines, from, "SIGHUP: recycling 2 workers, 2 at a time")
+        else {
+            master.fail("expected the line \"SIGHUP: recycling 2 workers, 2 at a time\"");
+        };
+        let spawned = find_from(&lines, sighup, " spawned (pid ")
+            .and_then(|first| find_from(&lines, first + 1, " spawned (pid "));
+        let started = find_from(&lines, sighup, ") started (");
+        if !spawned.is_some_and(|second| started.is_some_and(|started| second < started)) {
+            master.fail("the two replacements were not spawned before the first one started");
+        }
+        from = sighup + 1;
+    }
+    // Once the first workers started, never fewer than N_WORKERS serve:
+    // an old worker is disconnected only once its replacement started.
+    let first_ready = (1..=lines.len()).find(|&n| serving_pids(&lines[..n]).len() == N_WORKERS);
+    let Some(first_ready) = first_ready else { master.fail("the workers never all started") };
+    let shutdown = find_from(&lines, 0, "shutting down").unwrap_or(lines.len());
+    for end in first_ready..shutdown {
+        let serving = serving_pids(&lines[..end]);
+        if serving.len() < N_WORKERS {
+            master.fail(&format!("only {serving:?} serving after line {end}: {}", lines[end - 1]));
+        }
+    }
+}
+
+#[test]
+fn recycle_parallel_beyond_the_worker_count_is_refused() {
+    let mut master = start_on_port_0(http(), &["--workers", "2", "--recycle-parallel", "3"]);
+    let exit = master.wait_exit();
+    let lines = master.lines();
+    let error = "invalid option recycle.parallel: must be at most worker.count (2)";
+    if exit == Exit::Code(0) || count(&lines, error) != 1 || count(&lines, "spawned") != 0 {
+        master.fail(&format!("expected a non-zero exit, {error:?} and no worker, got {exit:?}"));
+    }
 }
 
 /// A request sent from its own thread: the answer (or why none came) and
