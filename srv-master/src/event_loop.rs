@@ -59,7 +59,10 @@
 //! stamped when they are handled, which expire what is due. The price is
 //! that a message that arrives after its deadline, while the master was
 //! stalled past that deadline, counts as in time: the master cannot tell
-//! the two apart, and the doubt goes to the worker.
+//! the two apart, and the doubt goes to the worker. A worker's `Spawned` is
+//! stamped the same way, with the moment its spawn returned, so that the
+//! worker's time counts from when its process exists, not from when the
+//! master is done with the rest of a batch of spawns.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -429,8 +432,13 @@ impl Shell {
         self.send_owned(worker, &message, fds);
     }
 
+    /// Starts a worker; its `Spawned` is stamped with the moment the spawn
+    /// returned (the program was executed), so that each worker of a batch
+    /// of spawns gets its own time, and its start is counted from when its
+    /// process exists.
     fn spawn(&mut self, worker: WorkerId, events: &mut Queue) {
         let command = (self.command)();
+        let began = Instant::now();
         let spawned =
             spawn_worker(command, worker, self.options.worker.ignore_sigint, self.credentials)
                 .and_then(|spawned| {
@@ -450,7 +458,10 @@ impl Shell {
                 let child =
                     Child { pid, channel: Some(Channel::new(spawned.channel)), wants_write: false };
                 self.children.insert(worker, child);
-                events.push_back((Event::Spawned { worker, pid: spawned.pid }, None));
+                let executed = Instant::now();
+                let took = executed.saturating_duration_since(began).as_secs_f64() * 1000.0;
+                log::debug!(target: "srv", "{worker} (pid {pid}) forked and executed in {took:.2} ms");
+                events.push_back((Event::Spawned { worker, pid: spawned.pid }, Some(executed)));
             }
             Err(error) => {
                 events.push_back((Event::SpawnFailed { worker, error: error.to_string() }, None))

@@ -77,11 +77,22 @@ impl Machine {
                 return self.refuse(now, worker, reason, actions);
             }
             record.protocol_version = Some(protocol_version);
+            record.timeline.hello = Some(now);
             if record.pid.is_some_and(|spawned| spawned != pid) {
                 let name = self.name(worker);
                 log(actions, Level::Debug, format!("{name} says hello from pid {pid}"));
             }
             return;
+        }
+        let timeline = &mut record.timeline;
+        let step = match message {
+            WorkerMessage::ListenRequest { .. } => Some(&mut timeline.listen_request),
+            WorkerMessage::Listening { .. } => Some(&mut timeline.listening),
+            WorkerMessage::Online => Some(&mut timeline.online),
+            _ => None,
+        };
+        if let Some(step) = step {
+            step.get_or_insert(now);
         }
         if matches!(message, WorkerMessage::ListenRequest { .. }) {
             record.listen_requests += 1;

@@ -4,7 +4,8 @@
 //! machine answers. [`Shell`](shell::Shell), a fake of the mio shell, is the only code that
 //! touches the `Machine` API: it starts the machine at `t0`, feeds each script
 //! line at `t0 + ms`, writes every action as `ms action` (its `Display`; log
-//! lines only in [`check_logs`](shell::check_logs)), and ends the transcript with the machine's
+//! lines only in [`check_logs`](shell::check_logs), debug ones only in
+//! [`check_debug_logs`](shell::check_debug_logs)), and ends the transcript with the machine's
 //! next deadline. [`check`](shell::check) compares that transcript with the expected text
 //! and prints a diff when they differ.
 //!

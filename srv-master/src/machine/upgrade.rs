@@ -629,6 +629,10 @@ impl Machine {
                     window_start: now,
                     window_messages: 0,
                     listen_requests: handed.listen_requests,
+                    // What came before the handover is not handed over: a
+                    // worker adopted while starting shows only what the
+                    // new master saw.
+                    timeline: Default::default(),
                 };
                 (WorkerId(handed.id), worker)
             })

@@ -41,6 +41,48 @@ pub(super) struct Worker {
     /// `ListenRequest`s so far (see
     /// [`MAX_LISTEN_REQUESTS`](super::messages::MAX_LISTEN_REQUESTS)).
     pub(super) listen_requests: u32,
+    /// When it reached each step of its start, for the debug line that
+    /// breaks a start down.
+    pub(super) timeline: Timeline,
+}
+
+/// When a worker first said each message of its start; logged at debug
+/// level once it started, as offsets from `spawned_at` (the moment its
+/// spawn returned: the program was executed). So an operator sees where a
+/// slow start spends its time: loading the program (until `Hello`), its own
+/// initialisation (until it asks for a socket), the listen round trip
+/// through the master, and what it does before `Online`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Timeline {
+    pub(super) hello: Option<Instant>,
+    pub(super) listen_request: Option<Instant>,
+    pub(super) listening: Option<Instant>,
+    pub(super) online: Option<Instant>,
+}
+
+impl Timeline {
+    /// `hello +0.61 ms, listen request +0.63 ms, ...`: the steps reached,
+    /// in the order of their time, each as milliseconds since `since`.
+    fn describe(&self, since: Instant) -> String {
+        let mut steps: Vec<(&str, Instant)> = [
+            ("hello", self.hello),
+            ("listen request", self.listen_request),
+            ("listening", self.listening),
+            ("online", self.online),
+        ]
+        .into_iter()
+        .filter_map(|(name, at)| Some((name, at?)))
+        .collect();
+        steps.sort_by_key(|(_, at)| *at);
+        let steps: Vec<String> = steps
+            .into_iter()
+            .map(|(name, at)| {
+                let ms = at.saturating_duration_since(since).as_secs_f64() * 1000.0;
+                format!("{name} +{ms:.2} ms")
+            })
+            .collect();
+        if steps.is_empty() { "no message".to_owned() } else { steps.join(", ") }
+    }
 }
 
 /// Where a worker is in its life (see "Worker lifecycle" in the module
@@ -106,6 +148,7 @@ impl Machine {
                 window_start: now,
                 window_messages: 0,
                 listen_requests: 0,
+                timeline: Timeline::default(),
             },
         );
         actions.push(Action::Spawn(worker));
@@ -228,8 +271,10 @@ impl Machine {
         record.started_at = Some(now);
         self.ever_started = true;
         let took = now.saturating_duration_since(record.spawned_at).as_millis();
+        let timeline = record.timeline.describe(record.spawned_at);
         let name = self.name(worker);
         log(actions, Level::Info, format!("{name} started ({require}) in {took} ms"));
+        log(actions, Level::Debug, format!("{name} start after its exec: {timeline}"));
         self.replacement_started(now, worker, actions);
     }
 }

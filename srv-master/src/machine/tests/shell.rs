@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use log::Level;
 use similar::{Algorithm, ChangeTag};
 use srv_proto::{ListenAddr, MIN_PROTOCOL_VERSION, MasterMessage, PROTOCOL_VERSION, WorkerMessage};
 
@@ -31,16 +32,24 @@ pub(super) fn options(count: usize) -> Options {
 
 /// Runs `script` and compares the transcript, without log lines, to `expect`.
 pub(super) fn check(options: Options, script: &str, expect: &str) {
-    compare(&run(options, false, script), expect);
+    compare(&run(options, false, false, script), expect);
 }
 
-/// Runs `script` and compares the transcript, with log lines, to `expect`.
+/// Runs `script` and compares the transcript, with log lines but those at
+/// debug level, to `expect`.
 pub(super) fn check_logs(options: Options, script: &str, expect: &str) {
-    compare(&run(options, true, script), expect);
+    compare(&run(options, true, false, script), expect);
 }
 
-fn run(options: Options, logs: bool, script: &str) -> String {
+/// Runs `script` and compares the transcript, with every log line, to
+/// `expect`.
+pub(super) fn check_debug_logs(options: Options, script: &str, expect: &str) {
+    compare(&run(options, true, true, script), expect);
+}
+
+fn run(options: Options, logs: bool, debug: bool, script: &str) -> String {
     let mut shell = Shell::start(options, logs);
+    shell.debug = debug;
     for line in script.lines().map(str::trim).filter(|line| !line.is_empty()) {
         shell.line(line);
     }
@@ -77,6 +86,8 @@ pub(super) struct Shell {
     t0: Instant,
     pub(super) now_ms: u64,
     logs: bool,
+    /// With `logs`: log lines at debug level too.
+    debug: bool,
     /// What tests compare: actions (without logs unless `logs`) and
     /// `deadline` lines.
     transcript: Vec<String>,
@@ -120,6 +131,7 @@ impl Shell {
             t0,
             now_ms: 0,
             logs,
+            debug: false,
             transcript: Vec::new(),
             history: Vec::new(),
             processes: BTreeMap::new(),
@@ -399,7 +411,12 @@ impl Shell {
     fn act(&mut self, action: Action, answers: &mut VecDeque<Event>) {
         let line = format!("{} {action}", self.now_ms);
         self.history.push(line.clone());
-        if self.logs || !matches!(action, Action::Log(..)) {
+        let shown = match &action {
+            Action::Log(Level::Debug | Level::Trace, _) => self.logs && self.debug,
+            Action::Log(..) => self.logs,
+            _ => true,
+        };
+        if shown {
             self.transcript.push(line);
         }
         if self.exits > 0 {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::shell::{check, check_logs, options};
+use super::shell::{check, check_debug_logs, check_logs, options};
 use crate::options::{Options, Require};
 
 // Starting.
@@ -400,6 +400,34 @@ fn giving_up_at_a_deadline_spares_the_worker_whose_exit_is_reported() {
         2010 log INFO: worker 2 (pid 1002) exited (signal 9) after being killed
         2010 log INFO: shutdown complete: all workers exited
         2010 exit 1
+        next deadline none
+        ",
+    );
+}
+
+#[test]
+fn a_started_worker_logs_where_its_start_went_at_debug_level() {
+    // Worker 1 starts once listening (which counts as online too); worker 2
+    // says hello and online without listening.
+    check_debug_logs(
+        options(2),
+        "
+        5 hello 1
+        7 listen-request 1
+        9 listening 1
+        12 up 2
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        7 listen worker 1 127.0.0.1:8080
+        9 log INFO: worker 1 (pid 1001) listening on 127.0.0.1:8080
+        9 log INFO: worker 1 (pid 1001) started (online) in 9 ms
+        9 log DEBUG: worker 1 (pid 1001) start after its exec: hello +5.00 ms, listen request +7.00 ms, listening +9.00 ms
+        12 log INFO: worker 2 (pid 1002) started (online) in 12 ms
+        12 log DEBUG: worker 2 (pid 1002) start after its exec: hello +12.00 ms, online +12.00 ms
         next deadline none
         ",
     );
