@@ -4,22 +4,29 @@
 //!
 //! Speed and cost are measured here, never by timed assertions in tests.
 //! The command builds the release binaries, runs every scenario `--runs`
-//! times (3 by default, interleaved so that a noisy moment of the machine
-//! spreads over all scenarios), prints a markdown table of the median and
-//! the worst run of each figure on stdout, and writes the same with every
-//! sample to `target/bench/results.json`. `--quick` does one run with
-//! shorter durations, to check that the tool works.
+//! times (5 by default, interleaved so that a noisy moment of the machine
+//! spreads over all scenarios; the quick latency scenarios measure several
+//! samples per run), prints a markdown table of the median and the worst
+//! sample of each figure on stdout, with the machine's load average before
+//! and after, and writes the same with every sample to
+//! `target/bench/results.json`. `--quick` does one run with shorter
+//! durations, to check that the tool works.
 //!
 //! Every server is started on port 0 in its own process group and killed
 //! with that group when its run ends, even on error ([`server::Server`]).
 //! All traffic goes to 127.0.0.1 and every load is bounded in requests and
 //! in time (`xtask/src/load.rs`). The definition of each figure is printed
 //! under the table; [`notes`] holds them.
+//!
+//! The scenarios are in `bench/scenarios.rs` (the server idle, or under the
+//! light load of a probe) and `bench/under_load.rs` (a recycle while
+//! clients keep both cores busy).
 
 mod report;
+mod scenarios;
 mod server;
+mod under_load;
 
-use std::collections::BTreeSet;
 use std::env;
 use std::fs;
 use std::path::PathBuf;
@@ -28,11 +35,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use nix::sys::signal::Signal;
 
 use crate::load::{Load, LoadConfig, Mode, Report};
-use report::{Better, Results, Unit};
-use server::{LogEvent, Server};
+use report::Results;
+use server::Server;
 
 /// Workers of the reference configuration.
 const WORKERS: usize = 4;
@@ -46,10 +52,14 @@ const RECYCLE_WITHIN: Duration = Duration::from_secs(30);
 /// no figure; the other options keep their defaults.
 const WORKER_TIMEOUT_MS: &str = "10000";
 
-/// Probes (`GET /` on new connections, to see who answers) go out in waves
-/// of this many concurrent requests, one wave every [`PROBE_INTERVAL`].
-const PROBE_CONCURRENCY: usize = 4;
-const PROBE_INTERVAL: Duration = Duration::from_millis(2);
+/// The probe that sees who answers: this many client threads sending
+/// `GET /` on a new connection each, back to back, recording every answer.
+const PROBE_THREADS: usize = 1;
+/// Answers the probe collects after the event it waits for (a start), so
+/// that every worker that serves has answered some: with 4 workers
+/// accepting on one socket, the chance that one of them got none of 200
+/// connections is below 1e-24.
+const PROBE_AFTER: u64 = 200;
 /// Timeout of one request, for connecting and for each read and write.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -59,6 +69,15 @@ const LOSSLESS_THREADS: usize = 4;
 const LOSSLESS_PROGRESS: u64 = 50;
 const LOSSLESS_MAX_REQUESTS: u64 = 10_000_000;
 const LOSSLESS_MAX_DURATION: Duration = Duration::from_secs(120);
+
+/// The recycle under load: client threads (as many as the issue's
+/// comparison with gunicorn), the requests before the SIGHUP and after the
+/// old workers exited, and the load's bounds.
+const UNDER_LOAD_THREADS: usize = 16;
+const UNDER_LOAD_WARMUP: u64 = 2000;
+const UNDER_LOAD_AFTER: u64 = 500;
+const UNDER_LOAD_MAX_REQUESTS: u64 = 10_000_000;
+const UNDER_LOAD_MAX_DURATION: Duration = Duration::from_secs(60);
 
 /// The throughput scenario: keep-alive client threads and the bound on
 /// requests (the duration is a setting).
@@ -74,6 +93,11 @@ const DEFAULT_CLK_TCK: u64 = 100;
 struct Settings {
     runs: usize,
     quick: bool,
+    /// Only the scenarios whose name contains this (`--only`).
+    only: Option<String>,
+    /// Samples per run of the quick latency scenarios (startup, recycle,
+    /// crash recovery).
+    repeats: usize,
     /// Recycles per run in the lossless and master cost scenarios.
     recycles: usize,
     /// How long the master's idle CPU time is measured.
@@ -83,10 +107,12 @@ struct Settings {
 }
 
 impl Settings {
-    /// `[--runs N] [--quick]`; `--runs` wins over the single run of `--quick`.
+    /// `[--runs N] [--quick] [--only NAME]`; `--runs` wins over the single
+    /// run of `--quick`.
     fn parse(args: &[String]) -> Result<Settings> {
         let mut runs = None;
         let mut quick = false;
+        let mut only = None;
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let (name, inline) = match arg.split_once('=') {
@@ -105,8 +131,19 @@ impl Settings {
                         })?;
                     runs = Some(n);
                 }
+                "--only" => {
+                    let value = inline
+                        .or_else(|| args.next().map(String::as_str))
+                        .context("--only needs a scenario name")?;
+                    if !SCENARIOS.iter().any(|(name, _)| name.contains(value)) {
+                        let names: Vec<&str> = SCENARIOS.iter().map(|(name, _)| *name).collect();
+                        bail!("--only {value}: no scenario named so; the scenarios: {names:?}");
+                    }
+                    only = Some(value.to_owned());
+                }
                 _ => bail!(
-                    "unknown argument `{arg}`; `cargo xtask bench` takes [--runs N] [--quick]"
+                    "unknown argument `{arg}`; `cargo xtask bench` takes [--runs N] [--quick] \
+                     [--only NAME]"
                 ),
             }
         }
@@ -114,14 +151,18 @@ impl Settings {
             Settings {
                 runs: runs.unwrap_or(1),
                 quick,
+                only,
+                repeats: 1,
                 recycles: 3,
                 idle: Duration::from_secs(2),
                 throughput: Duration::from_secs(1),
             }
         } else {
             Settings {
-                runs: runs.unwrap_or(3),
+                runs: runs.unwrap_or(5),
                 quick,
+                only,
+                repeats: 2,
                 recycles: 10,
                 idle: Duration::from_secs(10),
                 throughput: Duration::from_secs(3),
@@ -157,12 +198,13 @@ impl Bench {
 type Scenario = fn(&Bench, &mut Results) -> Result<()>;
 
 const SCENARIOS: &[(&str, Scenario)] = &[
-    ("startup", startup),
-    ("recycle", recycle),
-    ("lossless under load", lossless),
-    ("crash recovery", crash_recovery),
-    ("master cost", master_cost),
-    ("throughput", throughput),
+    ("startup", scenarios::startup),
+    ("recycle", scenarios::recycle),
+    ("recycle under load", under_load::recycle_under_load),
+    ("lossless under load", scenarios::lossless),
+    ("crash recovery", scenarios::crash_recovery),
+    ("master cost", scenarios::master_cost),
+    ("throughput", scenarios::throughput),
 ];
 
 pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
@@ -185,6 +227,7 @@ pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
     let cores = thread::available_parallelism().map_or(1, usize::from);
     let runs = settings.runs;
     let mut results = Results { cores, runs, quick: settings.quick, ..Results::default() };
+    results.load_before = load_average();
     for note in notes(&settings, cores, clk_tck, clk_tck_assumed) {
         results.note(note);
     }
@@ -193,6 +236,9 @@ pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
     let bench_start = Instant::now();
     for run in 1..=runs {
         for (name, scenario) in SCENARIOS {
+            if bench.settings.only.as_ref().is_some_and(|only| !name.contains(only.as_str())) {
+                continue;
+            }
             eprintln!("==> bench run {run}/{runs}: {name}");
             let start = Instant::now();
             match scenario(&bench, &mut results) {
@@ -204,6 +250,7 @@ pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
             }
         }
     }
+    results.load_after = load_average();
 
     print!("{}", results.to_markdown());
     let dir = target_dir().join("bench");
@@ -237,9 +284,20 @@ fn clock_ticks() -> Option<u64> {
     String::from_utf8(output.stdout).ok()?.trim().parse().ok().filter(|&ticks| ticks > 0)
 }
 
+/// The 1-minute load average of `/proc/loadavg`: how busy the machine was
+/// with other work around the bench, printed with the figures.
+fn load_average() -> Option<f64> {
+    parse_load_average(&fs::read_to_string("/proc/loadavg").ok()?)
+}
+
+fn parse_load_average(loadavg: &str) -> Option<f64> {
+    loadavg.split_whitespace().next()?.parse().ok()
+}
+
 /// How each figure is defined, and the caveats; shown under the table.
 fn notes(settings: &Settings, cores: usize, clk_tck: u64, clk_tck_assumed: bool) -> Vec<String> {
     let recycles = settings.recycles;
+    let repeats = settings.repeats;
     let idle = settings.idle.as_secs();
     let secs = settings.throughput.as_secs();
     let tick_ms = 1000.0 / clk_tck as f64;
@@ -252,41 +310,73 @@ fn notes(settings: &Settings, cores: usize, clk_tck: u64, clk_tck_assumed: bool)
         format!(
             "Server: `target/release/http` on 127.0.0.1 port 0, {WORKERS} workers unless said \
              otherwise, `--worker-timeout {WORKER_TIMEOUT_MS}` (so a busy machine does not fail \
-             a start; it changes no figure), every other option at its default. Worst is the \
-             largest value of the runs, or the smallest for req/s, ratios and requests sent."
+             a start; it changes no figure), every other option at its default, \
+             `RUST_LOG=info,srv=debug` (the master's start breakdown lines). Samples: one per \
+             run, or {repeats} per run for startup, recycle and crash recovery. Median of the \
+             samples; worst is the largest sample, or the smallest for req/s, ratios and \
+             requests sent. The load average is the 1-minute figure of /proc/loadavg before and \
+             after the bench: other work on the machine shows there."
         ),
         format!(
-            "**startup**: from spawning the master to the first `GET /` answered, and to the \
-             moment every one of the {WORKERS} worker pids has answered one. Probes are waves of \
-             {PROBE_CONCURRENCY} concurrent `GET /` on new connections every {PROBE_INTERVAL:?}; \
-             which worker accepts a connection is the kernel's choice, so the second figure \
-             includes some luck."
+            "**The probe**: {PROBE_THREADS} client thread sending `GET /` on a new connection \
+             per request, back to back, recording which worker pid answered and when; it runs \
+             until {PROBE_AFTER} answers after the event it waits for, so every serving worker \
+             answered some. Which worker accepts a connection is the kernel's choice among \
+             those waiting on the socket."
+        ),
+        format!(
+            "**startup**: from spawning the master to the probe's first answer, and to the \
+             first answer of the last of the {WORKERS} workers. The probe starts once the master \
+             logged its `listening on` line."
         ),
         format!(
             "**recycle**: from sending SIGHUP to the master's `recycle complete` line, by when \
              every worker's replacement has started and every old worker has been told to stop \
-             accepting (the default rolling recycle: one replacement at a time). The master's \
-             own share is its `recycle complete ... in T ms` minus the sum of the {WORKERS} \
-             replacements' `started (online) in X ms` (spawn → the worker reported online): \
-             the part of the recycle not spent waiting on workers to start (signal handling, \
-             spawning, disconnecting, bookkeeping). The master logs whole milliseconds, so it \
-             is over-estimated by less than 1 ms per worker. Its CPU cost is under master cost."
+             accepting, with `recycle.parallel` 1 (one replacement at a time, the default) and \
+             {WORKERS} (all at once). With 1, the master's own share is its `recycle complete \
+             ... in T ms` minus, for each of the {WORKERS} replacements, its fork and exec and \
+             its start after the exec (both from the master's debug lines): the part of the \
+             recycle not spent in the kernel's fork and exec or in the worker's own start \
+             (signal handling, turns of the loop, disconnecting, bookkeeping). T is in whole \
+             milliseconds, so the share is under-estimated by less than 1 ms."
+        ),
+        "**start breakdown**: the replacements of the one-at-a-time recycle above, each \
+         figure the mean over the recycle's replacements, from the master's debug lines \
+         (`forked and executed in`, `start after its exec`): fork + exec is the master's \
+         spawn call, from before `fork` until the child's `execve` succeeded (the master \
+         waits for it); exec → Hello is loading the program (the dynamic loader, the Rust \
+         runtime, `Worker::from_env`) until its `Hello` is read; Hello → ListenRequest is \
+         the program's own work before it asks for its socket; the listen round trip is \
+         ListenRequest read → `Listening` read (the master dups the socket and sends it, \
+         the worker receives it and reports). The reference server reports `Listening` \
+         before `Online`, and a listening worker counts as started, so its start ends there."
+            .to_owned(),
+        format!(
+            "**recycle under load**: {UNDER_LOAD_THREADS} client threads send `GET /` without \
+             pause (a new connection per request, or keep-alive connections reused until the \
+             server answers `Connection: close`), recording every answer; once \
+             {UNDER_LOAD_WARMUP} were answered, SIGHUP; the load goes on until the old workers \
+             exited and {UNDER_LOAD_AFTER} more were answered. Every answer from a new worker: \
+             SIGHUP → the last answer from an old worker, after which every answer comes from \
+             a new one. Requests answered meanwhile: the answers in that time. Failed as in \
+             lossless under load: 0 is the only good value. With `recycle.parallel` 1, the \
+             start breakdown of the replacements and the master's share, as defined under \
+             recycle and start breakdown, show where the time goes under load."
         ),
         format!(
             "**lossless under load**: {LOSSLESS_THREADS} client threads send `GET /` without \
              pause while the master is recycled {recycles} times back to back (each SIGHUP once \
-             the previous recycle completed and {LOSSLESS_PROGRESS} more requests completed). \
+             the previous recycle completed, its old workers exited, and {LOSSLESS_PROGRESS} \
+             more requests completed). \
              Failed is any answer other than 200, refused or reset connection, timeout, or \
              connection closed after the request was written (`xtask/src/load.rs`); 0 is the \
              only good value. New connection: one connection per request; keep-alive: \
              connections reused until the server answers `Connection: close`."
         ),
-        format!(
-            "**crash recovery**: `--restart-delay 0`; from SIGKILL of one worker to the master's \
-             `spawned` and `started` lines for its replacement, and to the first `GET /` \
-             (waves of {PROBE_CONCURRENCY} new connections every {PROBE_INTERVAL:?}) answered \
-             by a pid that is not one of the original workers."
-        ),
+        "**crash recovery**: `--restart-delay 0`, the probe running; from SIGKILL of one \
+         worker to the master's `spawned` and `started` lines for its replacement, and to \
+         the probe's first answer from the replacement."
+            .to_owned(),
         format!(
             "**master cost**: the master process alone, workers excluded. RSS is `VmRSS` of \
              /proc/<pid>/status once the {WORKERS} workers started, peak RSS its `VmHWM` after \
@@ -322,8 +412,27 @@ impl LoadGuard {
         LoadGuard { load: Some(Load::start(config)) }
     }
 
+    /// The probe (see the notes): [`PROBE_THREADS`] threads, a new
+    /// connection per request, every answer recorded.
+    fn probe(server: &Server) -> LoadGuard {
+        LoadGuard::start(LoadConfig {
+            threads: PROBE_THREADS,
+            mode: Mode::NewConnection,
+            max_requests: 10_000_000,
+            max_duration: START_WITHIN,
+            timeout: REQUEST_TIMEOUT,
+            record_answers: true,
+            ..LoadConfig::new(server.addr())
+        })
+    }
+
     fn load(&self) -> &Load {
         self.load.as_ref().expect("taken only by value")
+    }
+
+    /// When the load started: its answers' times count from here.
+    fn started(&self) -> Instant {
+        self.load().started()
     }
 
     /// Waits until `n` more requests than now have completed.
@@ -359,312 +468,8 @@ impl Drop for LoadGuard {
     }
 }
 
-/// One wave of [`PROBE_CONCURRENCY`] concurrent `GET /` on new connections;
-/// failures are expected while workers come and go, and ignored.
-fn probe(server: &Server) -> Report {
-    let n = PROBE_CONCURRENCY;
-    Load::start(LoadConfig {
-        threads: n,
-        mode: Mode::NewConnection,
-        max_requests: n as u64,
-        max_duration: REQUEST_TIMEOUT,
-        timeout: REQUEST_TIMEOUT,
-        ..LoadConfig::new(server.addr())
-    })
-    .wait()
-}
-
-/// Probes until `done` says the pids that answered are enough; returns how
-/// long after `since` the wave that satisfied it ended.
-fn probe_until(
-    server: &Server,
-    since: Instant,
-    what: &str,
-    mut done: impl FnMut(&BTreeSet<u32>) -> bool,
-) -> Result<Duration> {
-    let deadline = Instant::now() + START_WITHIN;
-    loop {
-        let report = probe(server);
-        let now = Instant::now();
-        if done(&report.pids) {
-            return Ok(now - since);
-        }
-        if now >= deadline {
-            bail!("no {what} within {START_WITHIN:?} (last probe: {report})\n{}", server.tail());
-        }
-        thread::sleep(PROBE_INTERVAL);
-    }
-}
-
 fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
-}
-
-/// Launch → first answer, and → every worker answering.
-fn startup(bench: &Bench, results: &mut Results) -> Result<()> {
-    let server = bench.start_master(WORKERS, &[])?;
-    let launched = server.launched_at();
-    let first = probe_until(&server, launched, "answer to GET /", |pids| !pids.is_empty())?;
-    let mut answered: BTreeSet<u32> = BTreeSet::new();
-    let all = probe_until(&server, launched, &format!("{WORKERS} workers answering"), |pids| {
-        answered.extend(pids);
-        answered.len() >= WORKERS
-    })?;
-    results.record(
-        "startup",
-        "launch → first `GET /` answered",
-        Unit::Ms,
-        Better::Lower,
-        ms(first),
-    );
-    let name = format!("launch → all {WORKERS} workers answering `GET /`");
-    results.record("startup", &name, Unit::Ms, Better::Lower, ms(all));
-    eprintln!("    first answer {first:.1?}, all {WORKERS} workers {all:.1?}");
-    Ok(())
-}
-
-/// One rolling recycle, seen from outside and from the master's log.
-#[derive(Debug)]
-struct RecycleTiming {
-    /// SIGHUP sent → `recycle complete` line read.
-    wall: Duration,
-    /// The master's own `recycle complete ... in T ms`.
-    master_ms: u64,
-    /// The replacements' `started ... in X ms`, in order.
-    started_ms: Vec<u64>,
-}
-
-impl RecycleTiming {
-    /// The master's `T` minus the replacements' start times.
-    fn master_share_ms(&self) -> u64 {
-        self.master_ms.saturating_sub(self.started_ms.iter().sum())
-    }
-}
-
-/// Sends SIGHUP and waits for the recycle to complete, every worker
-/// replaced.
-fn recycle_once(server: &Server, n_workers: usize) -> Result<RecycleTiming> {
-    let mark = server.mark();
-    let sent = server.signal(Signal::SIGHUP)?;
-    let (done_at, (replaced, master_ms)) = server.wait_event(
-        mark,
-        "\"recycle complete\" line",
-        RECYCLE_WITHIN,
-        |event| match event {
-            LogEvent::RecycleComplete { replaced, ms } => Some((*replaced, *ms)),
-            _ => None,
-        },
-    )?;
-    let started_ms: Vec<u64> = server
-        .events_since(mark)
-        .into_iter()
-        .map(|(_, event)| event)
-        .take_while(|event| !matches!(event, LogEvent::RecycleComplete { .. }))
-        .filter_map(|event| match event {
-            LogEvent::Started { ms, .. } => Some(ms),
-            _ => None,
-        })
-        .collect();
-    if replaced != n_workers || started_ms.len() != n_workers {
-        bail!(
-            "the recycle replaced {replaced} workers and started {} of {n_workers}\n{}",
-            started_ms.len(),
-            server.tail()
-        );
-    }
-    Ok(RecycleTiming { wall: done_at - sent, master_ms, started_ms })
-}
-
-/// SIGHUP → recycle complete, and the master's share of it.
-fn recycle(bench: &Bench, results: &mut Results) -> Result<()> {
-    let server = bench.start_master(WORKERS, &[])?;
-    server.wait_serving(WORKERS, START_WITHIN)?;
-    let timing = recycle_once(&server, WORKERS)?;
-    let name = format!("SIGHUP → all {WORKERS} workers replaced");
-    results.record("recycle", &name, Unit::Ms, Better::Lower, ms(timing.wall));
-    let share = timing.master_share_ms() as f64;
-    results.record("recycle", "master's own share of it", Unit::Ms, Better::Lower, share);
-    eprintln!(
-        "    {:.1?}; master says {} ms, replacements started in {:?} ms",
-        timing.wall, timing.master_ms, timing.started_ms
-    );
-    Ok(())
-}
-
-/// Requests sent and failed while the master is recycled again and again.
-fn lossless(bench: &Bench, results: &mut Results) -> Result<()> {
-    let recycles = bench.settings.recycles;
-    for (mode, label) in [(Mode::NewConnection, "new connection"), (Mode::KeepAlive, "keep-alive")]
-    {
-        let server = bench.start_master(WORKERS, &[])?;
-        server.wait_serving(WORKERS, START_WITHIN)?;
-        let load = LoadGuard::start(LoadConfig {
-            threads: LOSSLESS_THREADS,
-            mode,
-            max_requests: LOSSLESS_MAX_REQUESTS,
-            max_duration: LOSSLESS_MAX_DURATION,
-            timeout: REQUEST_TIMEOUT,
-            ..LoadConfig::new(server.addr())
-        });
-        let within = Duration::from_secs(10);
-        load.wait_progress(LOSSLESS_PROGRESS, within)?;
-        for index in 1..=recycles {
-            recycle_once(&server, WORKERS)
-                .with_context(|| format!("{label}: recycle {index} of {recycles}"))?;
-            load.wait_progress(LOSSLESS_PROGRESS, within)
-                .with_context(|| format!("{label}: after recycle {index} of {recycles}"))?;
-        }
-        let report = load.stop();
-        let scenario = format!("lossless, {label}");
-        let sent = format!("requests sent during {recycles} recycles");
-        results.record(&scenario, &sent, Unit::Count, Better::Higher, report.sent as f64);
-        let failed = report.failed() as f64;
-        results.record(&scenario, "requests failed", Unit::Count, Better::Lower, failed);
-        eprintln!("    {label}: {report}");
-    }
-    Ok(())
-}
-
-/// SIGKILL of a worker → its replacement spawned, started, answering.
-fn crash_recovery(bench: &Bench, results: &mut Results) -> Result<()> {
-    let server = bench.start_master(WORKERS, &["--restart-delay", "0"])?;
-    let original = server.wait_serving(WORKERS, START_WITHIN)?;
-    let victim = *original.first().expect("waited for the workers");
-    let mark = server.mark();
-    let killed = server.signal_worker(victim, Signal::SIGKILL)?;
-    let answering = probe_until(&server, killed, "answer from a replacement", |pids| {
-        pids.iter().any(|pid| !original.contains(pid))
-    })?;
-    let within = Duration::from_secs(10);
-    let (spawned_at, replacement) =
-        server.wait_event(mark, "replacement's \"spawned\" line", within, |event| match event {
-            LogEvent::Spawned { pid } => Some(*pid),
-            _ => None,
-        })?;
-    let (started_at, ()) =
-        server.wait_event(mark, "replacement's \"started\" line", within, |event| match event {
-            LogEvent::Started { pid, .. } if *pid == replacement => Some(()),
-            _ => None,
-        })?;
-    let scenario = "crash recovery";
-    let spawned = spawned_at - killed;
-    let started = started_at - killed;
-    results.record(scenario, "SIGKILL → replacement spawned", Unit::Ms, Better::Lower, ms(spawned));
-    results.record(scenario, "SIGKILL → replacement started", Unit::Ms, Better::Lower, ms(started));
-    let name = "SIGKILL → replacement answering `GET /`";
-    results.record(scenario, name, Unit::Ms, Better::Lower, ms(answering));
-    eprintln!("    spawned {spawned:.1?}, started {started:.1?}, answering {answering:.1?}");
-    Ok(())
-}
-
-/// The master's memory, and its CPU time idle and per recycle.
-fn master_cost(bench: &Bench, results: &mut Results) -> Result<()> {
-    let recycles = bench.settings.recycles;
-    let server = bench.start_master(WORKERS, &[])?;
-    server.wait_serving(WORKERS, START_WITHIN)?;
-    let master = server.pid();
-    let (rss_kib, _) = server::memory_kib(master)?;
-    let idle_start = (server::cpu_ns(master)?, server::cpu_ticks(master)?);
-    thread::sleep(bench.settings.idle);
-    let idle_end = (server::cpu_ns(master)?, server::cpu_ticks(master)?);
-    let mark = server.mark();
-    for index in 1..=recycles {
-        recycle_once(&server, WORKERS).with_context(|| format!("recycle {index} of {recycles}"))?;
-    }
-    // Reaping the last old workers is part of the recycles' cost.
-    let old_workers = WORKERS * recycles;
-    server.wait_event(mark, &format!("{old_workers} old workers exited"), RECYCLE_WITHIN, {
-        let mut exited = 0;
-        move |event| {
-            exited += usize::from(matches!(event, LogEvent::Exited { .. }));
-            (exited == old_workers).then_some(())
-        }
-    })?;
-    let recycles_end = (server::cpu_ns(master)?, server::cpu_ticks(master)?);
-    let (_, peak_kib) = server::memory_kib(master)?;
-
-    let scenario = "master cost";
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    results.record(scenario, "RSS with 4 workers", Unit::Mib, Better::Lower, mib(rss_kib));
-    let name = format!("peak RSS after {recycles} recycles");
-    results.record(scenario, &name, Unit::Mib, Better::Lower, mib(peak_kib));
-    let idle = format!("CPU over {} s idle", bench.settings.idle.as_secs());
-    let per_recycle = format!("CPU per recycle (mean of {recycles})");
-    let mut schedstat_ms = (None, None);
-    if let ((Some(idle_start), _), (Some(idle_end), _), (Some(recycles_end), _)) =
-        (idle_start, idle_end, recycles_end)
-    {
-        let ns_to_ms = |ns: u64| ns as f64 / 1e6;
-        let idle_ms = ns_to_ms(idle_end - idle_start);
-        let recycle_ms = ns_to_ms(recycles_end - idle_end) / recycles as f64;
-        let name = format!("{idle}, schedstat");
-        results.record(scenario, &name, Unit::Ms, Better::Lower, idle_ms);
-        let name = format!("{per_recycle}, schedstat");
-        results.record(scenario, &name, Unit::Ms, Better::Lower, recycle_ms);
-        schedstat_ms = (Some(idle_ms), Some(recycle_ms));
-    } else {
-        results.note("/proc/<pid>/schedstat is missing on this kernel: CPU only in ticks".into());
-    }
-    let idle_ticks_ms = bench.ticks_to_ms(idle_end.1 - idle_start.1);
-    let name = format!("{idle}, utime+stime");
-    results.record(scenario, &name, Unit::Ms, Better::Lower, idle_ticks_ms);
-    let recycle_ticks_ms = bench.ticks_to_ms(recycles_end.1 - idle_end.1) / recycles as f64;
-    let name = format!("{per_recycle}, utime+stime");
-    results.record(scenario, &name, Unit::Ms, Better::Lower, recycle_ticks_ms);
-    let show = |ms: Option<f64>| ms.map_or("-".to_owned(), |ms| format!("{ms:.2} ms"));
-    eprintln!(
-        "    RSS {rss_kib} KiB (peak {peak_kib} KiB); CPU idle {} (ticks: {idle_ticks_ms} ms), \
-         per recycle {} (ticks: {recycle_ticks_ms} ms)",
-        show(schedstat_ms.0),
-        show(schedstat_ms.1)
-    );
-    Ok(())
-}
-
-/// Keep-alive req/s through the shared socket, beside the server alone.
-fn throughput(bench: &Bench, results: &mut Results) -> Result<()> {
-    let configs = [(None, "standalone, no master"), (Some(1), "1 worker"), (Some(2), "2 workers")];
-    let configs = configs.into_iter().chain([(Some(WORKERS), "4 workers")]);
-    let mut standalone_rps = None;
-    for (workers, label) in configs {
-        let server = match workers {
-            None => {
-                let args = ["--addr", "127.0.0.1", "--port", "0", "--standalone"];
-                Server::start(&bench.http, &args, START_WITHIN)?
-            }
-            Some(n) => {
-                let server = bench.start_master(n, &[])?;
-                server.wait_serving(n, START_WITHIN)?;
-                server
-            }
-        };
-        let now = Instant::now();
-        probe_until(&server, now, "answer to GET /", |pids| !pids.is_empty())?;
-        let report = LoadGuard::start(LoadConfig {
-            threads: THROUGHPUT_THREADS,
-            mode: Mode::KeepAlive,
-            max_requests: THROUGHPUT_MAX_REQUESTS,
-            max_duration: bench.settings.throughput,
-            timeout: REQUEST_TIMEOUT,
-            ..LoadConfig::new(server.addr())
-        })
-        .wait();
-        if report.failed() > 0 || report.ok == 0 {
-            bail!("{label}: requests failed without any recycle: {report}\n{}", server.tail());
-        }
-        let rps = report.ok as f64 / report.duration.as_secs_f64();
-        results.record("throughput", label, Unit::Rps, Better::Higher, rps);
-        match (workers, standalone_rps) {
-            (None, _) => standalone_rps = Some(rps),
-            (Some(_), Some(base)) => {
-                let name = format!("{label} / standalone");
-                results.record("throughput", &name, Unit::Ratio, Better::Higher, rps / base);
-            }
-            (Some(_), None) => {}
-        }
-        eprintln!("    {label}: {rps:.0} req/s ({report})");
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -679,35 +484,41 @@ mod tests {
     #[test]
     fn parses_the_command_line() {
         let default = parse(&[]).unwrap();
-        assert_eq!((default.runs, default.quick, default.recycles), (3, false, 10));
+        assert_eq!(
+            (default.runs, default.quick, default.repeats, default.recycles),
+            (5, false, 2, 10)
+        );
         assert_eq!(
             (default.idle, default.throughput),
             (Duration::from_secs(10), Duration::from_secs(3))
         );
         let quick = parse(&["--quick"]).unwrap();
-        assert_eq!((quick.runs, quick.quick, quick.recycles), (1, true, 3));
+        assert_eq!((quick.runs, quick.quick, quick.repeats, quick.recycles), (1, true, 1, 3));
         assert_eq!(parse(&["--runs", "5"]).unwrap().runs, 5);
         assert_eq!(parse(&["--runs=2", "--quick"]).unwrap().runs, 2);
         assert_eq!(
             parse(&["--quick", "--runs", "2"]).unwrap(),
             parse(&["--runs=2", "--quick"]).unwrap()
         );
-        for bad in
-            [&["--runs"][..], &["--runs", "0"], &["--runs", "x"], &["--fast"], &["--quick=1"]]
-        {
+        assert_eq!(parse(&["--only", "crash"]).unwrap().only.as_deref(), Some("crash"));
+        assert_eq!(parse(&[]).unwrap().only, None);
+        for bad in [
+            &["--runs"][..],
+            &["--runs", "0"],
+            &["--runs", "x"],
+            &["--fast"],
+            &["--quick=1"],
+            &["--only"],
+            &["--only", "nothing like it"],
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
-    fn the_master_share_is_what_the_workers_did_not_take() {
-        let timing = RecycleTiming {
-            wall: Duration::from_millis(130),
-            master_ms: 120,
-            started_ms: vec![25, 30, 27, 28],
-        };
-        assert_eq!(timing.master_share_ms(), 10);
-        let odd = RecycleTiming { started_ms: vec![100, 100], ..timing };
-        assert_eq!(odd.master_share_ms(), 0);
+    fn reads_the_one_minute_load_average() {
+        assert_eq!(parse_load_average("0.42 1.00 2.50 1/123 4567\n"), Some(0.42));
+        assert_eq!(parse_load_average(""), None);
+        assert!(load_average().is_some_and(|load| load >= 0.0));
     }
 }

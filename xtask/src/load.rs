@@ -46,6 +46,11 @@ use std::time::{Duration, Instant};
 /// counts all of them.
 pub const MAX_LISTED_FAILURES: usize = 100;
 
+/// The most answers a [`Report`] records one by one when
+/// [`LoadConfig::record_answers`] is set, over all threads; more are
+/// counted but not recorded, so memory stays bounded.
+pub const MAX_RECORDED_ANSWERS: usize = 2_000_000;
+
 /// A response head longer than this is malformed (the reference server's are
 /// about 100 bytes).
 const MAX_HEAD_LEN: usize = 16 * 1024;
@@ -80,6 +85,9 @@ pub struct LoadConfig {
     pub max_duration: Duration,
     /// Timeout for connecting and for each read and write.
     pub timeout: Duration,
+    /// Record when each `200` answer came and from which worker pid
+    /// ([`Report::answers`]), up to [`MAX_RECORDED_ANSWERS`].
+    pub record_answers: bool,
 }
 
 impl LoadConfig {
@@ -94,6 +102,7 @@ impl LoadConfig {
             max_requests: u64::MAX,
             max_duration: Duration::from_secs(10),
             timeout: Duration::from_secs(5),
+            record_answers: false,
         }
     }
 
@@ -192,8 +201,20 @@ pub struct Report {
     pub by_kind: BTreeMap<FailureKind, u64>,
     /// Worker pids parsed from `ok <pid>` response bodies.
     pub pids: BTreeSet<u32>,
+    /// With [`LoadConfig::record_answers`]: every answer that named a pid,
+    /// in the order of the time it was read, up to
+    /// [`MAX_RECORDED_ANSWERS`].
+    pub answers: Vec<Answer>,
     /// From [`Load::start`] until every thread finished.
     pub duration: Duration,
+}
+
+/// One `200` answer: when its last byte was read, since [`Load::start`],
+/// and the worker pid it named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Answer {
+    pub at: Duration,
+    pub pid: u32,
 }
 
 impl Report {
@@ -250,6 +271,7 @@ impl Load {
             panic!("load generator: {why}");
         }
         let started = Instant::now();
+        let per_thread_answers = MAX_RECORDED_ANSWERS / config.threads;
         // A `max_duration` too long to add to `started` means no deadline.
         let deadline = started.checked_add(config.max_duration);
         let n_threads = config.threads;
@@ -267,11 +289,16 @@ impl Load {
                 let shared = Arc::clone(&shared);
                 thread::Builder::new()
                     .name(format!("load-{index}"))
-                    .spawn(move || run_thread(&shared, index))
+                    .spawn(move || run_thread(&shared, index, per_thread_answers))
                     .expect("load generator: cannot spawn a client thread")
             })
             .collect();
         Load { shared, threads }
+    }
+
+    /// When the load started: [`Answer::at`] counts from here.
+    pub fn started(&self) -> Instant {
+        self.shared.started
     }
 
     /// Requests completed so far (answered or failed), over all threads.
@@ -305,7 +332,9 @@ impl Load {
                 *report.by_kind.entry(kind).or_insert(0) += count;
             }
             report.pids.extend(tally.pids);
+            report.answers.extend(tally.answers);
         }
+        report.answers.sort();
         // Each thread kept its own first failures, so together they hold the
         // first ones overall.
         failures.sort_by_key(|failure| failure.at);
@@ -349,9 +378,10 @@ struct Tally {
     failures: Vec<Failure>,
     by_kind: BTreeMap<FailureKind, u64>,
     pids: BTreeSet<u32>,
+    answers: Vec<Answer>,
 }
 
-fn run_thread(shared: &Shared, index: usize) -> Tally {
+fn run_thread(shared: &Shared, index: usize, max_answers: usize) -> Tally {
     let mut tally = Tally::default();
     let mut connection: Option<Connection> = None;
     while shared.claim() {
@@ -369,7 +399,14 @@ fn run_thread(shared: &Shared, index: usize) -> Tally {
         match outcome {
             Ok(response) => {
                 tally.ok += 1;
-                tally.pids.extend(parse_pid(&response.body));
+                let pid = parse_pid(&response.body);
+                tally.pids.extend(pid);
+                if let Some(pid) = pid
+                    && shared.config.record_answers
+                    && tally.answers.len() < max_answers
+                {
+                    tally.answers.push(Answer { at: shared.started.elapsed(), pid });
+                }
             }
             Err((kind, detail)) => {
                 *tally.by_kind.entry(kind).or_insert(0) += 1;
@@ -769,6 +806,28 @@ mod tests {
         for request in requests {
             assert_eq!(request, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         }
+    }
+
+    #[test]
+    fn records_each_answer_with_its_pid_in_time_order_when_asked() {
+        let script = vec![
+            vec![Reply::Ok { pid: 7, close: true }],
+            vec![Reply::Ok { pid: 8, close: false }, Reply::Status(503)],
+        ];
+        let (addr, server) = scripted_server(script.clone());
+        let recording = LoadConfig { record_answers: true, ..config(addr, Mode::KeepAlive, 3) };
+        let report = Load::start(recording).wait();
+        server.join().unwrap();
+        let pids: Vec<u32> = report.answers.iter().map(|answer| answer.pid).collect();
+        assert_eq!(pids, [7, 8], "{report}");
+        assert!(report.answers[0].at <= report.answers[1].at);
+        assert!(report.answers[1].at <= report.duration);
+
+        let (addr, server) = scripted_server(script);
+        let report = Load::start(config(addr, Mode::KeepAlive, 3)).wait();
+        server.join().unwrap();
+        assert_eq!(report.ok, 2, "{report}");
+        assert!(report.answers.is_empty(), "recorded without being asked");
     }
 
     #[test]

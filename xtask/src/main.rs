@@ -39,12 +39,14 @@ commands:
                         licenses, sources; installed if missing)
   test-e2e [-- args]    the end-to-end tests (release build, real processes);
                         args go to the test binary, e.g. `-- --nocapture recycle`
-  bench [--runs N] [--quick]
+  bench [--runs N] [--quick] [--only NAME]
                         benchmarks against the reference server (release build):
-                        startup, recycle, lossless recycles under load, crash recovery,
-                        master cost, throughput; a markdown table on stdout and
-                        target/bench/results.json. 3 runs by default; --quick does
-                        1 shortened run, to check that the tool works
+                        startup, recycle (and the start breakdown), a recycle under
+                        load, lossless recycles under load, crash recovery, master
+                        cost, throughput; a markdown table on stdout and
+                        target/bench/results.json. 5 runs by default; --quick does
+                        1 shortened run, to check that the tool works; --only runs
+                        the scenarios whose name contains NAME
   fuzz [-- args]        fuzz the frame decoder with cargo-fuzz, if it is installed;
                         args go to `cargo fuzz run decoder`
   help                  this message

@@ -66,7 +66,8 @@ impl Better {
     }
 }
 
-/// One figure and its samples, one per run that measured it.
+/// One figure and its samples: one per run that measured it, or several
+/// when a run measures it more than once.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Metric {
     /// The scenario it belongs to, e.g. `recycle`.
@@ -120,6 +121,10 @@ pub(crate) struct Results {
     pub(crate) runs: usize,
     /// Whether `--quick` shortened the scenarios.
     pub(crate) quick: bool,
+    /// The machine's 1-minute load average before and after the bench:
+    /// other work on a shared machine shows there.
+    pub(crate) load_before: Option<f64>,
+    pub(crate) load_after: Option<f64>,
     /// Figures in the order they were first recorded.
     pub(crate) metrics: Vec<Metric>,
     /// Definitions and caveats, shown under the table.
@@ -168,9 +173,16 @@ impl Results {
         let mut out = String::new();
         let quick = if self.quick { ", --quick (shortened, for smoke tests only)" } else { "" };
         let runs = if self.runs == 1 { "1 run" } else { &format!("{} runs", self.runs) };
-        let _ = writeln!(out, "srv benchmarks: {} cores, {runs} per scenario{quick}", self.cores);
+        let load = |load: Option<f64>| load.map_or("?".to_owned(), |load| format!("{load:.2}"));
+        let _ = writeln!(
+            out,
+            "srv benchmarks: {} cores, {runs}{quick}; load average {} before, {} after",
+            self.cores,
+            load(self.load_before),
+            load(self.load_after)
+        );
         out.push('\n');
-        out.push_str("| scenario | figure | median | worst | runs |\n");
+        out.push_str("| scenario | figure | median | worst | samples |\n");
         out.push_str("|---|---|---:|---:|---:|\n");
         for metric in &self.metrics {
             let show =
@@ -221,6 +233,8 @@ impl Results {
             "cores": self.cores,
             "runs": self.runs,
             "quick": self.quick,
+            "load_average_before": self.load_before.and_then(json_number),
+            "load_average_after": self.load_after.and_then(json_number),
             "metrics": metrics,
             "notes": self.notes,
             "errors": self.errors,
@@ -274,7 +288,13 @@ mod tests {
     }
 
     fn sample_results() -> Results {
-        let mut results = Results { cores: 2, runs: 3, ..Results::default() };
+        let mut results = Results {
+            cores: 2,
+            runs: 3,
+            load_before: Some(0.25),
+            load_after: Some(1.5),
+            ..Results::default()
+        };
         for (ms, rps, failed) in [(80.0, 9000.0, 0.0), (95.5, 8000.0, 2.0), (70.0, 8500.0, 0.0)] {
             results.record("startup", "launch → 4 answering", Unit::Ms, Better::Lower, ms);
             results.record("throughput", "4 workers", Unit::Rps, Better::Higher, rps);
@@ -290,9 +310,9 @@ mod tests {
     #[test]
     fn renders_a_markdown_table() {
         let expected = "\
-srv benchmarks: 2 cores, 3 runs per scenario
+srv benchmarks: 2 cores, 3 runs; load average 0.25 before, 1.50 after
 
-| scenario | figure | median | worst | runs |
+| scenario | figure | median | worst | samples |
 |---|---|---:|---:|---:|
 | startup | launch → 4 answering | 80.0 ms | 95.5 ms | 3 |
 | throughput | 4 workers | 8500 req/s | 8000 req/s | 3 |
@@ -322,7 +342,7 @@ Failed runs (their figures are missing above):
         });
         let table = results.to_markdown();
         assert!(
-            table.starts_with("srv benchmarks: 1 cores, 1 run per scenario, --quick"),
+            table.starts_with("srv benchmarks: 1 cores, 1 run, --quick (shortened, for smoke tests only); load average ? before, ? after"),
             "{table}"
         );
         assert!(table.contains("| s | n | — | — | 0 |"), "{table}");
@@ -343,6 +363,10 @@ Failed runs (their figures are missing above):
         assert_eq!(
             (&json["cores"], &json["runs"], &json["quick"]),
             (&2.into(), &3.into(), &false.into())
+        );
+        assert_eq!(
+            (&json["load_average_before"], &json["load_average_after"]),
+            (&0.25.into(), &1.5.into())
         );
         assert_eq!(
             json["metrics"][0],

@@ -23,7 +23,13 @@
 //! [2026-01-01T00:00:00Z INFO  srv] worker 3 (pid 1234) disconnecting
 //! [2026-01-01T00:00:00Z INFO  srv] worker 3 (pid 1234) exited (exit code 0) as asked
 //! [2026-01-01T00:00:00Z INFO  srv] recycle complete: 4 workers replaced in 110 ms
+//! [2026-01-01T00:00:00Z DEBUG srv] worker 3 (pid 1234) forked and executed in 0.61 ms
+//! [2026-01-01T00:00:00Z DEBUG srv] worker 3 (pid 1234) start after its exec: hello +0.52 ms, listen request +0.55 ms, listening +0.70 ms
 //! ```
+//!
+//! The two debug lines break a worker's start down (see
+//! `srv-master/src/machine/worker.rs`, `Timeline`); every server here runs
+//! with `RUST_LOG=info,srv=debug` to get them.
 //!
 //! A standalone server (`--standalone`) logs the same `listening on` line
 //! with target `http`.
@@ -63,6 +69,17 @@ pub(crate) enum LogEvent {
     Exited { pid: u32 },
     /// `recycle complete: K workers replaced in T ms`.
     RecycleComplete { replaced: usize, ms: u64 },
+    /// `worker N (pid P) forked and executed in X ms`, in microseconds.
+    ForkExec { pid: u32, us: u64 },
+    /// `worker N (pid P) start after its exec: hello +X ms, ...`: each step
+    /// and its time since the exec, in microseconds.
+    StartSteps { pid: u32, steps: Vec<(String, u64)> },
+}
+
+/// `0.61` (milliseconds) as 610 microseconds.
+fn parse_ms_as_us(ms: &str) -> Option<u64> {
+    let ms: f64 = ms.parse().ok()?;
+    (ms.is_finite() && ms >= 0.0).then(|| (ms * 1000.0).round() as u64)
 }
 
 /// Parses one stderr line: an `env_logger` line `[time LEVEL target] message`
@@ -95,6 +112,19 @@ pub(crate) fn parse_line(line: &str) -> Option<LogEvent> {
     if let Some(rest) = what.strip_prefix("started (") {
         let (_require, took) = rest.split_once(") in ")?;
         return Some(LogEvent::Started { pid, ms: took.strip_suffix(" ms")?.parse().ok()? });
+    }
+    if let Some(ms) = what.strip_prefix("forked and executed in ") {
+        return Some(LogEvent::ForkExec { pid, us: parse_ms_as_us(ms.strip_suffix(" ms")?)? });
+    }
+    if let Some(steps) = what.strip_prefix("start after its exec: ") {
+        let steps = steps
+            .split(", ")
+            .map(|step| {
+                let (name, ms) = step.rsplit_once(" +")?;
+                Some((name.to_owned(), parse_ms_as_us(ms.strip_suffix(" ms")?)?))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        return Some(LogEvent::StartSteps { pid, steps });
     }
     if what.starts_with("disconnecting") {
         return Some(LogEvent::Disconnecting { pid });
@@ -168,9 +198,10 @@ impl Server {
         let mut command = Command::new(program);
         command
             .args(args)
-            // The lines parsed here are at info; a user's RUST_LOG=debug
-            // would also slow the server down.
-            .env("RUST_LOG", "info")
+            // The lines parsed here are at info, and the master's start
+            // breakdown at debug; a user's RUST_LOG=debug would also slow
+            // the workers down.
+            .env("RUST_LOG", "info,srv=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -487,6 +518,23 @@ mod tests {
                 "worker 1 (pid 7) started (online) in 3 ms",
                 Some(LogEvent::Started { pid: 7, ms: 3 }),
             ),
+            (
+                "[2026-11-26T02:16:41Z DEBUG srv] worker 5 (pid 41) forked and executed in 0.61 ms",
+                Some(LogEvent::ForkExec { pid: 41, us: 610 }),
+            ),
+            (
+                "[2026-11-26T02:16:41Z DEBUG srv] worker 5 (pid 41) start after its exec: hello +0.52 ms, listen request +0.55 ms, listening +12.70 ms",
+                Some(LogEvent::StartSteps {
+                    pid: 41,
+                    steps: vec![
+                        ("hello".to_owned(), 520),
+                        ("listen request".to_owned(), 550),
+                        ("listening".to_owned(), 12_700),
+                    ],
+                }),
+            ),
+            ("worker 5 (pid 41) forked and executed in -1.00 ms", None),
+            ("worker 5 (pid 41) start after its exec: hello 0.52 ms", None),
             // Lines that look alike but are not lifecycle events.
             (
                 "[2026-11-26T02:16:41Z INFO  srv] worker 1 (pid 27279) listening on 127.0.0.1:33043",
