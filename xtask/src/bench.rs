@@ -70,9 +70,9 @@ const LOSSLESS_PROGRESS: u64 = 50;
 const LOSSLESS_MAX_REQUESTS: u64 = 10_000_000;
 const LOSSLESS_MAX_DURATION: Duration = Duration::from_secs(120);
 
-/// The recycle under load: client threads (as many as the issue's
-/// comparison with gunicorn), the requests before the SIGHUP and after the
-/// old workers exited, and the load's bounds.
+/// The recycle under load: client threads (enough to keep both cores of a
+/// small machine busy beside the workers), the requests before the SIGHUP
+/// and after the old workers exited, and the load's bounds.
 const UNDER_LOAD_THREADS: usize = 16;
 const UNDER_LOAD_WARMUP: u64 = 2000;
 const UNDER_LOAD_AFTER: u64 = 500;

@@ -770,3 +770,37 @@ fn an_old_worker_that_exits_on_purpose_during_a_parallel_recycle_is_replaced_by_
         ",
     );
 }
+
+#[test]
+fn a_parallel_replacement_that_cannot_be_spawned_stops_the_recycle_and_retires_the_other() {
+    check_logs(
+        parallel(2, 2),
+        "
+        0 up 1 2
+        1000 spawn-fails
+        1000 SIGHUP
+        1000 state
+        1100 exited 4
+        1100 state
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
+        0 log INFO: worker 2 (pid 1002) started (online) in 0 ms
+        1000 log INFO: SIGHUP: recycling 2 workers, 2 at a time
+        1000 spawn worker 3
+        1000 spawn worker 4
+        1000 log ERROR: recycle stopped: replacement worker 3 could not be spawned: cannot spawn /srv/app: No such file or directory; 2 old workers keep serving
+        1000 log INFO: worker 4 disconnecting
+        1000 send worker 4 Disconnect
+        1000 log INFO: worker 4 spawned (pid 1004)
+        1000 state phase=Ready started=2 target=2 workers=3 ready=true recycling=false failure=None
+        1100 log INFO: worker 4 (pid 1004) exited (exit code 0) as asked
+        1100 state phase=Ready started=2 target=2 workers=2 ready=true recycling=false failure=None
+        next deadline none
+        ",
+    );
+}
