@@ -804,3 +804,47 @@ fn a_parallel_replacement_that_cannot_be_spawned_stops_the_recycle_and_retires_t
         ",
     );
 }
+
+#[test]
+fn a_parallel_recycle_before_any_start_gives_up_like_any_start_failure() {
+    // No worker ever started: a replacement that crashes is a start failure
+    // like any other, and with worker.max_start_failures 1 the master gives
+    // up, stopping the recycle and every worker.
+    let mut options = parallel(2, 2);
+    options.worker.max_start_failures = 1;
+    check_logs(
+        options,
+        "
+        100 SIGHUP
+        200 exited 3 code=1
+        300 exited 1 2 4
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        100 log INFO: SIGHUP: recycling 2 workers, 2 at a time
+        100 spawn worker 3
+        100 spawn worker 4
+        100 log INFO: worker 3 spawned (pid 1003)
+        100 log INFO: worker 4 spawned (pid 1004)
+        200 log ERROR: no worker could start: 1 failed start in a row (worker.max_start_failures = 1), the last: worker 3 (pid 1003) exited unasked (exit code 1): stopping
+        200 close listeners
+        200 log INFO: recycle stopped by no worker could start with 2 workers not replaced
+        200 log INFO: no worker could start: shutting down 3 workers (grace 15000 ms)
+        200 log INFO: worker 1 (pid 1001) disconnecting
+        200 send worker 1 Disconnect
+        200 log INFO: worker 2 (pid 1002) disconnecting
+        200 send worker 2 Disconnect
+        200 log INFO: worker 4 (pid 1004) disconnecting
+        200 send worker 4 Disconnect
+        300 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
+        300 log INFO: worker 2 (pid 1002) exited (exit code 0) as asked
+        300 log INFO: worker 4 (pid 1004) exited (exit code 0) as asked
+        300 log INFO: shutdown complete: all workers exited
+        300 exit 1
+        next deadline none
+        ",
+    );
+}
