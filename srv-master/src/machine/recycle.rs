@@ -45,8 +45,8 @@ impl Machine {
     /// an earlier `SIGHUP` is retired); `step_recycle` spawns the first
     /// replacements.
     pub(super) fn begin_recycle(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let restarted = self.recycle.is_some();
         let in_flight = self.recycle.take().map(|recycle| recycle.in_flight).unwrap_or_default();
-        let restarted = !in_flight.is_empty();
         for pair in in_flight {
             // A replacement spawned before this SIGHUP that is not serving
             // yet: retire it (its old worker serves on and is in the new
