@@ -182,7 +182,8 @@ fn a_parallel_recycle_starts_the_replacements_at_once_and_keeps_every_worker_ser
         let spawned = find_from(&lines, sighup, " spawned (pid ")
             .and_then(|first| find_from(&lines, first + 1, " spawned (pid "));
         let started = find_from(&lines, sighup, ") started (");
-        if !spawned.is_some_and(|second| started.is_some_and(|started| second < started)) {
+        let before = matches!((spawned, started), (Some(second), Some(first)) if second < first);
+        if !before {
             master.fail("the two replacements were not spawned before the first one started");
         }
         from = sighup + 1;
