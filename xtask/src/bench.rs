@@ -321,12 +321,17 @@ fn notes(settings: &Settings, cores: usize, clk_tck: u64, clk_tck_assumed: bool)
             "**The probe**: {PROBE_THREADS} client thread sending `GET /` on a new connection \
              per request, back to back, recording which worker pid answered and when; it runs \
              until {PROBE_AFTER} answers after the event it waits for, so every serving worker \
-             answered some. Which worker accepts a connection is the kernel's choice among \
-             those waiting on the socket."
+             answered some. Which worker accepts a connection is decided by a race among the \
+             workers waiting on the shared socket (the reference server polls it and accepts \
+             until it would block), which a worker already on a CPU tends to win: an \
+             `answering` figure is the worker's start plus the time it takes to win one race, \
+             a few milliseconds on a busy machine; the `started` figures from the master's log \
+             have no such part."
         ),
         format!(
-            "**startup**: from spawning the master to the probe's first answer, and to the \
-             first answer of the last of the {WORKERS} workers. The probe starts once the master \
+            "**startup**: from spawning the master to the probe's first answer, to the \
+             master's `started` line of the last of the {WORKERS} workers, and to the first \
+             answer of the last of the {WORKERS} workers. The probe starts once the master \
              logged its `listening on` line."
         ),
         format!(

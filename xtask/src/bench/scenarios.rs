@@ -25,7 +25,14 @@ pub(super) fn startup(bench: &Bench, results: &mut Results) -> Result<()> {
         let server = bench.start_master(WORKERS, &[])?;
         let launched = server.launched_at();
         let probe = LoadGuard::probe(&server);
-        server.wait_serving(WORKERS, START_WITHIN)?;
+        let (all_started, ()) =
+            server.wait_event(0, &format!("{WORKERS} started lines"), START_WITHIN, {
+                let mut started = 0;
+                move |event| {
+                    started += usize::from(matches!(event, LogEvent::Started { .. }));
+                    (started == WORKERS).then_some(())
+                }
+            })?;
         probe.wait_progress(PROBE_AFTER, START_WITHIN)?;
         let since = probe.started();
         let report = probe.stop();
@@ -42,9 +49,14 @@ pub(super) fn startup(bench: &Bench, results: &mut Results) -> Result<()> {
             })?;
         let name = "launch → first `GET /` answered";
         results.record("startup", name, Unit::Ms, Better::Lower, ms(first));
+        let name = format!("launch → all {WORKERS} workers started");
+        let started = all_started - launched;
+        results.record("startup", &name, Unit::Ms, Better::Lower, ms(started));
         let name = format!("launch → all {WORKERS} workers answering `GET /`");
         results.record("startup", &name, Unit::Ms, Better::Lower, ms(all));
-        eprintln!("    first answer {first:.1?}, all {WORKERS} workers {all:.1?}");
+        eprintln!(
+            "    first answer {first:.1?}, all {WORKERS} started {started:.1?}, all answering {all:.1?}"
+        );
     }
     Ok(())
 }
