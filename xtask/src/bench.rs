@@ -338,12 +338,12 @@ fn notes(settings: &Settings, cores: usize, clk_tck: u64, clk_tck_assumed: bool)
             "**recycle**: from sending SIGHUP to the master's `recycle complete` line, by when \
              every worker's replacement has started and every old worker has been told to stop \
              accepting, with `recycle.parallel` 1 (one replacement at a time, the default) and \
-             {WORKERS} (all at once). With 1, the master's own share is its `recycle complete \
-             ... in T ms` minus, for each of the {WORKERS} replacements, its fork and exec and \
-             its start after the exec (both from the master's debug lines): the part of the \
-             recycle not spent in the kernel's fork and exec or in the worker's own start \
-             (signal handling, turns of the loop, disconnecting, bookkeeping). T is in whole \
-             milliseconds, so the share is under-estimated by less than 1 ms."
+             {WORKERS} (all at once). With 1, the master's own share is that time minus, for \
+             each of the {WORKERS} replacements, its fork and exec and its start after the exec \
+             (both from the master's debug lines): the part of the recycle not spent in the \
+             kernel's fork and exec or in the worker's own start (the signal's delivery, turns \
+             of the loop, disconnecting, bookkeeping, and the log line's trip to the bench, so \
+             an upper bound)."
         ),
         "**start breakdown**: the replacements of the one-at-a-time recycle above, each \
          figure the mean over the recycle's replacements, from the master's debug lines \

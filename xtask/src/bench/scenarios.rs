@@ -112,13 +112,17 @@ pub(super) struct RecycleTiming {
 }
 
 impl RecycleTiming {
-    /// The master's `T` minus the replacements' fork, exec and start, in
-    /// milliseconds: with one replacement at a time, the part of the
-    /// recycle spent neither in the kernel's fork and exec nor in a worker.
+    /// SIGHUP sent → `recycle complete` read, minus the replacements'
+    /// fork, exec and start, in milliseconds: with one replacement at a
+    /// time, the part of the recycle spent neither in the kernel's fork and
+    /// exec nor in a worker. It holds the signal's delivery and the log
+    /// line's trip to the bench too, so it bounds the master's share from
+    /// above (the master's own `T` would bound it from below, but only to
+    /// the millisecond).
     fn master_share_ms(&self) -> f64 {
         let workers: u64 =
             self.starts.iter().map(|start| start.fork_exec + start.after_exec()).sum();
-        (self.master_ms as f64 - workers as f64 / 1000.0).max(0.0)
+        (ms(self.wall) - workers as f64 / 1000.0).max(0.0)
     }
 
     /// The mean over the replacements of `figure`, in milliseconds; `None`
@@ -428,4 +432,50 @@ pub(super) fn throughput(bench: &Bench, results: &mut Results) -> Result<()> {
         eprintln!("    {label}: {rps:.0} req/s ({report})");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn steps(pid: u32, steps: &[(&str, u64)]) -> LogEvent {
+        let steps = steps.iter().map(|(name, us)| ((*name).to_owned(), *us)).collect();
+        LogEvent::StartSteps { pid, steps }
+    }
+
+    #[test]
+    fn the_starts_are_those_of_the_workers_forked_within_the_events() {
+        let events = [
+            // Worker 1 started before: its fork is not among the events.
+            steps(1, &[("hello", 900)]),
+            LogEvent::ForkExec { pid: 2, us: 600 },
+            LogEvent::Spawned { pid: 2 },
+            steps(2, &[("hello", 400), ("listen request", 450), ("listening", 700)]),
+        ];
+        let starts = starts_within(&events);
+        assert_eq!(starts.len(), 1);
+        assert_eq!((starts[0].fork_exec, starts[0].after_exec()), (600, 700));
+        assert_eq!(starts[0].step("listen request"), Some(450));
+        assert_eq!(starts[0].step("online"), None);
+    }
+
+    #[test]
+    fn the_master_share_is_what_the_kernel_and_the_workers_did_not_take() {
+        let start = |fork_exec, listening| StartSteps {
+            fork_exec,
+            steps: vec![("hello".to_owned(), 500), ("listening".to_owned(), listening)],
+        };
+        let timing = RecycleTiming {
+            wall: Duration::from_micros(10_300),
+            master_ms: 10,
+            starts: vec![start(1_000, 1_000), start(1_500, 1_500), start(2_000, 1_000)],
+        };
+        // 10.3 ms minus 8 ms of forks, execs and starts.
+        let share = timing.master_share_ms();
+        assert!((share - 2.3).abs() < 1e-9, "{share}");
+        assert_eq!(timing.mean_ms(|start| Some(start.fork_exec)), Some(1.5));
+        assert_eq!(timing.mean_ms(|start| start.step("online")), None);
+        let slow = RecycleTiming { wall: Duration::from_millis(5), ..timing };
+        assert_eq!(slow.master_share_ms(), 0.0);
+    }
 }
