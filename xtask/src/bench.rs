@@ -315,7 +315,8 @@ fn notes(settings: &Settings, cores: usize, clk_tck: u64, clk_tck_assumed: bool)
              run, or {repeats} per run for startup, recycle and crash recovery. Median of the \
              samples; worst is the largest sample, or the smallest for req/s, ratios and \
              requests sent. The load average is the 1-minute figure of /proc/loadavg before and \
-             after the bench: other work on the machine shows there."
+             after the bench: other work on the machine shows in the first; the second also \
+             holds the bench's own clients (16 threads under load, 8 for throughput)."
         ),
         format!(
             "**The probe**: {PROBE_THREADS} client thread sending `GET /` on a new connection \
