@@ -421,21 +421,21 @@ fn recycle_parallel_starts_that_many_replacements_and_retires_each_old_worker_on
         1000 state phase=Reloading started=4 target=4 workers=6 ready=true recycling=true failure=None
         1100 log INFO: worker 6 (pid 1006) started (online) in 100 ms
         1100 log INFO: worker 2 (pid 1002) disconnecting
-        1100 send worker 2 Disconnect
+        1100 send worker 2 Disconnect { grace: Some(15s) }
         1100 spawn worker 7
         1100 log INFO: worker 7 spawned (pid 1007)
         1100 state phase=Reloading started=4 target=4 workers=7 ready=true recycling=true failure=None
         1200 log INFO: worker 5 (pid 1005) started (online) in 200 ms
         1200 log INFO: worker 1 (pid 1001) disconnecting
-        1200 send worker 1 Disconnect
+        1200 send worker 1 Disconnect { grace: Some(15s) }
         1200 spawn worker 8
         1200 log INFO: worker 8 spawned (pid 1008)
         1300 log INFO: worker 7 (pid 1007) started (online) in 200 ms
         1300 log INFO: worker 3 (pid 1003) disconnecting
-        1300 send worker 3 Disconnect
+        1300 send worker 3 Disconnect { grace: Some(15s) }
         1300 log INFO: worker 8 (pid 1008) started (online) in 100 ms
         1300 log INFO: worker 4 (pid 1004) disconnecting
-        1300 send worker 4 Disconnect
+        1300 send worker 4 Disconnect { grace: Some(15s) }
         1300 log INFO: recycle complete: 4 workers replaced in 300 ms
         1300 state phase=Ready started=4 target=4 workers=8 ready=true recycling=false failure=None
         next deadline 16100
@@ -481,18 +481,18 @@ fn a_failed_replacement_stops_a_parallel_recycle_and_retires_the_others_still_st
         1000 log INFO: worker 6 spawned (pid 1006)
         1100 log INFO: worker 6 (pid 1006) started (online) in 100 ms
         1100 log INFO: worker 2 (pid 1002) disconnecting
-        1100 send worker 2 Disconnect
+        1100 send worker 2 Disconnect { grace: Some(15s) }
         1100 spawn worker 7
         1100 log INFO: worker 7 spawned (pid 1007)
         1150 log INFO: worker 5 (pid 1005) started (online) in 150 ms
         1150 log INFO: worker 1 (pid 1001) disconnecting
-        1150 send worker 1 Disconnect
+        1150 send worker 1 Disconnect { grace: Some(15s) }
         1150 spawn worker 8
         1150 log INFO: worker 8 spawned (pid 1008)
         1200 log INFO: worker 2 (pid 1002) exited (exit code 0) as asked
         1300 log ERROR: recycle stopped: replacement worker 7 (pid 1007) exited unasked (exit code 1); 2 old workers keep serving
         1300 log INFO: worker 8 (pid 1008) disconnecting
-        1300 send worker 8 Disconnect
+        1300 send worker 8 Disconnect { grace: None }
         1300 state phase=Ready started=4 target=4 workers=6 ready=true recycling=false failure=None
         1400 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
         1400 log INFO: worker 8 (pid 1008) exited (exit code 0) as asked
@@ -557,17 +557,17 @@ fn a_sighup_during_a_parallel_recycle_retires_every_replacement_in_flight() {
         0 spawn worker 3
         1000 spawn worker 4
         1000 spawn worker 5
-        1100 send worker 1 Disconnect
+        1100 send worker 1 Disconnect { grace: Some(15s) }
         1100 spawn worker 6
-        1200 send worker 5 Disconnect
-        1200 send worker 6 Disconnect
+        1200 send worker 5 Disconnect { grace: None }
+        1200 send worker 6 Disconnect { grace: None }
         1200 spawn worker 7
         1200 spawn worker 8
         1200 state phase=Reloading started=3 target=3 workers=8 ready=true recycling=true failure=None
-        1300 send worker 2 Disconnect
+        1300 send worker 2 Disconnect { grace: Some(15s) }
         1300 spawn worker 9
-        1300 send worker 3 Disconnect
-        1400 send worker 4 Disconnect
+        1300 send worker 3 Disconnect { grace: Some(15s) }
+        1400 send worker 4 Disconnect { grace: Some(15s) }
         1400 state phase=Ready started=3 target=3 workers=9 ready=true recycling=false failure=None
         next deadline 16100
         ",
@@ -604,20 +604,20 @@ fn a_sigterm_during_a_parallel_recycle_stops_it_and_shuts_everything_down() {
         1000 log INFO: worker 6 spawned (pid 1006)
         1050 log INFO: worker 4 (pid 1004) started (online) in 50 ms
         1050 log INFO: worker 1 (pid 1001) disconnecting
-        1050 send worker 1 Disconnect
+        1050 send worker 1 Disconnect { grace: Some(15s) }
         1100 close listeners
         1100 log INFO: recycle stopped by SIGTERM with 2 workers not replaced
         1100 log INFO: SIGTERM: shutting down 6 workers (grace 15000 ms)
         1100 log INFO: worker 2 (pid 1002) disconnecting
-        1100 send worker 2 Disconnect
+        1100 send worker 2 Disconnect { grace: Some(15s) }
         1100 log INFO: worker 3 (pid 1003) disconnecting
-        1100 send worker 3 Disconnect
+        1100 send worker 3 Disconnect { grace: Some(15s) }
         1100 log INFO: worker 4 (pid 1004) disconnecting
-        1100 send worker 4 Disconnect
+        1100 send worker 4 Disconnect { grace: Some(15s) }
         1100 log INFO: worker 5 (pid 1005) disconnecting
-        1100 send worker 5 Disconnect
+        1100 send worker 5 Disconnect { grace: None }
         1100 log INFO: worker 6 (pid 1006) disconnecting
-        1100 send worker 6 Disconnect
+        1100 send worker 6 Disconnect { grace: None }
         1200 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
         1200 log INFO: worker 2 (pid 1002) exited (exit code 0) as asked
         1200 log INFO: worker 3 (pid 1003) exited (exit code 0) as asked
@@ -660,12 +660,12 @@ fn sigttou_during_a_parallel_recycle_removes_an_old_worker_and_its_replacement()
         1000 log INFO: worker 4 spawned (pid 1004)
         1100 log INFO: SIGTTOU: workers 2 -> 1
         1100 log INFO: worker 2 (pid 1002) disconnecting
-        1100 send worker 2 Disconnect
+        1100 send worker 2 Disconnect { grace: Some(15s) }
         1100 log INFO: worker 4 (pid 1004) disconnecting
-        1100 send worker 4 Disconnect
+        1100 send worker 4 Disconnect { grace: None }
         1200 log INFO: worker 3 (pid 1003) started (online) in 200 ms
         1200 log INFO: worker 1 (pid 1001) disconnecting
-        1200 send worker 1 Disconnect
+        1200 send worker 1 Disconnect { grace: Some(15s) }
         1200 log INFO: recycle complete: 1 workers replaced in 200 ms
         1200 state phase=Ready started=1 target=1 workers=4 ready=true recycling=false failure=None
         1300 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
@@ -696,11 +696,11 @@ fn sigttou_during_a_parallel_recycle_removes_an_old_worker_still_queued_first() 
         0 spawn worker 4
         1000 spawn worker 5
         1000 spawn worker 6
-        1100 send worker 4 Disconnect
-        1200 send worker 1 Disconnect
+        1100 send worker 4 Disconnect { grace: Some(15s) }
+        1200 send worker 1 Disconnect { grace: Some(15s) }
         1200 spawn worker 7
-        1200 send worker 2 Disconnect
-        1300 send worker 3 Disconnect
+        1200 send worker 2 Disconnect { grace: Some(15s) }
+        1300 send worker 3 Disconnect { grace: Some(15s) }
         1300 state phase=Ready started=3 target=3 workers=7 ready=true recycling=false failure=None
         next deadline 16100
         ",
@@ -724,8 +724,8 @@ fn sigttin_during_a_parallel_recycle_adds_a_worker_that_is_not_replaced() {
         1000 spawn worker 3
         1000 spawn worker 4
         1000 spawn worker 5
-        1100 send worker 1 Disconnect
-        1100 send worker 2 Disconnect
+        1100 send worker 1 Disconnect { grace: Some(15s) }
+        1100 send worker 2 Disconnect { grace: Some(15s) }
         1100 state phase=Ready started=3 target=3 workers=5 ready=true recycling=false failure=None
         next deadline 16100
         ",
@@ -763,7 +763,7 @@ fn an_old_worker_that_exits_on_purpose_during_a_parallel_recycle_is_replaced_by_
         5200 log INFO: worker 3 (pid 1003) started (online) in 200 ms
         5200 log INFO: worker 4 (pid 1004) started (online) in 200 ms
         5200 log INFO: worker 2 (pid 1002) disconnecting
-        5200 send worker 2 Disconnect
+        5200 send worker 2 Disconnect { grace: Some(15s) }
         5200 log INFO: recycle complete: 2 workers replaced in 200 ms
         5200 state phase=Ready started=2 target=2 workers=3 ready=true recycling=false failure=None
         next deadline 20200
@@ -795,7 +795,7 @@ fn a_parallel_replacement_that_cannot_be_spawned_stops_the_recycle_and_retires_t
         1000 spawn worker 4
         1000 log ERROR: recycle stopped: replacement worker 3 could not be spawned: cannot spawn /srv/app: No such file or directory; 2 old workers keep serving
         1000 log INFO: worker 4 disconnecting
-        1000 send worker 4 Disconnect
+        1000 send worker 4 Disconnect { grace: None }
         1000 log INFO: worker 4 spawned (pid 1004)
         1000 state phase=Ready started=2 target=2 workers=3 ready=true recycling=false failure=None
         1100 log INFO: worker 4 (pid 1004) exited (exit code 0) as asked
@@ -834,11 +834,11 @@ fn a_parallel_recycle_before_any_start_gives_up_like_any_start_failure() {
         200 log INFO: recycle stopped by no worker could start with 2 workers not replaced
         200 log INFO: no worker could start: shutting down 3 workers (grace 15000 ms)
         200 log INFO: worker 1 (pid 1001) disconnecting
-        200 send worker 1 Disconnect
+        200 send worker 1 Disconnect { grace: None }
         200 log INFO: worker 2 (pid 1002) disconnecting
-        200 send worker 2 Disconnect
+        200 send worker 2 Disconnect { grace: None }
         200 log INFO: worker 4 (pid 1004) disconnecting
-        200 send worker 4 Disconnect
+        200 send worker 4 Disconnect { grace: None }
         300 log INFO: worker 1 (pid 1001) exited (exit code 0) as asked
         300 log INFO: worker 2 (pid 1002) exited (exit code 0) as asked
         300 log INFO: worker 4 (pid 1004) exited (exit code 0) as asked
