@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::backoff::MIN_BACKOFF_STEP;
+
 /// Everything a [`crate::Master`] can be told, grouped as the node module's dotted
 /// names: `worker.count` is `options.worker.count`.
 ///
@@ -222,7 +224,7 @@ pub struct RestartOptions {
     #[serde(with = "millis")]
     pub delay: Duration,
     /// `restart.max_delay`: the cap of the doubling restart delay (default
-    /// 60000 ms). A worker that stayed up this long ends a crash streak.
+    /// 60000 ms, at least 100 ms). A worker that stayed up this long ends a crash streak.
     #[serde(with = "millis")]
     pub max_delay: Duration,
 }
@@ -404,7 +406,7 @@ impl Options {
     /// of 0 or over `worker.count`; a duration over
     /// [`MAX_DURATION`]; `worker.timeout`,
     /// `recycle.timeout` or `shutdown.timeout` of 0; `restart.max_delay`
-    /// below `restart.delay`; an empty `worker.user` or `worker.group`; a
+    /// below `restart.delay` or below 100 ms; an empty `worker.user` or `worker.group`; a
     /// `worker.max_start_failures` of 0; a `listen.unix_mode` with more than
     /// permission bits; `worker.group` without `worker.user`.
     pub fn validate(&self) -> Result<(), OptionsError> {
@@ -452,6 +454,13 @@ impl Options {
         }
         if self.restart.max_delay < self.restart.delay {
             return error("restart.max_delay", "must not be below restart.delay");
+        }
+        // The cap bounds the doubling from MIN_BACKOFF_STEP: below that step
+        // a worker that crashes as soon as it starts would be restarted in
+        // a tight fork loop, whatever the streak.
+        if self.restart.max_delay < MIN_BACKOFF_STEP {
+            let least = MIN_BACKOFF_STEP.as_millis();
+            return error("restart.max_delay", &format!("must be at least {least} ms"));
         }
         if self.worker.user.as_deref() == Some("") {
             return error("worker.user", "must not be empty");
@@ -562,6 +571,13 @@ mod tests {
             (|o| o.recycle.parallel = 5, "recycle.parallel"),
             (|o| o.shutdown.timeout = Duration::ZERO, "shutdown.timeout"),
             (|o| o.restart.max_delay = Duration::from_millis(1), "restart.max_delay"),
+            (
+                |o| {
+                    o.restart.delay = Duration::ZERO;
+                    o.restart.max_delay = Duration::from_millis(99);
+                },
+                "restart.max_delay",
+            ),
             (|o| o.listen.unix_mode = Some(0o4755), "listen.unix_mode"),
             // Through the Rust API, "forever" would overflow the deadlines
             // `now + timeout`: a panic in the master.
@@ -580,6 +596,17 @@ mod tests {
             assert_eq!(error.key, key);
             assert!(error.to_string().starts_with(&format!("invalid option {key}: ")), "{error}");
         }
+    }
+
+    #[test]
+    fn restarts_at_once_are_allowed_with_a_cap_of_one_backoff_step() {
+        let mut options = Options::default();
+        options.restart.delay = Duration::ZERO;
+        options.restart.max_delay = MIN_BACKOFF_STEP;
+        options.validate().unwrap();
+        options.restart.max_delay = MIN_BACKOFF_STEP - Duration::from_millis(1);
+        let error = options.validate().unwrap_err();
+        assert_eq!(error.to_string(), "invalid option restart.max_delay: must be at least 100 ms");
     }
 
     #[test]
