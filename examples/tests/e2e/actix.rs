@@ -7,29 +7,15 @@
 
 use crate::clients::{Tool, recycles_under};
 use crate::harness::Master;
-use crate::http_support::start_on_port_0;
 use crate::load::Mode;
 use crate::recycle::{
-    GRACE_MS, N_RECYCLES, N_WORKERS, recycles_under_load, slow_requests_survive_sighup,
-    slow_requests_survive_sigterm,
+    N_RECYCLES, recycles_under_load, slow_requests_survive_sighup, slow_requests_survive_sigterm,
+    start_recycled,
 };
 
 fn start_actix() -> Master {
-    let workers = N_WORKERS.to_string();
-    start_on_port_0(
-        env!("CARGO_BIN_EXE_actix"),
-        &[
-            "--workers",
-            &workers,
-            "--recycle-timeout",
-            GRACE_MS,
-            "--shutdown-timeout",
-            GRACE_MS,
-            // Room for a slow start while the other tests load both cores.
-            "--worker-timeout",
-            "5000",
-        ],
-    )
+    // Room for a slow start while the other tests load both cores.
+    start_recycled(env!("CARGO_BIN_EXE_actix"), &["--worker-timeout", "5000"])
 }
 
 #[test]

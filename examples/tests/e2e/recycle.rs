@@ -56,11 +56,18 @@ const PROGRESS_BETWEEN_RECYCLES: u64 = 50;
 const N_SLOW: usize = 8;
 
 fn start_http(extra: &[&str]) -> Master {
+    start_recycled(http(), extra)
+}
+
+/// Starts `program`, a server with the reference server's contract, with
+/// [`N_WORKERS`] workers and [`GRACE_MS`] to drain at a recycle and at
+/// shutdown, on port 0.
+pub(crate) fn start_recycled(program: &str, extra: &[&str]) -> Master {
     let workers = N_WORKERS.to_string();
     let mut args =
         vec!["--workers", &workers, "--recycle-timeout", GRACE_MS, "--shutdown-timeout", GRACE_MS];
     args.extend_from_slice(extra);
-    start_on_port_0(http(), &args)
+    start_on_port_0(program, &args)
 }
 
 fn load_config(addr: SocketAddr, mode: Mode, threads: usize, path: &str) -> LoadConfig {
