@@ -1,33 +1,51 @@
 //! Listening addresses: TCP (IPv4, IPv6) or a Unix-domain socket path.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de, ser};
 
+/// The prefix of the text form of a Unix path that is not UTF-8: the
+/// path's bytes in hexadecimal. A UTF-8 path is never written this way, so
+/// peers that predate this form (and know only `unix:PATH`) still read
+/// every address they could read before.
+const UNIX_HEX: &str = "unix-hex:";
+
 /// An address to listen on.
 ///
-/// Parsed from text: `127.0.0.1:8080`, `[::1]:8080`, `localhost:8080`
-/// (as `127.0.0.1`), `unix:/run/app.sock`, or any text that starts with `/`
-/// or `.` as a Unix socket path.
+/// Built from a [`SocketAddr`], a [`Path`] or a [`PathBuf`] (`From`), or
+/// parsed from text (`FromStr`): `127.0.0.1:8080`, `[::1]:8080`,
+/// `localhost:8080` (as `127.0.0.1`), `unix:/run/app.sock`, any text that
+/// starts with `/` or `.` as a Unix socket path, or `unix-hex:` and the
+/// bytes of a path in hexadecimal, for a path that is not UTF-8.
 ///
 /// On the wire it travels as this text, so an IPv6 scope id
-/// (`[fe80::1%2]:80`) survives; a Unix path that is not UTF-8 cannot be
-/// sent.
+/// (`[fe80::1%2]:80`) survives. A UTF-8 Unix path travels as `unix:PATH`,
+/// the only form masters and workers of srv 0.1 know; a path that is
+/// not UTF-8 travels as `unix-hex:...`, which such an old peer refuses as a
+/// bad message (it could not send or name one either).
 ///
 /// Shown (`Display`), a Unix path has its control characters and
-/// backslashes escaped as `{:?}` would escape them: a path comes from a
-/// worker, and a newline in it must not forge a log line. The wire and
-/// [`ListenAddr::Unix`] keep the path as it is.
+/// backslashes escaped as `{:?}` would escape them, and the bytes that are
+/// not UTF-8 shown as `\xNN`: a path comes from a worker, and a newline in
+/// it must not forge a log line. The wire and [`ListenAddr::Unix`] keep the
+/// path as it is.
 ///
 /// ```
+/// use std::net::SocketAddr;
+/// use std::path::Path;
 /// use srv_proto::ListenAddr;
-/// let tcp: ListenAddr = "127.0.0.1:8080".parse().unwrap();
-/// assert!(matches!(tcp, ListenAddr::Tcp(_)));
-/// let unix: ListenAddr = "unix:/tmp/app.sock".parse().unwrap();
+///
+/// let tcp = ListenAddr::from(SocketAddr::from(([127, 0, 0, 1], 8080)));
+/// assert_eq!(tcp, "127.0.0.1:8080".parse()?);
+/// let unix = ListenAddr::from(Path::new("/tmp/app.sock"));
 /// assert_eq!(unix.to_string(), "unix:/tmp/app.sock");
+/// assert_eq!(unix, "unix:/tmp/app.sock".parse()?);
+/// # Ok::<(), srv_proto::AddrParseError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ListenAddr {
@@ -78,6 +96,10 @@ impl FromStr for ListenAddr {
 
     fn from_str(text: &str) -> Result<ListenAddr, AddrParseError> {
         let error = || AddrParseError { text: text.to_owned() };
+        if let Some(hex) = text.strip_prefix(UNIX_HEX) {
+            let bytes = decode_hex(hex).filter(|bytes| !bytes.is_empty()).ok_or_else(error)?;
+            return Ok(ListenAddr::Unix(PathBuf::from(OsString::from_vec(bytes))));
+        }
         if let Some(path) = text.strip_prefix("unix:") {
             if path.is_empty() {
                 return Err(error());
@@ -96,35 +118,95 @@ impl FromStr for ListenAddr {
 }
 
 impl From<SocketAddr> for ListenAddr {
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use srv_proto::ListenAddr;
+    ///
+    /// let addr = ListenAddr::from(SocketAddr::from(([0, 0, 0, 0], 80)));
+    /// assert_eq!(addr.to_string(), "0.0.0.0:80");
+    /// ```
     fn from(addr: SocketAddr) -> ListenAddr {
         ListenAddr::Tcp(addr)
     }
 }
 
+impl From<&Path> for ListenAddr {
+    /// A Unix socket path, taken as it is: any path, UTF-8 or not, names a
+    /// Unix socket (text that looks like `IP:PORT` too).
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use srv_proto::ListenAddr;
+    ///
+    /// let addr = ListenAddr::from(Path::new("/run/app.sock"));
+    /// assert_eq!(addr, ListenAddr::Unix("/run/app.sock".into()));
+    /// ```
+    fn from(path: &Path) -> ListenAddr {
+        ListenAddr::Unix(path.to_owned())
+    }
+}
+
+impl From<PathBuf> for ListenAddr {
+    /// A Unix socket path, as [`From<&Path>`](#impl-From%3C%26Path%3E-for-ListenAddr).
+    ///
+    /// ```
+    /// use srv_proto::ListenAddr;
+    ///
+    /// let path = std::env::temp_dir().join("app.sock");
+    /// assert_eq!(ListenAddr::from(path.clone()), ListenAddr::Unix(path));
+    /// ```
+    fn from(path: PathBuf) -> ListenAddr {
+        ListenAddr::Unix(path)
+    }
+}
+
+impl From<&PathBuf> for ListenAddr {
+    /// A Unix socket path, as [`From<&Path>`](#impl-From%3C%26Path%3E-for-ListenAddr).
+    ///
+    /// ```
+    /// use srv_proto::ListenAddr;
+    ///
+    /// let path = std::env::temp_dir().join("app.sock");
+    /// assert_eq!(ListenAddr::from(&path), ListenAddr::Unix(path));
+    /// ```
+    fn from(path: &PathBuf) -> ListenAddr {
+        ListenAddr::Unix(path.clone())
+    }
+}
+
 impl Serialize for ListenAddr {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if let ListenAddr::Unix(path) = self
-            && path.to_str().is_none()
-        {
-            return Err(ser::Error::custom(format!(
-                "unix socket path {} is not UTF-8",
-                path.display()
-            )));
-        }
-        if let ListenAddr::Unix(path) = self
-            && path.as_os_str().is_empty()
-        {
-            return Err(ser::Error::custom("unix socket path is empty"));
-        }
         match self {
             ListenAddr::Tcp(addr) => serializer.collect_str(addr),
-            // The raw path: `Display` escapes it for log lines.
-            ListenAddr::Unix(path) => {
-                let path = path.to_str().expect("checked above");
-                serializer.serialize_str(&format!("unix:{path}"))
+            ListenAddr::Unix(path) if path.as_os_str().is_empty() => {
+                Err(ser::Error::custom("unix socket path is empty"))
             }
+            // The raw path: `Display` escapes it for log lines.
+            ListenAddr::Unix(path) => match path.to_str() {
+                Some(path) => serializer.serialize_str(&format!("unix:{path}")),
+                None => {
+                    let hex: String = path
+                        .as_os_str()
+                        .as_bytes()
+                        .iter()
+                        .map(|byte| format!("{byte:02x}"))
+                        .collect();
+                    serializer.serialize_str(&format!("{UNIX_HEX}{hex}"))
+                }
+            },
         }
     }
+}
+
+/// The bytes that `hex` spells in pairs of hexadecimal digits, either case;
+/// `None` for anything else.
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| char::from(c).to_digit(16);
+    let hex = hex.as_bytes();
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    hex.chunks(2).map(|pair| u8::try_from(digit(pair[0])? << 4 | digit(pair[1])?).ok()).collect()
 }
 
 impl<'de> Deserialize<'de> for ListenAddr {
@@ -140,11 +222,16 @@ impl fmt::Display for ListenAddr {
             ListenAddr::Tcp(addr) => write!(f, "{addr}"),
             ListenAddr::Unix(path) => {
                 f.write_str("unix:")?;
-                for c in path.to_string_lossy().chars() {
-                    if c.is_control() || c == '\\' {
-                        write!(f, "{}", c.escape_debug())?;
-                    } else {
-                        write!(f, "{c}")?;
+                for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+                    for c in chunk.valid().chars() {
+                        if c.is_control() || c == '\\' {
+                            write!(f, "{}", c.escape_debug())?;
+                        } else {
+                            write!(f, "{c}")?;
+                        }
+                    }
+                    for byte in chunk.invalid() {
+                        write!(f, "\\x{byte:02x}")?;
                     }
                 }
                 Ok(())
@@ -198,9 +285,33 @@ mod tests {
 
     #[test]
     fn rejects_garbage_naming_it() {
-        for text in ["", "80", "example.com:80", "1.2.3.4", "unix:", "localhost:http"] {
+        let hex = ["unix-hex:", "unix-hex:2", "unix-hex:2g", "unix-hex:+f", "unix-hex:2f\u{e9}"];
+        for text in
+            ["", "80", "example.com:80", "1.2.3.4", "unix:", "localhost:http"].iter().chain(&hex)
+        {
             let error = text.parse::<ListenAddr>().unwrap_err();
             assert!(error.to_string().contains(&format!("'{text}'")), "{error}");
         }
+    }
+
+    #[test]
+    fn a_path_that_is_not_utf8_is_spelled_in_hex_and_shown_escaped() {
+        let path = PathBuf::from(OsString::from_vec(b"/tmp/\xff\\a\n.sock".to_vec()));
+        let addr = ListenAddr::from(path.as_path());
+        assert_eq!(addr.to_string(), "unix:/tmp/\\xff\\\\a\\n.sock");
+        let hex = "unix-hex:2f746d702fff5c610a2e736f636b";
+        assert_eq!(hex.parse::<ListenAddr>().unwrap(), addr);
+        assert_eq!(
+            hex.to_uppercase().replace("UNIX-HEX:", "unix-hex:").parse::<ListenAddr>().unwrap(),
+            addr
+        );
+        // Any path may be spelled so, UTF-8 or not.
+        assert_eq!(
+            "unix-hex:2f61".parse::<ListenAddr>().unwrap(),
+            ListenAddr::from(Path::new("/a"))
+        );
+        // A UTF-8 path named `unix-hex:...` is `unix:unix-hex:...`.
+        let odd = ListenAddr::from(Path::new("unix-hex:2f61"));
+        assert_eq!(format!("unix:{}", "unix-hex:2f61").parse::<ListenAddr>().unwrap(), odd);
     }
 }

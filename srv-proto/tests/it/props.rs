@@ -6,14 +6,16 @@
 //! Three restrictions keep the round trip exact: a disconnect's grace is
 //! whole milliseconds (its unit on the wire), IPv6 addresses carry no flow
 //! info or scope id (serde's compact form drops both; see `framing` for the
-//! scope id), and Unix paths are UTF-8 (others cannot be encoded; see
-//! `framing`).
+//! scope id), and Unix paths are not empty (see `framing`). Unix paths are
+//! any bytes: UTF-8 or not, each travels in its own form (see `versions`).
 //!
 //! Case counts keep the whole crate's tests within a few seconds in debug
 //! builds; `PROPTEST_CASES` raises them for a longer run. Failures are saved
 //! next to this file (`props.proptest-regressions`) and replayed first.
 
+use std::ffi::OsString;
 use std::net::{Ipv6Addr, SocketAddr};
+use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
 use proptest::collection::vec;
@@ -29,7 +31,7 @@ use srv_proto::{
 /// `cases` cases, unless `PROPTEST_CASES` says otherwise, with failures
 /// saved beside this file rather than in a `proptest-regressions` folder at
 /// the crate root.
-fn config(cases: u32) -> ProptestConfig {
+pub(crate) fn config(cases: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(cases);
     ProptestConfig {
         cases,
@@ -40,7 +42,7 @@ fn config(cases: u32) -> ProptestConfig {
     }
 }
 
-fn socket_addr() -> impl Strategy<Value = SocketAddr> {
+pub(crate) fn socket_addr() -> impl Strategy<Value = SocketAddr> {
     prop_oneof![
         (any::<[u8; 4]>(), any::<u16>()).prop_map(SocketAddr::from),
         (any::<[u8; 16]>(), any::<u16>())
@@ -54,6 +56,8 @@ fn listen_addr() -> impl Strategy<Value = ListenAddr> {
         any::<String>()
             .prop_filter("a unix path is not empty", |path| !path.is_empty())
             .prop_map(|path| ListenAddr::Unix(PathBuf::from(path))),
+        vec(any::<u8>(), 1..128)
+            .prop_map(|bytes| ListenAddr::Unix(PathBuf::from(OsString::from_vec(bytes)))),
     ]
 }
 
