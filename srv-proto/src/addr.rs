@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -17,7 +17,8 @@ const UNIX_HEX: &str = "unix-hex:";
 
 /// An address to listen on.
 ///
-/// Built from a [`SocketAddr`], a [`Path`] or a [`PathBuf`] (`From`), or
+/// Built from a [`SocketAddr`] or an `(IP, port)` pair, a [`Path`] or a
+/// [`PathBuf`] (`From`), or
 /// parsed from text (`FromStr`): `127.0.0.1:8080`, `[::1]:8080`,
 /// `localhost:8080` (as `127.0.0.1`), `unix:/run/app.sock`, any text that
 /// starts with `/` or `.` as a Unix socket path, or `unix-hex:` and the
@@ -127,6 +128,22 @@ impl From<SocketAddr> for ListenAddr {
     /// ```
     fn from(addr: SocketAddr) -> ListenAddr {
         ListenAddr::Tcp(addr)
+    }
+}
+
+impl<I: Into<IpAddr>> From<(I, u16)> for ListenAddr {
+    /// A TCP address from an IP address and a port, as
+    /// [`SocketAddr`]'s own `From<(I, u16)>`.
+    ///
+    /// ```
+    /// use std::net::Ipv6Addr;
+    /// use srv_proto::ListenAddr;
+    ///
+    /// assert_eq!(ListenAddr::from(([127, 0, 0, 1], 8080)).to_string(), "127.0.0.1:8080");
+    /// assert_eq!(ListenAddr::from((Ipv6Addr::LOCALHOST, 0)).to_string(), "[::1]:0");
+    /// ```
+    fn from((ip, port): (I, u16)) -> ListenAddr {
+        ListenAddr::Tcp(SocketAddr::new(ip.into(), port))
     }
 }
 
