@@ -134,7 +134,7 @@ where
 ///             App::new().wrap(close.clone()).route("/", web::get().to(|| async { "hello\n" }))
 ///         })
 ///         .disable_signals() // the master drives the lifecycle
-///         .listen(worker.listen_tcp("127.0.0.1:8080")?)?
+///         .listen(worker.listen_tcp(([127, 0, 0, 1], 8080))?)?
 ///         .run();
 ///         worker.online()?;
 ///         srv_worker::actix::serve(&worker, server).await
@@ -155,7 +155,7 @@ pub async fn serve(worker: &Worker, server: Server) -> io::Result<()> {
     // Step 1: the accept thread stops accepting now; connections already
     // handed to the worker thread are served.
     handle.pause().await;
-    log::info!("srv: disconnected ({reason:?}): stopped accepting, draining");
+    log::info!("srv: disconnected ({reason}): stopped accepting, draining");
     let drained = async {
         // Idle keep-alive connections may carry one more request meanwhile.
         tokio::time::sleep(IDLE_GRACE).await;

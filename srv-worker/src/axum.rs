@@ -34,7 +34,7 @@ use crate::hyper::Listener;
 /// # async fn run(worker: srv_worker::Worker) -> std::io::Result<()> {
 /// let app = Router::new().route("/", get(|| async { "hello\n" }));
 /// // was: let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-/// let listener = worker.listen_tokio_tcp("127.0.0.1:8080")?;
+/// let listener = worker.listen_tokio_tcp(([127, 0, 0, 1], 8080))?;
 /// worker.online()?;
 /// // was: axum::serve(listener, app).await?;
 /// srv_worker::axum::serve(&worker, listener, app).await;

@@ -129,7 +129,7 @@ impl Listener for tokio::net::UnixListener {
 /// }
 ///
 /// # async fn run(worker: Worker) -> std::io::Result<()> {
-/// let listener = worker.listen_tokio_tcp("127.0.0.1:8080")?;
+/// let listener = worker.listen_tokio_tcp(([127, 0, 0, 1], 8080))?;
 /// worker.online()?;
 /// srv_worker::hyper::serve(&worker, listener, |_peer| service_fn(hello)).await;
 /// # Ok(())
@@ -165,7 +165,7 @@ where
 /// use hyper_util::server::conn::auto::Builder;
 ///
 /// # async fn run(worker: srv_worker::Worker) -> std::io::Result<()> {
-/// let listener = worker.listen_tokio_tcp("127.0.0.1:8080")?;
+/// let listener = worker.listen_tokio_tcp(([127, 0, 0, 1], 8080))?;
 /// let mut builder = Builder::new(TokioExecutor::new());
 /// builder.http2().max_concurrent_streams(64);
 /// worker.online()?;
@@ -236,7 +236,7 @@ pub async fn serve_with<L, M, S, B>(
     let close_idle_at = Instant::now() + IDLE_GRACE;
     let mut deadline = std::pin::pin!(drain_deadline_passed(worker));
     log::info!(
-        "srv: disconnected ({reason:?}): stopped accepting, draining {} connections",
+        "srv: disconnected ({reason}): stopped accepting, draining {} connections",
         connections.len()
     );
     let mut idle_closed = false;

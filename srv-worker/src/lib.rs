@@ -16,7 +16,7 @@
 //!
 //! fn main() -> std::io::Result<()> {
 //!     let worker = Worker::from_env()?.unwrap_or_else(Worker::standalone);
-//!     let listener = worker.listen_tcp("127.0.0.1:8080")?;
+//!     let listener = worker.listen_tcp(([127, 0, 0, 1], 8080))?;
 //!     listener.set_nonblocking(true)?;
 //!     worker.online()?;
 //!     while !worker.is_disconnected() {
@@ -79,11 +79,13 @@ mod signals;
 #[cfg(feature = "tokio")]
 mod tokio_net;
 
+use std::fmt;
 use std::future::Future;
 use std::io::{self, Write};
 use std::net::TcpListener;
 use std::os::fd::BorrowedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -98,6 +100,8 @@ use shared::Shared;
 
 /// Why a worker was disconnected.
 ///
+/// Shown (`Display`) in words, for a log line: `the master asked`.
+///
 /// ```
 /// use std::os::unix::net::UnixStream;
 /// use srv_proto::{Channel, MasterMessage};
@@ -108,6 +112,10 @@ use shared::Shared;
 /// let reason = "protocol version 1, master speaks 2".to_owned();
 /// Channel::new(master_end).send(&MasterMessage::Refused { reason: reason.clone() }, &[])?;
 /// assert_eq!(worker.wait_disconnect(), DisconnectReason::Refused(reason));
+/// assert_eq!(
+///     worker.wait_disconnect().to_string(),
+///     "refused by the master: protocol version 1, master speaks 2"
+/// );
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,16 +127,44 @@ pub enum DisconnectReason {
     /// the master died with some of this worker's messages unread): the
     /// master is gone.
     MasterGone,
-    /// The master refused this worker (for example a protocol version
-    /// mismatch), or the channel broke: a read error, or bytes that are not
-    /// frames. (A well-framed message this worker cannot decode, perhaps from
-    /// a newer master, is logged and skipped: not a disconnect.)
+    /// The master refused this worker, for this reason (for example a
+    /// protocol version mismatch).
     Refused(String),
+    /// The channel to the master broke: a read error, or bytes that are
+    /// not frames, as this error says. (A well-framed message this worker
+    /// cannot decode, perhaps from a newer master, is logged and skipped:
+    /// not a disconnect.)
+    ChannelBroken(String),
     /// This process got `SIGTERM` (see [`Sigterm`]): a service manager
     /// stopping the whole process group, whose master shuts down too, or an
     /// operator stopping this one worker, which the master replaces once it
     /// has exited.
     Terminated,
+}
+
+impl fmt::Display for DisconnectReason {
+    /// ```
+    /// use srv_worker::DisconnectReason;
+    ///
+    /// assert_eq!(DisconnectReason::Requested.to_string(), "the master asked");
+    /// assert_eq!(DisconnectReason::MasterGone.to_string(), "the master is gone");
+    /// assert_eq!(
+    ///     DisconnectReason::ChannelBroken("cannot read: Bad file descriptor".into()).to_string(),
+    ///     "the channel to the master broke: cannot read: Bad file descriptor"
+    /// );
+    /// assert_eq!(DisconnectReason::Terminated.to_string(), "terminated by SIGTERM");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DisconnectReason::Requested => f.write_str("the master asked"),
+            DisconnectReason::MasterGone => f.write_str("the master is gone"),
+            DisconnectReason::Refused(why) => write!(f, "refused by the master: {why}"),
+            DisconnectReason::ChannelBroken(why) => {
+                write!(f, "the channel to the master broke: {why}")
+            }
+            DisconnectReason::Terminated => f.write_str("terminated by SIGTERM"),
+        }
+    }
 }
 
 /// The connection of a worker process to its master, or a standalone stand-in.
@@ -141,7 +177,7 @@ pub enum DisconnectReason {
 ///
 /// let worker = Arc::new(Worker::from_env()?.unwrap_or_else(Worker::standalone));
 /// let for_thread = Arc::clone(&worker);
-/// let server = std::thread::spawn(move || for_thread.listen_tcp("127.0.0.1:0"));
+/// let server = std::thread::spawn(move || for_thread.listen_tcp(([127, 0, 0, 1], 0)));
 /// let listener = server.join().unwrap()?;
 /// worker.online()?;
 /// assert!(!worker.is_disconnected());
@@ -295,7 +331,7 @@ impl Worker {
     /// let worker = srv_worker::Worker::standalone();
     /// assert!(!worker.is_supervised());
     /// worker.online().unwrap();
-    /// let listener = worker.listen_tcp("127.0.0.1:0").unwrap();
+    /// let listener = worker.listen_tcp(([127, 0, 0, 1], 0)).unwrap();
     /// assert_ne!(listener.local_addr().unwrap().port(), 0);
     /// ```
     pub fn standalone() -> Worker {
@@ -361,13 +397,17 @@ impl Worker {
 
     /// A listening socket for `addr`, shared with every other worker.
     ///
-    /// `addr` is `IP:PORT`, `[IPv6]:PORT`, `localhost:PORT` or `unix:PATH`
-    /// (see [`ListenAddr`]). Under a master the master binds the address
-    /// once (or reuses the socket it holds) and passes it over; every worker
-    /// asking for the same address gets the same socket, port 0 included. The
-    /// worker then reports `Listening` with the socket's actual address,
-    /// which is what `worker.require = listen` waits for. Standalone, it
-    /// binds directly.
+    /// `addr` is a [`ListenAddr`], or what converts into one: a
+    /// [`SocketAddr`](std::net::SocketAddr) or an `(IP, port)` pair for TCP,
+    /// a [`Path`] or [`PathBuf`](std::path::PathBuf) for a Unix socket. Text is parsed
+    /// first, explicitly: `"127.0.0.1:8080".parse::<ListenAddr>()?` (see
+    /// [`ListenAddr`] for the forms), so that a bad address is an error of
+    /// its own, before any request. Under a master the master binds the
+    /// address once (or reuses the socket it holds) and passes it over;
+    /// every worker asking for the same address gets the same socket, port 0
+    /// included. The worker then reports `Listening` with the socket's
+    /// actual address, which is what `worker.require = listen` waits for.
+    /// Standalone, it binds directly.
     ///
     /// The socket is blocking. Its `O_NONBLOCK` flag is shared by every
     /// process holding it, so all workers of one master should agree on it.
@@ -398,7 +438,8 @@ impl Worker {
     /// use srv_worker::{ListenAddr, Worker};
     ///
     /// let worker = Worker::connect(worker_end, Some(1))?; // as `Worker::from_env` would
-    /// let listener = worker.listen("127.0.0.1:0")?; // bound by the master, shared by all workers
+    /// let addr: ListenAddr = "127.0.0.1:0".parse()?; // from a command line, say
+    /// let listener = worker.listen(addr)?; // bound by the master, shared by all workers
     /// let ListenAddr::Tcp(addr) = listener.local_addr()? else { unreachable!() };
     /// assert_ne!(addr.port(), 0);
     /// # master.join().unwrap()?;
@@ -407,12 +448,11 @@ impl Worker {
     ///
     /// # Errors
     ///
-    /// A bad address, or the bind failed (port in use, permission denied);
-    /// the message names the address. `TimedOut` if the master does not
-    /// answer within 30 seconds (it answers at once unless something is
-    /// badly wrong).
-    pub fn listen(&self, addr: &str) -> io::Result<Listener> {
-        let addr: ListenAddr = addr.parse()?;
+    /// The bind failed (port in use, permission denied); the message names
+    /// the address. `TimedOut` if the master does not answer within 30
+    /// seconds (it answers at once unless something is badly wrong).
+    pub fn listen(&self, addr: impl Into<ListenAddr>) -> io::Result<Listener> {
+        let addr = addr.into();
         let Some(link) = &self.link else {
             return listener::bind(&addr);
         };
@@ -430,40 +470,52 @@ impl Worker {
     /// use std::net::TcpStream;
     ///
     /// let worker = srv_worker::Worker::standalone();
-    /// let listener = worker.listen_tcp("localhost:0")?;
+    /// let listener = worker.listen_tcp(([127, 0, 0, 1], 0))?;
     /// let _client = TcpStream::connect(listener.local_addr()?)?;
     /// let (_connection, peer) = listener.accept()?;
     /// assert!(peer.ip().is_loopback());
+    ///
+    /// // A Unix socket address is refused before anything is bound.
+    /// let unix = std::env::temp_dir().join("never-bound.sock");
+    /// let error = worker.listen_tcp(&unix).unwrap_err();
+    /// assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    /// assert!(!unix.exists());
     /// # Ok::<(), std::io::Error>(())
     /// ```
     ///
     /// # Errors
     ///
-    /// As [`Worker::listen`], and `InvalidInput` for a Unix socket address.
-    /// That check comes after the socket was obtained: standalone, a Unix
-    /// socket file is created at the path and left there.
-    pub fn listen_tcp(&self, addr: &str) -> io::Result<TcpListener> {
+    /// As [`Worker::listen`], and `InvalidInput` for a Unix socket address,
+    /// before anything is asked for or bound.
+    pub fn listen_tcp(&self, addr: impl Into<ListenAddr>) -> io::Result<TcpListener> {
+        let addr = addr.into();
+        if let ListenAddr::Unix(_) = addr {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("expected a TCP address, got the unix socket path {addr}"),
+            ));
+        }
         self.listen(addr)?.into_tcp()
     }
 
-    /// [`Worker::listen`] for a Unix-domain socket at `path`.
+    /// [`Worker::listen`] for a Unix-domain socket at `path`, which may be
+    /// any path, UTF-8 or not. (A TCP address cannot be passed: text here
+    /// is a path, even `127.0.0.1:80`.)
     ///
     /// ```
-    /// let path = std::env::temp_dir().join(format!("srv-doc-{}.sock", std::process::id()));
-    /// # let _ = std::fs::remove_file(&path);
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("app.sock");
     /// let worker = srv_worker::Worker::standalone();
     /// let listener = worker.listen_unix(&path)?;
     /// assert_eq!(listener.local_addr()?.as_pathname(), Some(path.as_path()));
-    /// # std::fs::remove_file(&path)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
     ///
     /// # Errors
     ///
     /// As [`Worker::listen`].
-    pub fn listen_unix(&self, path: impl AsRef<std::path::Path>) -> io::Result<UnixListener> {
-        let addr = format!("unix:{}", path.as_ref().display());
-        self.listen(&addr)?.into_unix()
+    pub fn listen_unix(&self, path: impl AsRef<Path>) -> io::Result<UnixListener> {
+        self.listen(path.as_ref())?.into_unix()
     }
 
     /// Reports an intentional exit with `code`, then exits the process.

@@ -13,7 +13,7 @@ use srv_proto::ListenAddr;
 /// use srv_worker::{Listener, Worker};
 ///
 /// let worker = Worker::standalone();
-/// match worker.listen("127.0.0.1:0")? {
+/// match worker.listen(([127, 0, 0, 1], 0))? {
 ///     Listener::Tcp(listener) => assert_ne!(listener.local_addr()?.port(), 0),
 ///     Listener::Unix(_) => unreachable!("a TCP address gives a TCP socket"),
 /// }
@@ -33,7 +33,7 @@ impl Listener {
     /// ```
     /// use srv_worker::{ListenAddr, Worker};
     ///
-    /// let listener = Worker::standalone().listen("127.0.0.1:0")?;
+    /// let listener = Worker::standalone().listen(([127, 0, 0, 1], 0))?;
     /// let ListenAddr::Tcp(addr) = listener.local_addr()? else { unreachable!() };
     /// assert_ne!(addr.port(), 0);
     /// # Ok::<(), std::io::Error>(())
@@ -60,7 +60,7 @@ impl Listener {
     /// ```
     /// use std::net::TcpStream;
     ///
-    /// let listener = srv_worker::Worker::standalone().listen("127.0.0.1:0")?.into_tcp()?;
+    /// let listener = srv_worker::Worker::standalone().listen(([127, 0, 0, 1], 0))?.into_tcp()?;
     /// let client = TcpStream::connect(listener.local_addr()?)?;
     /// let (_connection, peer) = listener.accept()?;
     /// assert_eq!(peer, client.local_addr()?);
@@ -86,16 +86,15 @@ impl Listener {
     /// use std::os::unix::net::UnixStream;
     /// use srv_worker::Worker;
     ///
-    /// let path = std::env::temp_dir().join(format!("srv-doc-{}.sock", std::process::id()));
-    /// # let _ = std::fs::remove_file(&path);
-    /// let listener = Worker::standalone().listen(&format!("unix:{}", path.display()))?;
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("app.sock");
+    /// let listener = Worker::standalone().listen(&path)?;
     /// let listener = listener.into_unix()?;
     /// let _client = UnixStream::connect(&path)?;
     /// let (_connection, _) = listener.accept()?;
     ///
-    /// let tcp = Worker::standalone().listen("127.0.0.1:0")?;
+    /// let tcp = Worker::standalone().listen(([127, 0, 0, 1], 0))?;
     /// assert_eq!(tcp.into_unix().unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
-    /// # std::fs::remove_file(&path)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
     ///

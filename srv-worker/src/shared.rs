@@ -88,8 +88,8 @@ impl Shared {
                     return self.disconnect(DisconnectReason::MasterGone);
                 }
                 Err(error) => {
-                    let reason = format!("cannot read from the master: {error}");
-                    return self.disconnect(DisconnectReason::Refused(reason));
+                    let reason = format!("cannot read: {error}");
+                    return self.disconnect(DisconnectReason::ChannelBroken(reason));
                 }
             }
             loop {
@@ -104,8 +104,7 @@ impl Shared {
                         );
                     }
                     Err(error) => {
-                        let reason = format!("broken channel to the master: {error}");
-                        return self.disconnect(DisconnectReason::Refused(reason));
+                        return self.disconnect(DisconnectReason::ChannelBroken(error.to_string()));
                     }
                 }
             }
@@ -153,11 +152,14 @@ impl Shared {
             return;
         }
         // After `Requested` or `Terminated` the master still answers.
-        let master_gone =
-            matches!(reason, DisconnectReason::MasterGone | DisconnectReason::Refused(_));
+        let master_gone = matches!(
+            reason,
+            DisconnectReason::MasterGone
+                | DisconnectReason::Refused(_)
+                | DisconnectReason::ChannelBroken(_)
+        );
         if master_gone && matches!(state.reply, Reply::Waiting(_)) {
-            let error =
-                io::Error::new(io::ErrorKind::BrokenPipe, format!("master gone: {reason:?}"));
+            let error = io::Error::new(io::ErrorKind::BrokenPipe, format!("master gone: {reason}"));
             state.reply = Reply::Ready(Err(error));
         }
         state.reason = Some(reason);

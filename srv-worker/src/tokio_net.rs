@@ -12,7 +12,7 @@
 use std::io;
 use std::path::Path;
 
-use crate::Worker;
+use crate::{ListenAddr, Worker};
 
 impl Worker {
     /// [`Worker::listen_tcp`] as a `tokio::net::TcpListener`: the socket
@@ -29,7 +29,7 @@ impl Worker {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> std::io::Result<()> {
     /// let worker = srv_worker::Worker::from_env()?.unwrap_or_else(srv_worker::Worker::standalone);
-    /// let listener = worker.listen_tokio_tcp("127.0.0.1:0")?;
+    /// let listener = worker.listen_tokio_tcp(([127, 0, 0, 1], 0))?;
     /// let addr = listener.local_addr()?;
     /// let _client = tokio::net::TcpStream::connect(addr).await?;
     /// let (_connection, _peer) = listener.accept().await?;
@@ -41,7 +41,10 @@ impl Worker {
     ///
     /// As [`Worker::listen_tcp`]; and `Other` when called outside a tokio
     /// runtime, which has no reactor to register the socket with.
-    pub fn listen_tokio_tcp(&self, addr: &str) -> io::Result<tokio::net::TcpListener> {
+    pub fn listen_tokio_tcp(
+        &self,
+        addr: impl Into<ListenAddr>,
+    ) -> io::Result<tokio::net::TcpListener> {
         let handle = current_runtime()?;
         let listener = self.listen_tcp(addr)?;
         listener.set_nonblocking(true)?;
@@ -55,13 +58,12 @@ impl Worker {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> std::io::Result<()> {
-    /// let path = std::env::temp_dir().join(format!("srv-doc-tokio-{}.sock", std::process::id()));
-    /// # let _ = std::fs::remove_file(&path);
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("app.sock");
     /// let worker = srv_worker::Worker::standalone();
     /// let listener = worker.listen_tokio_unix(&path)?;
     /// let _client = tokio::net::UnixStream::connect(&path).await?;
     /// let (_connection, _peer) = listener.accept().await?;
-    /// # std::fs::remove_file(&path)?;
     /// # Ok(())
     /// # }
     /// ```

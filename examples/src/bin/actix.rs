@@ -45,7 +45,7 @@ fn main() -> ExitCode {
 /// The worker: serve until disconnected, then drain and return.
 async fn serve(worker: Worker, args: &ServerArgs) -> anyhow::Result<()> {
     let pid = std::process::id();
-    let listener = worker.listen_tcp(&args.socket_addr().to_string())?;
+    let listener = worker.listen_tcp(args.socket_addr())?;
     srv_examples::log_listening(&worker, listener.local_addr()?, args.socket_addr());
     let close = CloseOnDisconnect::new(&worker);
     let server = HttpServer::new(move || {

@@ -61,7 +61,7 @@ async fn serve(worker: Worker, args: &ServerArgs) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/", get(move || async move { format!("ok {pid}\n") }))
         .route("/sleep", get(sleep));
-    let listener = worker.listen_tokio_tcp(&args.socket_addr().to_string())?;
+    let listener = worker.listen_tokio_tcp(args.socket_addr())?;
     srv_examples::log_listening(&worker, listener.local_addr()?, args.socket_addr());
     worker.online()?;
     log::info!("axum worker {pid} online");

@@ -65,8 +65,8 @@ use anyhow::Context;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use srv_examples::ServerArgs;
+use srv_worker::Worker;
 use srv_worker::drain::{FALLBACK_LIMIT, IDLE_GRACE};
-use srv_worker::{DisconnectReason, Worker};
 
 const ABOUT: &str = "The reference server: a threaded HTTP/1.1 server run as N srv workers.";
 
@@ -114,7 +114,7 @@ fn main() -> ExitCode {
 fn serve(worker: Worker, args: &ServerArgs) -> anyhow::Result<()> {
     let pid = std::process::id();
     let requested = args.socket_addr();
-    let listener = worker.listen_tcp(&requested.to_string())?;
+    let listener = worker.listen_tcp(requested)?;
     // Several workers accept on this one socket, and one of them may win the
     // race for a connection that `poll` announced to all: accept must not
     // block then. `O_NONBLOCK` is shared by every process holding the socket,
@@ -131,7 +131,7 @@ fn serve(worker: Worker, args: &ServerArgs) -> anyhow::Result<()> {
     // master and the other workers (see the module documentation).
     drop(listener);
 
-    let reason = worker.disconnect_reason().map_or_else(String::new, |reason| describe(&reason));
+    let reason = worker.disconnect_reason().map_or_else(String::new, |reason| reason.to_string());
     log::info!(
         "http worker {pid} disconnected ({reason}): stopped accepting, finishing {} connections",
         connections.open()
@@ -169,15 +169,6 @@ fn fnv1a_64(bytes: &[u8]) -> u64 {
     const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     bytes.iter().fold(OFFSET_BASIS, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME))
-}
-
-fn describe(reason: &DisconnectReason) -> String {
-    match reason {
-        DisconnectReason::Requested => "the master asked".to_owned(),
-        DisconnectReason::MasterGone => "the master is gone".to_owned(),
-        DisconnectReason::Refused(why) => format!("refused: {why}"),
-        other => format!("{other:?}"),
-    }
 }
 
 fn accept_until_disconnected(

@@ -131,7 +131,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use srv_master::{Master, Options};
 use srv_proto::{Channel, MAX_FRAME_LEN, MasterMessage, PROTOCOL_VERSION, Received, WorkerMessage};
-use srv_worker::{Sigterm, Worker};
+use srv_worker::{ListenAddr, Sigterm, Worker};
 
 /// What the workers do, from the worker flags.
 #[derive(Debug, Default)]
@@ -144,9 +144,9 @@ struct Behaviour {
     keep_sigterm: bool,
     ignore_disconnect: bool,
     slow_exit: Option<Duration>,
-    listen: Option<String>,
+    listen: Option<ListenAddr>,
     /// `--listen-also`: more addresses, asked for once online.
-    listen_also: Vec<String>,
+    listen_also: Vec<ListenAddr>,
     /// `--listen-after`: the file whose existence starts `listen_also`.
     listen_after: Option<PathBuf>,
     online_delay: Option<Duration>,
@@ -329,8 +329,8 @@ fn parse_args(
             "--keep-sigterm" => behaviour.keep_sigterm = true,
             "--ignore-disconnect" => behaviour.ignore_disconnect = true,
             "--slow-exit-ms" => behaviour.slow_exit = Some(millis(&arg, &value()?)?),
-            "--listen" => behaviour.listen = Some(value()?),
-            "--listen-also" => behaviour.listen_also.push(value()?),
+            "--listen" => behaviour.listen = Some(value()?.parse()?),
+            "--listen-also" => behaviour.listen_also.push(value()?.parse()?),
             "--listen-after" => behaviour.listen_after = Some(PathBuf::from(value()?)),
             "--online-delay-ms" => behaviour.online_delay = Some(millis(&arg, &value()?)?),
             "--orphan-ms" => behaviour.orphan = Some(millis(&arg, &value()?)?),
@@ -450,7 +450,7 @@ fn run_worker(worker: &Worker, behaviour: &Behaviour) -> anyhow::Result<()> {
         let mut got = Vec::new();
         for i in 0..asked {
             let path = dir.join(format!("{}-{i}.sock", std::process::id()));
-            if let Ok(listener) = worker.listen(&format!("unix:{}", path.display())) {
+            if let Ok(listener) = worker.listen(path) {
                 got.push(listener);
             }
         }
@@ -463,7 +463,7 @@ fn run_worker(worker: &Worker, behaviour: &Behaviour) -> anyhow::Result<()> {
     // the disconnect).
     let listener = match &behaviour.listen {
         Some(addr) => {
-            let listener = worker.listen(addr)?;
+            let listener = worker.listen(addr.clone())?;
             say(id, &format!("listening on {}", listener.local_addr()?));
             Some(listener)
         }
@@ -487,7 +487,7 @@ fn run_worker(worker: &Worker, behaviour: &Behaviour) -> anyhow::Result<()> {
     // Kept open like `listener`.
     let mut _also = Vec::new();
     for addr in behaviour.listen_also.iter().filter(|_| misbehaves) {
-        match worker.listen(addr) {
+        match worker.listen(addr.clone()) {
             Ok(listener) => {
                 say(id, &format!("listening also on {}", listener.local_addr()?));
                 _also.push(listener);

@@ -73,7 +73,7 @@ fn an_idle_keep_alive_connection_carries_one_more_request_and_serve_returns() {
             })
             .workers(1)
             .disable_signals()
-            .listen(worker.listen_tcp("127.0.0.1:0").unwrap())
+            .listen(worker.listen_tcp(([127, 0, 0, 1], 0)).unwrap())
             .unwrap()
             .run();
             srv_worker::actix::serve(&worker, server).await

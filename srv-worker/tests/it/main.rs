@@ -19,10 +19,12 @@ mod serve;
 mod tokio_listen;
 mod versions;
 
+use std::ffi::OsStr;
 use std::future::Future;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
@@ -177,14 +179,17 @@ fn refusal_is_a_disconnect_with_its_reason() {
 }
 
 #[test]
-fn garbage_from_the_master_is_a_disconnect_not_a_panic() {
+fn garbage_from_the_master_is_a_broken_channel_not_a_refusal_nor_a_panic() {
     let (master_end, worker_end) = UnixStream::pair().unwrap();
     let worker = Worker::connect(worker_end, None).unwrap();
     // An oversized length prefix.
     std::io::Write::write_all(&mut &master_end, &u32::MAX.to_le_bytes()).unwrap();
+    let reason = worker.wait_disconnect();
     assert!(
-        matches!(worker.wait_disconnect(), DisconnectReason::Refused(why) if why.contains("exceeds"))
+        matches!(&reason, DisconnectReason::ChannelBroken(why) if why.contains("exceeds")),
+        "{reason:?}"
     );
+    assert!(reason.to_string().starts_with("the channel to the master broke: "), "{reason}");
 }
 
 #[test]
@@ -201,7 +206,7 @@ fn listen_gets_the_masters_socket_and_reports_listening() {
         assert_eq!(master.next(), WorkerMessage::Listening { addr: actual });
         held
     });
-    let listener = worker.listen_tcp("127.0.0.1:0").unwrap();
+    let listener = worker.listen_tcp(([127, 0, 0, 1], 0)).unwrap();
     let held = serving.join().unwrap();
     // One kernel socket: a connection queued through the master's copy is
     // accepted through the worker's.
@@ -222,7 +227,7 @@ fn listen_errors_name_the_address() {
         master.send(&MasterMessage::ListenReply { requested: addr, result: Err(error) }, &[]);
         master
     });
-    let error = worker.listen_tcp("0.0.0.0:80").unwrap_err();
+    let error = worker.listen_tcp(([0, 0, 0, 0], 80)).unwrap_err();
     assert_eq!(error.kind(), std::io::ErrorKind::PermissionDenied);
     assert!(error.to_string().contains("bind 0.0.0.0:80"), "{error}");
     drop(serving.join().unwrap());
@@ -235,17 +240,67 @@ fn listen_fails_when_the_master_dies_meanwhile() {
         assert!(matches!(master.next(), WorkerMessage::ListenRequest { .. }));
         drop(master);
     });
-    let error = worker.listen_tcp("127.0.0.1:0").unwrap_err();
+    let error = worker.listen_tcp(([127, 0, 0, 1], 0)).unwrap_err();
     assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe, "{error}");
+    assert!(error.to_string().contains("the master is gone"), "{error}");
     serving.join().unwrap();
 }
 
 #[test]
 fn bad_addresses_are_refused_before_asking_the_master() {
-    let (_master, worker) = FakeMaster::connect();
-    let error = worker.listen("example.com:80").unwrap_err();
+    let (mut master, worker) = FakeMaster::connect();
+    // Text is parsed first, and a parse error is an `io::Error` for `?`.
+    let listen = |text: &str| -> std::io::Result<_> { worker.listen(text.parse::<ListenAddr>()?) };
+    let error = listen("example.com:80").unwrap_err();
     assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
     assert!(error.to_string().contains("'example.com:80'"), "{error}");
+    // The master heard nothing of it: the next message is the next report.
+    worker.online().unwrap();
+    assert_eq!(master.next(), WorkerMessage::Online);
+}
+
+#[test]
+fn listen_tcp_refuses_a_unix_path_before_asking_the_master() {
+    let (mut master, worker) = FakeMaster::connect();
+    let path = std::path::Path::new("/run/srv-test-never-asked.sock");
+    let error = worker.listen_tcp(path).unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(error.to_string().contains("unix:/run/srv-test-never-asked.sock"), "{error}");
+    worker.online().unwrap();
+    assert_eq!(master.next(), WorkerMessage::Online, "no listen request was sent");
+}
+
+#[test]
+fn standalone_listen_tcp_refuses_a_unix_path_before_binding_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("never-bound.sock");
+    let error = Worker::standalone().listen_tcp(&path).unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(!path.exists(), "a socket file was bound at {}", path.display());
+}
+
+#[test]
+fn listen_unix_asks_for_a_path_that_is_not_utf8_as_it_is() {
+    let (mut master, worker) = FakeMaster::connect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(OsStr::from_bytes(b"\xff\xfe.sock"));
+    let held = UnixListener::bind(&path).unwrap();
+    let expected = ListenAddr::Unix(path.clone());
+    let serving = std::thread::spawn(move || {
+        let request = master.next();
+        assert_eq!(request, WorkerMessage::ListenRequest { addr: expected.clone() });
+        let reply = MasterMessage::ListenReply {
+            requested: expected.clone(),
+            result: Ok(expected.clone()),
+        };
+        master.send(&reply, &[held.as_fd()]);
+        assert_eq!(master.next(), WorkerMessage::Listening { addr: expected });
+        held
+    });
+    let listener = worker.listen_unix(&path).unwrap();
+    let _held = serving.join().unwrap();
+    UnixStream::connect(&path).unwrap();
+    listener.accept().unwrap();
 }
 
 #[test]
@@ -254,9 +309,10 @@ fn standalone_binds_directly_and_is_never_disconnected() {
     assert!(!worker.is_supervised());
     assert_eq!(worker.id(), None);
     worker.online().unwrap();
-    let listener = worker.listen_tcp("127.0.0.1:0").unwrap();
-    let taken = listener.local_addr().unwrap().to_string();
-    let error = worker.listen_tcp(&taken).unwrap_err();
+    let listener = worker.listen_tcp(([127, 0, 0, 1], 0)).unwrap();
+    let taken = listener.local_addr().unwrap();
+    let error = worker.listen_tcp(taken).unwrap_err();
+    let taken = taken.to_string();
     assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
     assert!(error.to_string().contains(&taken), "{error}");
     assert!(!worker.is_disconnected());
@@ -265,13 +321,22 @@ fn standalone_binds_directly_and_is_never_disconnected() {
 
 #[test]
 fn standalone_unix_listen_binds_a_path() {
-    let path = std::env::temp_dir().join(format!("srv-worker-test-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.sock");
     let worker = Worker::standalone();
     let listener = worker.listen_unix(&path).unwrap();
     UnixStream::connect(&path).unwrap();
     listener.accept().unwrap();
-    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn standalone_unix_listen_binds_a_path_that_is_not_utf8() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(OsStr::from_bytes(b"\xff.sock"));
+    let listener = Worker::standalone().listen_unix(&path).unwrap();
+    assert_eq!(listener.local_addr().unwrap().as_pathname(), Some(path.as_path()));
+    UnixStream::connect(&path).unwrap();
+    listener.accept().unwrap();
 }
 
 #[test]

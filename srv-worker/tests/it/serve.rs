@@ -92,7 +92,7 @@ fn serve_beside(script: impl AsyncFnOnce(Script<'_>)) {
             assert!(matches!(master.next(), WorkerMessage::Listening { .. }));
             master
         });
-        let listener = worker.listen_tokio_tcp("127.0.0.1:0").unwrap();
+        let listener = worker.listen_tokio_tcp(([127, 0, 0, 1], 0)).unwrap();
         let mut master = asked.await.unwrap();
         let serve = srv_worker::hyper::serve(&worker, listener, |_peer: &SocketAddr| {
             hyper::service::service_fn(app)
@@ -313,7 +313,7 @@ fn axum_serve_drains_and_gives_handlers_the_peer_address() {
             assert!(matches!(master.next(), WorkerMessage::Listening { .. }));
             master
         });
-        let listener = worker.listen_tokio_tcp("127.0.0.1:0").unwrap();
+        let listener = worker.listen_tokio_tcp(([127, 0, 0, 1], 0)).unwrap();
         let mut master = asked.await.unwrap();
         let app = axum::Router::new().route(
             "/",

@@ -11,7 +11,7 @@ use crate::FakeMaster;
 #[test]
 fn outside_a_runtime_it_is_an_error_and_asks_the_master_nothing() {
     let (mut master, worker) = FakeMaster::connect();
-    let error = worker.listen_tokio_tcp("127.0.0.1:0").unwrap_err();
+    let error = worker.listen_tokio_tcp(([127, 0, 0, 1], 0)).unwrap_err();
     assert!(error.to_string().contains("needs a tokio runtime"), "{error}");
     worker.online().unwrap();
     assert_eq!(master.next(), WorkerMessage::Online, "no ListenRequest before it");
@@ -33,7 +33,7 @@ fn the_masters_socket_becomes_a_non_blocking_tokio_listener() {
     });
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let listener = worker.listen_tokio_tcp("127.0.0.1:0").unwrap();
+        let listener = worker.listen_tokio_tcp(([127, 0, 0, 1], 0)).unwrap();
         let held = serving.join().unwrap();
         // The flag belongs to the shared open file: the master's copy has it.
         let flags = fcntl(held.as_fd(), FcntlArg::F_GETFL).unwrap();
