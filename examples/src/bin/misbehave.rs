@@ -72,6 +72,9 @@
 //! - `--serve-http`: accept on the `--listen` socket (TCP) and answer every
 //!   connection with `200`, body `ok <pid>\n`, then close it; stop accepting
 //!   on disconnect and finish the connections in flight.
+//! - `--callback-error`: run through `srv::run` (master and workers alike)
+//!   with a callback that prints `callback fails` and returns the error
+//!   `failed on purpose`, which `srv::run` logs before it exits 1.
 //! - `--hostile KIND`: instead of using srv-worker, take the raw channel
 //!   (`srv_proto::env::take_inherited_channel`) and break the protocol, then
 //!   sleep until killed (unless the kind says otherwise). Kinds, all but
@@ -163,6 +166,8 @@ struct Behaviour {
     /// `--swap-dir` and `--swap-to`.
     swap_dir: Option<PathBuf>,
     swap_to: Option<PathBuf>,
+    /// `--callback-error`: `srv::run` with a callback that fails.
+    callback_error: bool,
     /// `--master-delay-ms` (a master flag).
     master_delay: Option<Duration>,
 }
@@ -253,7 +258,7 @@ const USAGE: &str = "usage: misbehave [--workers N] [--require online|listen] \
     [--listen ADDR] [--online-delay-ms MS] [--only-worker-ids ID,ID,...] [--orphan-ms MS] \
     [--orphan-shell] [--exit-after-ms MS] [--keep-sigterm] [--hostile KIND] [--serve-http] \
     [--swap-dir DIR --swap-to TARGET] [--listen-many DIR] [--listen-also ADDR]... \
-    [--listen-after FILE] [--worker-program PATH] [--user NAME] [--allow ADDR] \
+    [--listen-after FILE] [--callback-error] [--worker-program PATH] [--user NAME] [--allow ADDR] \
     [--unix-mode MODE] [--master-delay-ms MS]";
 
 fn main() -> anyhow::Result<()> {
@@ -273,6 +278,13 @@ fn main() -> anyhow::Result<()> {
     let (options, behaviour, worker_program) = parse_args(std::env::args().skip(1))?;
     let worker_id: Option<u32> =
         std::env::var(srv_proto::env::ENV_WORKER_ID).ok().and_then(|id| id.parse().ok());
+    if behaviour.callback_error {
+        srv::run(options, |worker| {
+            say(worker.id().unwrap_or(0), "callback fails");
+            Err(anyhow::anyhow!("failed on purpose"))
+        })?;
+        return Ok(());
+    }
     if let (Some(kind), Some(id)) = (behaviour.hostile, worker_id)
         && behaviour.applies_to(id)
         && let Some(channel) = srv_proto::env::take_inherited_channel()?
@@ -345,6 +357,7 @@ fn parse_args(
             }
             "--hostile" => behaviour.hostile = Some(value()?.parse()?),
             "--serve-http" => behaviour.serve_http = true,
+            "--callback-error" => behaviour.callback_error = true,
             "--listen-many" => behaviour.listen_many = Some(PathBuf::from(value()?)),
             "--swap-dir" => behaviour.swap_dir = Some(PathBuf::from(value()?)),
             "--swap-to" => behaviour.swap_to = Some(PathBuf::from(value()?)),
