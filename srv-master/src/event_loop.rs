@@ -172,7 +172,7 @@ pub(crate) fn run(
     let adopted = if handover.is_some() { Vec::new() } else { crate::activation::adopt() };
     let credentials =
         Credentials::resolve(options.worker.user.as_deref(), options.worker.group.as_deref())
-            .map_err(Error::Failed)?;
+            .map_err(Error::Credentials)?;
     // Processes that workers leave behind are re-parented to the master, not
     // to init, so that the master reaps them (the `waitpid(-1)` loop) and no
     // zombie outlives its worker; as PID 1 this happens anyway.
@@ -305,8 +305,8 @@ pub(crate) fn run(
     end_leftovers();
     match (shell.exit_code, machine.failure()) {
         (Some(0) | None, _) => Ok(0),
-        (Some(_), Some(failure)) => Err(Error::Failed(failure.to_owned())),
-        (Some(code), None) => Err(Error::Failed(format!("stopped with exit code {code}"))),
+        (Some(_), Some(failure)) => Err(Error::from(failure.clone())),
+        (Some(code), None) => Err(Error::Stopped { code }),
     }
 }
 
@@ -420,11 +420,8 @@ impl Shell {
                 (MasterMessage::ListenReply { requested: addr, result: Ok(actual) }, vec![socket])
             }
             Err(error) => {
-                let failed = Event::ListenFailed {
-                    worker,
-                    addr: addr.clone(),
-                    error: error.message.clone(),
-                };
+                let failed =
+                    Event::ListenFailed { worker, addr: addr.clone(), error: error.clone() };
                 events.push_back((failed, None));
                 (MasterMessage::ListenReply { requested: addr, result: Err(error) }, Vec::new())
             }

@@ -52,6 +52,8 @@ use std::ffi::OsString;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
+
+use srv_proto::ListenAddr;
 use std::process::Command;
 
 pub use options::{
@@ -70,7 +72,10 @@ pub fn is_worker() -> bool {
 
 /// Why the master could not start or keep running.
 ///
-/// It converts into an [`io::Error`], so `main` may return either.
+/// It converts into an [`io::Error`], so `main` may return either. Its
+/// message names what failed; the cause, when it is an [`io::Error`], is
+/// its [`source`](std::error::Error::source) (`{:#}` of `anyhow` shows
+/// both).
 ///
 /// ```
 /// use srv_master::{Error, Master, Options};
@@ -78,7 +83,7 @@ pub fn is_worker() -> bool {
 /// let mut options = Options::default();
 /// options.worker.count = 0;
 /// let error = Master::current_exe(options).unwrap_err();
-/// assert!(matches!(&error, Error::Options(error) if error.key == "worker.count"));
+/// assert!(matches!(&error, Error::Options(error) if error.key() == Some("worker.count")));
 /// assert_eq!(error.to_string(), "invalid option worker.count: must be at least 1");
 /// assert_eq!(std::io::Error::from(error).kind(), std::io::ErrorKind::InvalidInput);
 /// ```
@@ -91,24 +96,51 @@ pub enum Error {
     Io {
         /// What the master was doing.
         context: String,
-        /// The error.
+        /// The error, also [`source`](std::error::Error::source).
         source: io::Error,
     },
-    /// The master gave up: a worker could not listen on its address before
-    /// any worker had started (port in use; the master stopped its workers
-    /// first), no worker could start (`worker.max_start_failures` failed
-    /// starts in a row, the last one named; the master stopped its workers
-    /// first), or `worker.user` / `worker.group` cannot be used (no such
-    /// user or group, or the master is not root; no worker was started).
-    Failed(String),
+    /// Before any worker had started, a worker could not get its listening
+    /// socket (port in use, permission denied, not in `listen.allow`); the
+    /// master stopped its workers first.
+    Listen {
+        /// The address the worker asked for.
+        addr: ListenAddr,
+        /// Why, naming the address (its kind is the OS error's, such as
+        /// `AddrInUse`), also [`source`](std::error::Error::source).
+        source: io::Error,
+    },
+    /// `worker.user` or `worker.group` cannot be used: no such user or
+    /// group, or the master is not root. No worker was started. (In the
+    /// probe of an upgrade, what the probe reported.)
+    Credentials(String),
+    /// No worker could start: `worker.max_start_failures` failed starts in
+    /// a row, the last one named; the master stopped its workers first.
+    NoWorkerStarted(String),
+    /// This master was executed by an upgrade in place, and the handover of
+    /// the previous master is not one, or names a descriptor that is not
+    /// what it claims. Nothing was started.
+    Handover(String),
+    /// The master stopped with this exit code without a failure of its own
+    /// to name.
+    Stopped {
+        /// The exit code.
+        code: i32,
+    },
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Options(error) => error.fmt(f),
-            Error::Io { context, source } => write!(f, "{context}: {source}"),
-            Error::Failed(why) => f.write_str(why),
+            // The cause is the source: not repeated here, so that a chain
+            // ("{:#}", "Caused by:") shows it once.
+            Error::Io { context, .. } => f.write_str(context),
+            Error::Listen { addr, .. } => write!(f, "cannot listen on {addr}"),
+            Error::Credentials(why) | Error::NoWorkerStarted(why) => f.write_str(why),
+            Error::Handover(why) => {
+                write!(f, "cannot adopt the workers of the previous master: {why}")
+            }
+            Error::Stopped { code } => write!(f, "stopped with exit code {code}"),
         }
     }
 }
@@ -116,10 +148,13 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            // Both messages already include their cause: returning it here
-            // too would print it twice ("Caused by: ...").
-            Error::Options(_) | Error::Io { .. } => None,
-            Error::Failed(_) => None,
+            Error::Io { source, .. } | Error::Listen { source, .. } => Some(source),
+            // Its message is all there is.
+            Error::Options(_) => None,
+            Error::Credentials(_)
+            | Error::NoWorkerStarted(_)
+            | Error::Handover(_)
+            | Error::Stopped { .. } => None,
         }
     }
 }
@@ -130,14 +165,31 @@ impl From<OptionsError> for Error {
     }
 }
 
+impl From<machine::Failure> for Error {
+    fn from(failure: machine::Failure) -> Error {
+        match failure {
+            machine::Failure::Listen { addr, error } => {
+                Error::Listen { addr, source: error.into() }
+            }
+            machine::Failure::NoWorkerStarted(why) => Error::NoWorkerStarted(why),
+        }
+    }
+}
+
 impl From<Error> for io::Error {
+    /// The same kind as the cause where there is one (`AddrInUse`,
+    /// `PermissionDenied`), `InvalidInput` for options, `Other` otherwise;
+    /// the message with its cause.
     fn from(error: Error) -> io::Error {
         match error {
             Error::Options(error) => io::Error::new(io::ErrorKind::InvalidInput, error),
             Error::Io { context, source } => {
                 io::Error::new(source.kind(), format!("{context}: {source}"))
             }
-            Error::Failed(why) => io::Error::other(why),
+            Error::Listen { addr, source } => {
+                io::Error::new(source.kind(), format!("cannot listen on {addr}: {source}"))
+            }
+            other => io::Error::other(other.to_string()),
         }
     }
 }
@@ -259,7 +311,9 @@ impl Master {
     ///
     /// let master = Master::current_exe(Options::default())?;
     /// if let Err(error) = master.run() {
-    ///     eprintln!("srv: {error}"); // for example "cannot listen on 0.0.0.0:80: ..."
+    ///     // For example "cannot listen on 0.0.0.0:80: bind 0.0.0.0:80: Permission denied".
+    ///     let cause = std::error::Error::source(&error).map(|cause| format!(": {cause}"));
+    ///     eprintln!("srv: {error}{}", cause.unwrap_or_default());
     ///     std::process::exit(1);
     /// }
     /// # Ok::<(), srv_master::Error>(())
@@ -270,14 +324,15 @@ impl Master {
     /// The event loop or the signal handlers cannot be set up
     /// ([`Error::Io`]); `worker.user` or `worker.group` names no user or
     /// group, or asks for another user while the master is not root
-    /// ([`Error::Failed`], before any worker starts); or the master gave up
-    /// after stopping its workers ([`Error::Failed`]: before any worker had
-    /// started, a worker could not get its listening socket, or one worker
-    /// failed to start `worker.max_start_failures` times in a row). In a
-    /// master an upgrade executed, a handover from the previous master
-    /// that is not one, or names a descriptor that is not what it claims
-    /// ([`Error::Failed`], before anything starts); in the probe of an
-    /// upgrade, what the probe reported as refused ([`Error::Failed`]).
+    /// ([`Error::Credentials`], before any worker starts); or the master
+    /// gave up after stopping its workers: before any worker had started, a
+    /// worker could not get its listening socket ([`Error::Listen`]), or one
+    /// worker failed to start `worker.max_start_failures` times in a row
+    /// ([`Error::NoWorkerStarted`]). In a master an upgrade executed, a
+    /// handover from the previous master that is not one, or names a
+    /// descriptor that is not what it claims ([`Error::Handover`], before
+    /// anything starts); in the probe of an upgrade, what the probe reported
+    /// as refused ([`Error::Credentials`]).
     pub fn run(self) -> Result<(), Error> {
         if let Some(probe) = upgrade::ProbeRequest::from_env() {
             // The probe of an upgrade: check what a master checks before it
@@ -288,8 +343,67 @@ impl Master {
             );
             let refused = credentials.err();
             probe.answer(refused.clone());
-            return refused.map_or(Ok(()), |why| Err(Error::Failed(why)));
+            return refused.map_or(Ok(()), |why| Err(Error::Credentials(why)));
         }
         event_loop::run(self.options, self.command, self.program).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use srv_proto::ListenError;
+
+    use super::*;
+
+    #[test]
+    fn a_listen_failure_is_typed_with_its_address_and_its_cause_as_source() {
+        let addr: ListenAddr = "127.0.0.1:8080".parse().unwrap();
+        let message = "bind 127.0.0.1:8080: Address already in use (os error 98)".to_owned();
+        let failure = machine::Failure::Listen {
+            addr: addr.clone(),
+            error: ListenError { errno: Some(nix::libc::EADDRINUSE), message: message.clone() },
+        };
+        // What the machine logged is what the error chain says.
+        let logged = failure.to_string();
+        let error = Error::from(failure);
+        let Error::Listen { addr: named, source } = &error else { panic!("{error:?}") };
+        assert_eq!(named, &addr);
+        assert_eq!(source.kind(), io::ErrorKind::AddrInUse);
+        assert_eq!(error.to_string(), "cannot listen on 127.0.0.1:8080");
+        let cause = error.source().expect("a source");
+        assert_eq!(cause.to_string(), message);
+        assert_eq!(format!("{error}: {cause}"), logged);
+        let io = io::Error::from(error);
+        assert_eq!(io.kind(), io::ErrorKind::AddrInUse);
+        assert_eq!(io.to_string(), logged);
+    }
+
+    #[test]
+    fn an_io_failure_has_its_io_error_as_source_once() {
+        let error = Error::Io {
+            context: "cannot create the event loop".into(),
+            source: io::Error::from(io::ErrorKind::OutOfMemory),
+        };
+        assert_eq!(error.to_string(), "cannot create the event loop");
+        let source = error.source().and_then(|source| source.downcast_ref::<io::Error>());
+        assert_eq!(source.map(io::Error::kind), Some(io::ErrorKind::OutOfMemory));
+        let io = io::Error::from(error);
+        assert_eq!(io.kind(), io::ErrorKind::OutOfMemory);
+        assert!(io.to_string().starts_with("cannot create the event loop: "), "{io}");
+    }
+
+    #[test]
+    fn failures_without_an_io_cause_say_it_all_and_have_no_source() {
+        let why = "no worker could start: 3 failed starts in a row".to_owned();
+        let error = Error::from(machine::Failure::NoWorkerStarted(why.clone()));
+        assert!(matches!(&error, Error::NoWorkerStarted(said) if *said == why));
+        assert_eq!(error.to_string(), why);
+        assert!(error.source().is_none());
+        let credentials = Error::Credentials("worker.user nobody-here: no such user".into());
+        assert!(credentials.source().is_none());
+        assert_eq!(io::Error::from(credentials).kind(), io::ErrorKind::Other);
+        assert_eq!(Error::Stopped { code: 2 }.to_string(), "stopped with exit code 2");
     }
 }

@@ -118,7 +118,8 @@ pub(crate) use self::upgrade::{HANDOVER_VERSION, Handover};
 #[cfg(test)]
 pub(crate) use self::upgrade::{HandedState, HandedWorker};
 pub(crate) use self::vocabulary::{
-    Action, Event, ExitStatus, ProbeReport, ServicePhase, Signal, Status, Upgrading, WorkerId,
+    Action, Event, ExitStatus, Failure, ProbeReport, ServicePhase, Signal, Status, Upgrading,
+    WorkerId,
 };
 use self::worker::{CHANNEL_CLOSE_GRACE, State, Worker};
 
@@ -153,7 +154,7 @@ pub(crate) struct Machine {
     /// All of `worker.count` have been started at once at least once.
     ever_ready: bool,
     /// Why the master is stopping on its own, if it is.
-    failure: Option<String>,
+    failure: Option<Failure>,
     /// Why the master gives up, decided by a failure (see `fail`) and
     /// carried out by `give_up_if_decided` once the deadlines, or the
     /// event, that decided it are handled.
@@ -302,7 +303,7 @@ impl Machine {
             started: self.started(),
             target: self.target,
             workers: self.workers.len(),
-            failure: self.failure.clone(),
+            failure: self.failure.as_ref().map(ToString::to_string),
             upgrading: self.upgrading(),
             upgrade_failure: self.upgrade_failure.clone(),
         }
@@ -354,8 +355,8 @@ impl Machine {
 
     /// Why the master stopped on its own (it then exits 1), `None` after a
     /// shutdown by signal.
-    pub(crate) fn failure(&self) -> Option<&str> {
-        self.failure.as_deref()
+    pub(crate) fn failure(&self) -> Option<&Failure> {
+        self.failure.as_ref()
     }
 
     /// The number of workers that are started and not retiring.

@@ -8,7 +8,7 @@
 mod file;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -236,7 +236,7 @@ pub struct RestartOptions {
 ///
 /// assert_eq!("listen".parse::<Require>().unwrap(), Require::Listen);
 /// assert_eq!(Require::default().to_string(), "online");
-/// assert_eq!("ready".parse::<Require>().unwrap_err().key, "worker.require");
+/// assert_eq!("ready".parse::<Require>().unwrap_err().key(), Some("worker.require"));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Require {
@@ -326,7 +326,7 @@ pub const DEFAULT_MAX_START_FAILURES: u32 = 3;
 /// ```
 /// let mut options = srv_master::Options::default();
 /// options.worker.count = srv_master::MAX_WORKERS + 1;
-/// assert_eq!(options.validate().unwrap_err().key, "worker.count");
+/// assert_eq!(options.validate().unwrap_err().key(), Some("worker.count"));
 /// ```
 pub const MAX_WORKERS: usize = 1024;
 
@@ -346,24 +346,23 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 ///
 /// ```
 /// let error = srv_master::Options::from_toml_str("[worker]\ncount = \"many\"\n").unwrap_err();
-/// assert_eq!(error.key, "worker.count");
-/// assert_eq!(error.problem, "invalid type: string \"many\", expected usize (line 2, column 9)");
-/// assert_eq!(error.file, None);
+/// assert_eq!(error.key(), Some("worker.count"));
+/// assert_eq!(error.problem(), "invalid type: string \"many\", expected usize (line 2, column 9)");
+/// assert_eq!(error.file(), None);
 /// assert_eq!(
 ///     error.to_string(),
 ///     "invalid option worker.count: invalid type: string \"many\", expected usize (line 2, column 9)"
 /// );
+///
+/// // A syntax error is about no key.
+/// let error = srv_master::Options::from_toml_str("[worker\n").unwrap_err();
+/// assert_eq!(error.key(), None);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OptionsError {
-    /// The dotted key, for example `worker.count`; empty when the error is
-    /// not about one key (a syntax error, an unreadable file).
-    pub key: String,
-    /// What is wrong with its value.
-    pub problem: String,
-    /// The config file, when the options came from one
-    /// ([`Options::from_file`]).
-    pub file: Option<PathBuf>,
+    key: Option<String>,
+    problem: String,
+    file: Option<PathBuf>,
 }
 
 impl fmt::Display for OptionsError {
@@ -371,17 +370,62 @@ impl fmt::Display for OptionsError {
         if let Some(file) = &self.file {
             write!(f, "{}: ", file.display())?;
         }
-        if self.key.is_empty() {
-            f.write_str(&self.problem)
-        } else {
-            write!(f, "invalid option {}: {}", self.key, self.problem)
+        match &self.key {
+            Some(key) => write!(f, "invalid option {key}: {}", self.problem),
+            None => f.write_str(&self.problem),
         }
     }
 }
 
 impl OptionsError {
+    /// An error about the value of `key`.
     fn new(key: &str, problem: &str) -> OptionsError {
-        OptionsError { key: key.to_owned(), problem: problem.to_owned(), file: None }
+        OptionsError { key: Some(key.to_owned()), problem: problem.to_owned(), file: None }
+    }
+
+    /// An error about `key`, if any.
+    fn with_key(key: Option<String>, problem: &str) -> OptionsError {
+        OptionsError { key, problem: problem.to_owned(), file: None }
+    }
+
+    /// An error about no one key: a syntax error, an unreadable file.
+    fn general(problem: &str) -> OptionsError {
+        OptionsError { key: None, problem: problem.to_owned(), file: None }
+    }
+
+    /// The dotted key, for example `worker.count`; `None` when the error is
+    /// not about one key (a syntax error, an unreadable file).
+    ///
+    /// ```
+    /// let mut options = srv_master::Options::default();
+    /// options.recycle.parallel = 0;
+    /// assert_eq!(options.validate().unwrap_err().key(), Some("recycle.parallel"));
+    /// ```
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// What is wrong with the value (or the file).
+    ///
+    /// ```
+    /// let mut options = srv_master::Options::default();
+    /// options.worker.count = 0;
+    /// assert_eq!(options.validate().unwrap_err().problem(), "must be at least 1");
+    /// ```
+    pub fn problem(&self) -> &str {
+        &self.problem
+    }
+
+    /// The config file, when the options came from one
+    /// ([`Options::from_file`]).
+    ///
+    /// ```
+    /// let error = srv_master::Options::from_file("/nonexistent/srv.toml").unwrap_err();
+    /// assert_eq!(error.file(), Some(std::path::Path::new("/nonexistent/srv.toml")));
+    /// assert_eq!(error.key(), None);
+    /// ```
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 }
 
@@ -593,7 +637,7 @@ mod tests {
             let mut options = Options::default();
             change(&mut options);
             let error = options.validate().unwrap_err();
-            assert_eq!(error.key, key);
+            assert_eq!(error.key(), Some(key));
             assert!(error.to_string().starts_with(&format!("invalid option {key}: ")), "{error}");
         }
     }
@@ -653,7 +697,7 @@ mod tests {
         assert_eq!("listen".parse::<Require>().unwrap(), Require::Listen);
         assert_eq!("online".parse::<Require>().unwrap().to_string(), "online");
         let error = "ready".parse::<Require>().unwrap_err();
-        assert_eq!(error.key, "worker.require");
+        assert_eq!(error.key(), Some("worker.require"));
         assert!(error.to_string().contains("'ready'"));
     }
 }

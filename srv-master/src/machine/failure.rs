@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use log::Level;
 
-use super::{Action, ExitStatus, Machine, Phase, State, WorkerId, log};
+use super::{Action, ExitStatus, Failure, Machine, Phase, State, WorkerId, log};
 use crate::backoff::restart_delay;
 
 /// An exit on purpose this soon after the worker's spawn counts as a crash.
@@ -137,6 +137,7 @@ impl Machine {
         actions: &mut Vec<Action>,
     ) {
         if let Some(failure) = self.give_up.take() {
+            let failure = Failure::NoWorkerStarted(failure);
             self.stop(now, "no worker could start", Some(failure), exited, actions);
         }
     }

@@ -12,7 +12,7 @@ use srv_proto::{
     ListenAddr, ListenError, MIN_PROTOCOL_VERSION, MasterMessage, PROTOCOL_VERSION, WorkerMessage,
 };
 
-use super::{Action, Machine, Phase, State, WorkerId, log};
+use super::{Action, Failure, Machine, Phase, State, WorkerId, log};
 use crate::options::Require;
 
 /// How long a worker refused for its protocol version may take to exit
@@ -122,12 +122,13 @@ impl Machine {
                 (_, Phase::Running) => {
                     let message = format!("listen {addr}: not in listen.allow");
                     // EACCES: the worker's `io::Error` says "permission denied".
-                    let error =
-                        ListenError { errno: Some(nix::libc::EACCES), message: message.clone() };
-                    let reply =
-                        MasterMessage::ListenReply { requested: addr.clone(), result: Err(error) };
+                    let error = ListenError { errno: Some(nix::libc::EACCES), message };
+                    let reply = MasterMessage::ListenReply {
+                        requested: addr.clone(),
+                        result: Err(error.clone()),
+                    };
                     actions.push(Action::Send(worker, reply));
-                    self.listen_failed(now, worker, &addr, &message, actions);
+                    self.listen_failed(now, worker, &addr, &error, actions);
                 }
                 // The listeners are closed: binding again would reopen them.
                 (_, _) => {
@@ -157,12 +158,12 @@ impl Machine {
         now: Instant,
         worker: WorkerId,
         addr: &ListenAddr,
-        error: &str,
+        error: &ListenError,
         actions: &mut Vec<Action>,
     ) {
         if self.phase == Phase::Running && !self.ever_started {
-            let why = format!("cannot listen on {addr}: {error}");
-            self.stop(now, &why, Some(why.clone()), None, actions);
+            let failure = Failure::Listen { addr: addr.clone(), error: error.clone() };
+            self.stop(now, &failure.to_string(), Some(failure), None, actions);
         } else {
             let name = self.name(worker);
             log(actions, Level::Warn, format!("{name}: {error}"));

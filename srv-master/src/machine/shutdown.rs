@@ -8,7 +8,7 @@ use std::time::Instant;
 use log::Level;
 use srv_proto::MasterMessage;
 
-use super::{Action, Machine, Phase, Signal, State, WorkerId, log};
+use super::{Action, Failure, Machine, Phase, Signal, State, WorkerId, log};
 
 impl Machine {
     /// Begins the graceful shutdown, because of `cause` (a signal, or a
@@ -18,7 +18,7 @@ impl Machine {
         &mut self,
         now: Instant,
         cause: &str,
-        failure: Option<String>,
+        failure: Option<Failure>,
         exited: Option<WorkerId>,
         actions: &mut Vec<Action>,
     ) {

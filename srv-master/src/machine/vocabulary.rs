@@ -7,7 +7,7 @@
 use std::fmt;
 
 use log::Level;
-use srv_proto::{ListenAddr, MasterMessage, WorkerMessage};
+use srv_proto::{ListenAddr, ListenError, MasterMessage, WorkerMessage};
 
 /// A worker's identity within one master; never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -107,8 +107,8 @@ pub(crate) enum Event {
         worker: WorkerId,
         /// The address it asked for.
         addr: ListenAddr,
-        /// Why, naming the address.
-        error: String,
+        /// Why, naming the address, with the OS error number if any.
+        error: ListenError,
     },
     /// A worker's end of the channel closed.
     ChannelClosed {
@@ -221,6 +221,33 @@ impl fmt::Display for Action {
             Action::KillProbe => f.write_str("kill probe"),
             Action::Exec => f.write_str("exec"),
             Action::Exit(code) => write!(f, "exit {code}"),
+        }
+    }
+}
+
+/// Why the master stops on its own, and then exits 1 (the shell makes it
+/// the typed `crate::Error` that `Master::run` returns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Before any worker had started, a worker could not get the socket it
+    /// asked for: the configuration cannot work (port in use, permission
+    /// denied, not in `listen.allow`).
+    Listen {
+        /// The address asked for.
+        addr: ListenAddr,
+        /// Why, naming the address, with the OS error number if any.
+        error: ListenError,
+    },
+    /// `worker.max_start_failures` failed starts in a row before any worker
+    /// started; the message names the last one.
+    NoWorkerStarted(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Listen { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            Failure::NoWorkerStarted(why) => f.write_str(why),
         }
     }
 }

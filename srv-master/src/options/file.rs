@@ -42,17 +42,17 @@ impl Options {
     /// assert_eq!(options.recycle.timeout, Duration::from_secs(15)); // the default
     ///
     /// let error = Options::from_toml_str("[worker]\ncont = 8\n").unwrap_err();
-    /// assert_eq!(error.key, "worker.cont");
+    /// assert_eq!(error.key(), Some("worker.cont"));
     /// # Ok::<(), srv_master::OptionsError>(())
     /// ```
     ///
     /// # Errors
     ///
-    /// Invalid TOML (`key` is empty and the problem gives the line), an
+    /// Invalid TOML (no [`key`](OptionsError::key), and the problem gives the line), an
     /// unknown key, a value of the wrong type, or a value
     /// [`Options::validate`] refuses; `key` names the option.
     pub fn from_toml_str(text: &str) -> Result<Options, OptionsError> {
-        let syntax = |error: toml::de::Error| OptionsError::new("", error.to_string().trim_end());
+        let syntax = |error: toml::de::Error| OptionsError::general(error.to_string().trim_end());
         let deserializer = toml::Deserializer::parse(text).map_err(syntax)?;
         let options = serde_path_to_error::deserialize(deserializer).map_err(|error| {
             let (key, index) = option_key(error.path());
@@ -64,7 +64,7 @@ impl Options {
             if let Some((line, column)) = place {
                 problem.push_str(&format!(" (line {line}, column {column})"));
             }
-            OptionsError::new(&key, &problem)
+            OptionsError::with_key(key, &problem)
         })?;
         Options::validated(options)
     }
@@ -79,7 +79,7 @@ impl Options {
     /// assert_eq!(options.worker.count, 2);
     ///
     /// let error = Options::from_json_str(r#"{ "worker": { "count": 0 } }"#).unwrap_err();
-    /// assert_eq!(error.key, "worker.count");
+    /// assert_eq!(error.key(), Some("worker.count"));
     /// assert_eq!(error.to_string(), "invalid option worker.count: must be at least 1");
     /// # Ok::<(), srv_master::OptionsError>(())
     /// ```
@@ -88,7 +88,7 @@ impl Options {
     ///
     /// As [`Options::from_toml_str`], for JSON.
     pub fn from_json_str(text: &str) -> Result<Options, OptionsError> {
-        let syntax = |error| OptionsError::new("", &format!("JSON parse error: {error}"));
+        let syntax = |error| OptionsError::general(&format!("JSON parse error: {error}"));
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let options: Options =
             serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
@@ -97,7 +97,7 @@ impl Options {
                 if inner.is_syntax() || inner.is_eof() {
                     syntax(inner)
                 } else {
-                    OptionsError::new(&key, &format!("{index}{inner}"))
+                    OptionsError::with_key(key, &format!("{index}{inner}"))
                 }
             })?;
         // Characters after the value are a syntax error too.
@@ -139,11 +139,11 @@ impl Options {
             Some(extension) if extension.eq_ignore_ascii_case("json") => Options::from_json_str,
             _ => {
                 let problem = "unknown config file format: the name must end in .toml or .json";
-                return Err(in_file(OptionsError::new("", problem)));
+                return Err(in_file(OptionsError::general(problem)));
             }
         };
         let text = std::fs::read_to_string(path)
-            .map_err(|error| in_file(OptionsError::new("", &format!("cannot read: {error}"))))?;
+            .map_err(|error| in_file(OptionsError::general(&format!("cannot read: {error}"))))?;
         parse(&text).map_err(in_file)
     }
 
@@ -156,7 +156,7 @@ impl Options {
 /// The option a deserialization error is about: the dotted map keys of
 /// `path` (`listen.allow`), and a prefix for the problem naming the array
 /// item, if any (`item 2: `, counting from 1 as people do).
-fn option_key(path: &KeyPath) -> (String, String) {
+fn option_key(path: &KeyPath) -> (Option<String>, String) {
     let mut key = String::new();
     let mut index = String::new();
     for segment in path.iter() {
@@ -171,7 +171,7 @@ fn option_key(path: &KeyPath) -> (String, String) {
             Segment::Enum { .. } | Segment::Unknown => {}
         }
     }
-    (key, index)
+    (Some(key).filter(|key| !key.is_empty()), index)
 }
 
 /// The 1-based line and column (in characters) of byte `offset` of `text`.
@@ -253,9 +253,9 @@ mod tests {
         assert_eq!(options.worker.user, None);
 
         let error = toml_error("[listen]\nallow = [\"0.0.0.0:80\", \"nowhere\"]\n");
-        assert_eq!(error.key, "listen.allow", "{error}");
-        assert_eq!(toml_error("[listen]\nallow = \"0.0.0.0:80\"\n").key, "listen.allow");
-        assert_eq!(toml_error("[worker]\nuser = \"\"\n").key, "worker.user");
+        assert_eq!(error.key(), Some("listen.allow"), "{error}");
+        assert_eq!(toml_error("[listen]\nallow = \"0.0.0.0:80\"\n").key(), Some("listen.allow"));
+        assert_eq!(toml_error("[worker]\nuser = \"\"\n").key(), Some("worker.user"));
     }
 
     #[test]
@@ -268,7 +268,7 @@ mod tests {
         assert_eq!(options.listen.unix_mode, Some(0o640));
         for bad in ["\"0680\"", "\"rw-rw----\"", "\"\"", "432", "\"-1\""] {
             let error = toml_error(&format!("[listen]\nunix_mode = {bad}\n"));
-            assert_eq!(error.key, "listen.unix_mode", "{bad}: {error}");
+            assert_eq!(error.key(), Some("listen.unix_mode"), "{bad}: {error}");
         }
         let error = toml_error("[listen]\nunix_mode = \"01777\"\n");
         assert_eq!(
@@ -291,26 +291,29 @@ mod tests {
     #[test]
     fn unknown_keys_are_named_with_their_path() {
         let error = toml_error("[worker]\ncont = 3\n");
-        assert_eq!(error.key, "worker.cont");
-        assert!(error.problem.starts_with("unknown field `cont`, expected one of"), "{error}");
-        assert!(error.problem.contains("`count`"), "{error}");
+        assert_eq!(error.key(), Some("worker.cont"));
+        assert!(error.problem().starts_with("unknown field `cont`, expected one of"), "{error}");
+        assert!(error.problem().contains("`count`"), "{error}");
         assert!(error.to_string().starts_with("invalid option worker.cont: "), "{error}");
-        assert_eq!(toml_error("[workers]\ncount = 3\n").key, "workers");
-        assert_eq!(toml_error("colour = \"blue\"\n").key, "colour");
-        assert_eq!(json_error(r#"{"restart": {"delay": 1, "dealy": 2}}"#).key, "restart.dealy");
+        assert_eq!(toml_error("[workers]\ncount = 3\n").key(), Some("workers"));
+        assert_eq!(toml_error("colour = \"blue\"\n").key(), Some("colour"));
+        assert_eq!(
+            json_error(r#"{"restart": {"delay": 1, "dealy": 2}}"#).key(),
+            Some("restart.dealy")
+        );
     }
 
     #[test]
     fn invalid_values_are_named() {
         let error = toml_error("[worker]\ncount = 0\n");
-        assert_eq!(error.key, "worker.count");
+        assert_eq!(error.key(), Some("worker.count"));
         assert_eq!(error.to_string(), "invalid option worker.count: must be at least 1");
-        assert_eq!(toml_error("[worker]\ntimeout = 0\n").key, "worker.timeout");
-        assert_eq!(toml_error("[shutdown]\ntimeout = 0\n").key, "shutdown.timeout");
-        assert_eq!(json_error(r#"{"recycle": {"timeout": 0}}"#).key, "recycle.timeout");
-        assert_eq!(toml_error("[worker]\ncount = 100000\n").key, "worker.count");
+        assert_eq!(toml_error("[worker]\ntimeout = 0\n").key(), Some("worker.timeout"));
+        assert_eq!(toml_error("[shutdown]\ntimeout = 0\n").key(), Some("shutdown.timeout"));
+        assert_eq!(json_error(r#"{"recycle": {"timeout": 0}}"#).key(), Some("recycle.timeout"));
+        assert_eq!(toml_error("[worker]\ncount = 100000\n").key(), Some("worker.count"));
         let error = toml_error("[restart]\ndelay = 9000\nmax_delay = 1000\n");
-        assert_eq!(error.key, "restart.max_delay");
+        assert_eq!(error.key(), Some("restart.max_delay"));
     }
 
     #[test]
@@ -328,8 +331,8 @@ mod tests {
         ];
         for (text, key, problem) in cases {
             let error = toml_error(text);
-            assert_eq!(error.key, key, "{text:?}: {error}");
-            assert!(error.problem.starts_with(problem), "{text:?}: {error}");
+            assert_eq!(error.key(), Some(key), "{text:?}: {error}");
+            assert!(error.problem().starts_with(problem), "{text:?}: {error}");
         }
     }
 
@@ -344,15 +347,15 @@ mod tests {
         assert_eq!(options.shutdown.timeout, Duration::from_secs(20));
         assert_eq!(options.recycle, Options::default().recycle);
 
-        assert_eq!(json_error(r#"{"worker": {"cont": 3}}"#).key, "worker.cont");
-        assert_eq!(json_error(r#"{"worker": {"count": 0}}"#).key, "worker.count");
+        assert_eq!(json_error(r#"{"worker": {"cont": 3}}"#).key(), Some("worker.cont"));
+        assert_eq!(json_error(r#"{"worker": {"count": 0}}"#).key(), Some("worker.count"));
         let error = json_error(r#"{"worker": {"count": "3"}}"#);
-        assert_eq!(error.key, "worker.count");
-        assert!(error.problem.starts_with("invalid type: string \"3\""), "{error}");
+        assert_eq!(error.key(), Some("worker.count"));
+        assert!(error.problem().starts_with("invalid type: string \"3\""), "{error}");
         let error = json_error(r#"{"worker": {"count": 18446744073709551615}}"#);
-        assert_eq!(error.key, "worker.count", "{error}");
-        assert_eq!(json_error(r#"{"worker": {"timeout": null}}"#).key, "worker.timeout");
-        assert_eq!(json_error("[1, 2]").key, "");
+        assert_eq!(error.key(), Some("worker.count"), "{error}");
+        assert_eq!(json_error(r#"{"worker": {"timeout": null}}"#).key(), Some("worker.timeout"));
+        assert_eq!(json_error("[1, 2]").key(), None);
     }
 
     #[test]
@@ -367,25 +370,25 @@ mod tests {
     #[test]
     fn array_items_are_named_in_the_problem() {
         let error = toml_error("[listen]\nallow = [\"0.0.0.0:80\", \"nowhere\"]\n");
-        assert_eq!(error.key, "listen.allow");
-        assert!(error.problem.starts_with("item 2: "), "{error}");
+        assert_eq!(error.key(), Some("listen.allow"));
+        assert!(error.problem().starts_with("item 2: "), "{error}");
     }
 
     #[test]
     fn syntax_errors_give_the_line() {
         let error = toml_error("[worker]\ncount = \n");
-        assert_eq!(error.key, "");
-        assert!(error.problem.contains("line 2"), "{error}");
+        assert_eq!(error.key(), None);
+        assert!(error.problem().contains("line 2"), "{error}");
         assert!(!error.to_string().starts_with("invalid option"), "{error}");
         // A key given twice is an error of the table that has it twice.
         let error = json_error("{\"worker\": {\"count\": 1, \"count\": 2}}");
-        assert_eq!(error.key, "worker", "{error}");
-        assert!(error.problem.starts_with("duplicate field `count`"), "{error}");
-        assert!(error.problem.contains("line 1"), "{error}");
+        assert_eq!(error.key(), Some("worker"), "{error}");
+        assert!(error.problem().starts_with("duplicate field `count`"), "{error}");
+        assert!(error.problem().contains("line 1"), "{error}");
         let error = json_error("{\"worker\": {\"count\": 3,}}");
-        assert_eq!(error.key, "");
-        assert!(error.problem.starts_with("JSON parse error: "), "{error}");
-        assert!(error.problem.contains("line 1"), "{error}");
+        assert_eq!(error.key(), None);
+        assert!(error.problem().starts_with("JSON parse error: "), "{error}");
+        assert!(error.problem().contains("line 1"), "{error}");
     }
 
     #[test]
@@ -400,16 +403,16 @@ mod tests {
 
         std::fs::write(&toml, "[worker]\ncont = 5\n").unwrap();
         let error = Options::from_file(&toml).unwrap_err();
-        assert_eq!(error.key, "worker.cont");
-        assert_eq!(error.file.as_deref(), Some(toml.as_path()));
+        assert_eq!(error.key(), Some("worker.cont"));
+        assert_eq!(error.file(), Some(toml.as_path()));
         let shown = error.to_string();
         assert!(shown.starts_with(&format!("{}: invalid option worker.cont: ", toml.display())));
 
         let missing = dir.path().join("missing.toml");
         let error = Options::from_file(&missing).unwrap_err();
-        assert_eq!((error.key.as_str(), error.file.as_deref()), ("", Some(missing.as_path())));
-        assert!(error.problem.starts_with("cannot read: "), "{error}");
+        assert_eq!((error.key(), error.file()), (None, Some(missing.as_path())));
+        assert!(error.problem().starts_with("cannot read: "), "{error}");
         let error = Options::from_file(dir.path().join("srv.yaml")).unwrap_err();
-        assert!(error.problem.starts_with("unknown config file format"), "{error}");
+        assert!(error.problem().starts_with("unknown config file format"), "{error}");
     }
 }

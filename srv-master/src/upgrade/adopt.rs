@@ -129,9 +129,7 @@ pub(crate) fn take_handover() -> Result<Option<Adopted>, Error> {
     if HANDOVER_TAKEN.swap(true, Ordering::SeqCst) {
         return Ok(None);
     }
-    let invalid = |why: String| {
-        Error::Failed(format!("cannot adopt the workers of the previous master: {why}"))
-    };
+    let invalid = Error::Handover;
     let fd = shown
         .parse::<RawFd>()
         .ok()

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use log::Level;
 use similar::{Algorithm, ChangeTag};
-use srv_proto::{ListenAddr, MIN_PROTOCOL_VERSION, MasterMessage, PROTOCOL_VERSION, WorkerMessage};
+use srv_proto::{
+    ListenAddr, ListenError, MIN_PROTOCOL_VERSION, MasterMessage, PROTOCOL_VERSION, WorkerMessage,
+};
 
 use crate::machine::{
     Action, Event, ExitStatus, HANDOVER_VERSION, Handover, Machine, ProbeReport, Signal, WorkerId,
@@ -183,7 +185,7 @@ impl Shell {
             status.workers,
             machine.is_ready(),
             machine.is_recycling(),
-            machine.failure(),
+            machine.failure().map(ToString::to_string),
         )
     }
 
@@ -298,7 +300,10 @@ impl Shell {
             "listen-fails" => each(&|worker| Event::ListenFailed {
                 worker,
                 addr: addr.clone(),
-                error: format!("bind {addr}: Address already in use (os error 98)"),
+                error: ListenError {
+                    errno: Some(98),
+                    message: format!("bind {addr}: Address already in use (os error 98)"),
+                },
             }),
             "garbage" => {
                 each(&|worker| Event::ProtocolError { worker, error: "bad frame".to_owned() })
