@@ -2,13 +2,7 @@
 //! master's lifecycle (`examples/tests/e2e`).
 //!
 //! ```text
-//! misbehave [--workers N] [--require online|listen] [--worker-timeout MS]
-//!           [--restart-delay MS] [--max-restart-delay MS] [--max-start-failures N]
-//!           [--shutdown-timeout MS] [--recycle-timeout MS] [--no-ignore-sigint]
-//!           [--never-online] [--crash-after-ms MS] [--ignore-disconnect]
-//!           [--slow-exit-ms MS] [--listen ADDR] [--online-delay-ms MS]
-//!           [--only-worker-ids 1,2] [--orphan-ms MS] [--exit-after-ms MS]
-//!           [--keep-sigterm]
+//! misbehave --help
 //! ```
 //!
 //! Like `hello`, one binary is both: without a master it is the master, and
@@ -125,11 +119,10 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::str::FromStr;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use srv_master::{Master, Options};
@@ -180,7 +173,7 @@ impl Behaviour {
 }
 
 /// How a `--hostile` worker breaks the protocol (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Hostile {
     Garbage,
     Oversized,
@@ -195,39 +188,11 @@ enum Hostile {
     FloodGrandchild,
 }
 
-const HOSTILE_KINDS: [(&str, Hostile); 11] = [
-    ("garbage", Hostile::Garbage),
-    ("oversized", Hostile::Oversized),
-    ("truncated", Hostile::Truncated),
-    ("unknown", Hostile::Unknown),
-    ("out-of-order", Hostile::OutOfOrder),
-    ("flood", Hostile::Flood),
-    ("fds", Hostile::Fds),
-    ("close-early", Hostile::CloseEarly),
-    ("grandchildren", Hostile::Grandchildren),
-    ("bad-version", Hostile::BadVersion),
-    ("flood-grandchild", Hostile::FloodGrandchild),
-];
-
-impl FromStr for Hostile {
-    type Err = anyhow::Error;
-
-    fn from_str(text: &str) -> anyhow::Result<Hostile> {
-        match HOSTILE_KINDS.iter().find(|(name, _)| *name == text) {
-            Some((_, kind)) => Ok(*kind),
-            None => {
-                let names: Vec<&str> = HOSTILE_KINDS.iter().map(|(name, _)| *name).collect();
-                bail!("--hostile {text}: not one of {}", names.join(", "))
-            }
-        }
-    }
-}
-
 impl fmt::Display for Hostile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name =
-            HOSTILE_KINDS.iter().find(|(_, kind)| kind == self).map_or("?", |(name, _)| name);
-        f.write_str(name)
+        // The name on the command line (`out-of-order`).
+        let value = clap::ValueEnum::to_possible_value(self);
+        f.write_str(value.as_ref().map_or("?", clap::builder::PossibleValue::get_name))
     }
 }
 
@@ -251,15 +216,125 @@ const BAD_PROTOCOL_VERSION: u32 = 999;
 /// after the answer.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 
-const USAGE: &str = "usage: misbehave [--workers N] [--require online|listen] \
-    [--worker-timeout MS] [--restart-delay MS] [--max-restart-delay MS] \
-    [--max-start-failures N] [--shutdown-timeout MS] [--recycle-timeout MS] [--no-ignore-sigint] \
-    [--never-online] [--crash-after-ms MS] [--ignore-disconnect] [--slow-exit-ms MS] \
-    [--listen ADDR] [--online-delay-ms MS] [--only-worker-ids ID,ID,...] [--orphan-ms MS] \
-    [--orphan-shell] [--exit-after-ms MS] [--keep-sigterm] [--hostile KIND] [--serve-http] \
-    [--swap-dir DIR --swap-to TARGET] [--listen-many DIR] [--listen-also ADDR]... \
-    [--listen-after FILE] [--callback-error] [--worker-program PATH] [--user NAME] [--allow ADDR] \
-    [--unix-mode MODE] [--master-delay-ms MS]";
+/// The command line: the master's options, then what the workers do (the
+/// module documentation says more of each worker flag).
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "misbehave",
+    // A flag given twice takes its last value, so that a test can override
+    // a shared set of arguments.
+    args_override_self = true,
+    about = "A test worker that misbehaves on purpose (srv's e2e tests)",
+    after_help = "Without a master this is the master; each worker is this program again, with the \
+                  same arguments. The top of examples/src/bin/misbehave.rs says what each worker \
+                  flag does and which lines a worker writes."
+)]
+struct Args {
+    /// worker.count
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// worker.require
+    #[arg(long, value_name = "online|listen")]
+    require: Option<srv_master::Require>,
+    /// worker.timeout
+    #[arg(long, value_name = "MS")]
+    worker_timeout: Option<u64>,
+    /// restart.delay
+    #[arg(long, value_name = "MS")]
+    restart_delay: Option<u64>,
+    /// restart.max_delay
+    #[arg(long, value_name = "MS")]
+    max_restart_delay: Option<u64>,
+    /// worker.max_start_failures
+    #[arg(long, value_name = "N")]
+    max_start_failures: Option<u32>,
+    /// shutdown.timeout
+    #[arg(long, value_name = "MS")]
+    shutdown_timeout: Option<u64>,
+    /// recycle.timeout
+    #[arg(long, value_name = "MS")]
+    recycle_timeout: Option<u64>,
+    /// worker.ignore_sigint = false
+    #[arg(long)]
+    no_ignore_sigint: bool,
+    /// worker.user
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// Add to listen.allow (repeatable)
+    #[arg(long, value_name = "ADDR")]
+    allow: Vec<ListenAddr>,
+    /// listen.unix_mode, in octal
+    #[arg(long, value_name = "MODE", value_parser = octal)]
+    unix_mode: Option<u32>,
+    /// Run PATH (no arguments) as each worker instead of this binary
+    #[arg(long, value_name = "PATH")]
+    worker_program: Option<PathBuf>,
+    /// The master (and an upgrade's probe) waits this long before Master::run
+    #[arg(long, value_name = "MS")]
+    master_delay_ms: Option<u64>,
+    /// Never report online
+    #[arg(long)]
+    never_online: bool,
+    /// Exit 3 without telling the master, MS after start
+    #[arg(long, value_name = "MS")]
+    crash_after_ms: Option<u64>,
+    /// Once online, wait MS, then exit 0 on purpose (Worker::exit)
+    #[arg(long, value_name = "MS")]
+    exit_after_ms: Option<u64>,
+    /// Leave SIGTERM its default action (Sigterm::Leave)
+    #[arg(long)]
+    keep_sigterm: bool,
+    /// Keep running after Disconnect, until killed
+    #[arg(long)]
+    ignore_disconnect: bool,
+    /// After Disconnect, wait MS, then exit 0
+    #[arg(long, value_name = "MS")]
+    slow_exit_ms: Option<u64>,
+    /// Get a listening socket for ADDR before reporting online
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<ListenAddr>,
+    /// Once online, also ask for ADDR (repeatable); an error exits 1
+    #[arg(long, value_name = "ADDR")]
+    listen_also: Vec<ListenAddr>,
+    /// Ask for the --listen-also addresses once FILE exists
+    #[arg(long, value_name = "FILE")]
+    listen_after: Option<PathBuf>,
+    /// Wait MS before listening and reporting online
+    #[arg(long, value_name = "MS")]
+    online_delay_ms: Option<u64>,
+    /// Fork a child that sleeps MS and outlives the worker
+    #[arg(long, value_name = "MS")]
+    orphan_ms: Option<u64>,
+    /// Run `sh -c 'sleep 311 & wait'`, which outlives the worker
+    #[arg(long)]
+    orphan_shell: bool,
+    /// Only these workers misbehave
+    #[arg(long, value_name = "ID,ID,...", value_delimiter = ',')]
+    only_worker_ids: Option<Vec<u32>>,
+    /// Break the protocol this way instead of using srv-worker
+    #[arg(long, value_name = "KIND")]
+    hostile: Option<Hostile>,
+    /// Answer HTTP on the --listen socket with `ok <pid>`
+    #[arg(long)]
+    serve_http: bool,
+    /// Ask for 64 Unix sockets at new paths in DIR, then exit on purpose
+    #[arg(long, value_name = "DIR")]
+    listen_many: Option<PathBuf>,
+    /// Once online, replace DIR by a symbolic link to --swap-to
+    #[arg(long, value_name = "DIR", requires = "swap_to")]
+    swap_dir: Option<PathBuf>,
+    /// The target of --swap-dir's link
+    #[arg(long, value_name = "TARGET", requires = "swap_dir")]
+    swap_to: Option<PathBuf>,
+    /// Run through srv::run with a callback that fails
+    #[arg(long)]
+    callback_error: bool,
+}
+
+/// `listen.unix_mode` as written, in octal.
+fn octal(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text, 8).map_err(|_| format!("{text}: not octal"))
+}
 
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -275,7 +350,7 @@ fn main() -> anyhow::Result<()> {
     }
     // Parsing starts no thread, so the channel is still taken before any
     // thread runs, as srv-worker asks.
-    let (options, behaviour, worker_program) = parse_args(std::env::args().skip(1))?;
+    let (options, behaviour, worker_program) = parse_args(<Args as clap::Parser>::parse());
     let worker_id: Option<u32> =
         std::env::var(srv_proto::env::ENV_WORKER_ID).ok().and_then(|id| id.parse().ok());
     if behaviour.callback_error {
@@ -317,75 +392,63 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn parse_args(
-    mut args: impl Iterator<Item = String>,
-) -> anyhow::Result<(Options, Behaviour, Option<PathBuf>)> {
+/// The master's options, what the workers do, and the worker program.
+fn parse_args(args: Args) -> (Options, Behaviour, Option<PathBuf>) {
+    let ms = Duration::from_millis;
     let mut options = Options::default();
-    let mut behaviour = Behaviour::default();
-    let mut worker_program = None;
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{arg} needs a value; {USAGE}"));
-        match arg.as_str() {
-            "--workers" => options.worker.count = number(&arg, &value()?)?,
-            "--require" => options.worker.require = value()?.parse()?,
-            "--worker-timeout" => options.worker.timeout = millis(&arg, &value()?)?,
-            "--restart-delay" => options.restart.delay = millis(&arg, &value()?)?,
-            "--max-restart-delay" => options.restart.max_delay = millis(&arg, &value()?)?,
-            "--max-start-failures" => options.worker.max_start_failures = number(&arg, &value()?)?,
-            "--shutdown-timeout" => options.shutdown.timeout = millis(&arg, &value()?)?,
-            "--recycle-timeout" => options.recycle.timeout = millis(&arg, &value()?)?,
-            "--no-ignore-sigint" => options.worker.ignore_sigint = false,
-            "--never-online" => behaviour.never_online = true,
-            "--crash-after-ms" => behaviour.crash_after = Some(millis(&arg, &value()?)?),
-            "--exit-after-ms" => behaviour.exit_after = Some(millis(&arg, &value()?)?),
-            "--keep-sigterm" => behaviour.keep_sigterm = true,
-            "--ignore-disconnect" => behaviour.ignore_disconnect = true,
-            "--slow-exit-ms" => behaviour.slow_exit = Some(millis(&arg, &value()?)?),
-            "--listen" => behaviour.listen = Some(value()?.parse()?),
-            "--listen-also" => behaviour.listen_also.push(value()?.parse()?),
-            "--listen-after" => behaviour.listen_after = Some(PathBuf::from(value()?)),
-            "--online-delay-ms" => behaviour.online_delay = Some(millis(&arg, &value()?)?),
-            "--orphan-ms" => behaviour.orphan = Some(millis(&arg, &value()?)?),
-            "--orphan-shell" => behaviour.orphan_shell = true,
-            "--only-worker-ids" => {
-                let list = value()?;
-                let ids = list
-                    .split(',')
-                    .map(|id| number(&arg, id.trim()))
-                    .collect::<anyhow::Result<Vec<u32>>>()?;
-                behaviour.only_worker_ids = Some(ids);
-            }
-            "--hostile" => behaviour.hostile = Some(value()?.parse()?),
-            "--serve-http" => behaviour.serve_http = true,
-            "--callback-error" => behaviour.callback_error = true,
-            "--listen-many" => behaviour.listen_many = Some(PathBuf::from(value()?)),
-            "--swap-dir" => behaviour.swap_dir = Some(PathBuf::from(value()?)),
-            "--swap-to" => behaviour.swap_to = Some(PathBuf::from(value()?)),
-            "--worker-program" => worker_program = Some(PathBuf::from(value()?)),
-            "--master-delay-ms" => behaviour.master_delay = Some(millis(&arg, &value()?)?),
-            "--user" => options.worker.user = Some(value()?),
-            "--allow" => options.listen.allow.push(value()?.parse()?),
-            "--unix-mode" => {
-                let mode = value()?;
-                let parsed = u32::from_str_radix(&mode, 8);
-                options.listen.unix_mode =
-                    Some(parsed.with_context(|| format!("--unix-mode {mode}: not octal"))?);
-            }
-            other => bail!("unknown argument {other}; {USAGE}"),
-        }
+    if let Some(count) = args.workers {
+        options.worker.count = count;
     }
-    Ok((options, behaviour, worker_program))
-}
-
-fn number<T: std::str::FromStr>(flag: &str, value: &str) -> anyhow::Result<T>
-where
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    value.parse().with_context(|| format!("{flag} {value}: not a number"))
-}
-
-fn millis(flag: &str, value: &str) -> anyhow::Result<Duration> {
-    number(flag, value).map(Duration::from_millis)
+    if let Some(require) = args.require {
+        options.worker.require = require;
+    }
+    if let Some(timeout) = args.worker_timeout {
+        options.worker.timeout = ms(timeout);
+    }
+    if let Some(delay) = args.restart_delay {
+        options.restart.delay = ms(delay);
+    }
+    if let Some(delay) = args.max_restart_delay {
+        options.restart.max_delay = ms(delay);
+    }
+    if let Some(failures) = args.max_start_failures {
+        options.worker.max_start_failures = failures;
+    }
+    if let Some(timeout) = args.shutdown_timeout {
+        options.shutdown.timeout = ms(timeout);
+    }
+    if let Some(timeout) = args.recycle_timeout {
+        options.recycle.timeout = ms(timeout);
+    }
+    if args.no_ignore_sigint {
+        options.worker.ignore_sigint = false;
+    }
+    options.worker.user = args.user;
+    options.listen.allow = args.allow;
+    options.listen.unix_mode = args.unix_mode;
+    let behaviour = Behaviour {
+        never_online: args.never_online,
+        crash_after: args.crash_after_ms.map(ms),
+        exit_after: args.exit_after_ms.map(ms),
+        keep_sigterm: args.keep_sigterm,
+        ignore_disconnect: args.ignore_disconnect,
+        slow_exit: args.slow_exit_ms.map(ms),
+        listen: args.listen,
+        listen_also: args.listen_also,
+        listen_after: args.listen_after,
+        online_delay: args.online_delay_ms.map(ms),
+        orphan: args.orphan_ms.map(ms),
+        orphan_shell: args.orphan_shell,
+        only_worker_ids: args.only_worker_ids,
+        hostile: args.hostile,
+        serve_http: args.serve_http,
+        listen_many: args.listen_many,
+        swap_dir: args.swap_dir,
+        swap_to: args.swap_to,
+        callback_error: args.callback_error,
+        master_delay: args.master_delay_ms.map(ms),
+    };
+    (options, behaviour, args.worker_program)
 }
 
 /// The hidden first argument `--orphan-sleep-ms N` of a worker's child.
