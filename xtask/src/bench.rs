@@ -15,7 +15,7 @@
 //! Every server is started on port 0 in its own process group and killed
 //! with that group when its run ends, even on error ([`server::Server`]).
 //! All traffic goes to 127.0.0.1 and every load is bounded in requests and
-//! in time (`xtask/src/load.rs`). The definition of each figure is printed
+//! in time (`srv-load/src/lib.rs`). The definition of each figure is printed
 //! under the table; [`notes`] holds them.
 //!
 //! The scenarios are in `bench/scenarios.rs` (the server idle, or under the
@@ -36,9 +36,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::load::{Load, LoadConfig, Mode, Report};
 use report::Results;
 use server::Server;
+use srv_load::{Load, LoadConfig, Mode, Report};
 
 /// Workers of the reference configuration.
 const WORKERS: usize = 4;
@@ -375,7 +375,7 @@ fn notes(settings: &Settings, cores: usize, clk_tck: u64, clk_tck_assumed: bool)
              the previous recycle completed, its old workers exited, and {LOSSLESS_PROGRESS} \
              more requests completed). \
              Failed is any answer other than 200, refused or reset connection, timeout, or \
-             connection closed after the request was written (`xtask/src/load.rs`); 0 is the \
+             connection closed after the request was written (`srv-load/src/lib.rs`); 0 is the \
              only good value. New connection: one connection per request; keep-alive: \
              connections reused until the server answers `Connection: close`."
         ),

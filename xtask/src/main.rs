@@ -17,7 +17,6 @@
 mod bench;
 mod ci;
 mod e2e;
-mod load;
 #[cfg(test)]
 mod tidy;
 

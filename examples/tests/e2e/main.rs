@@ -14,9 +14,10 @@
 
 mod harness;
 mod http_support;
-#[path = "../../../xtask/src/load.rs"]
-mod load;
 mod proc_support;
+
+/// The project's load generator, as `crate::load` in every test module.
+use srv_load as load;
 
 mod actix;
 mod addresses;

@@ -7,7 +7,7 @@
 //! `--recycle-parallel` starts its replacements at once without ever serving
 //! with fewer workers, and SIGTTIN/SIGTTOU add and remove a worker.
 //!
-//! The load generator (`xtask/src/load.rs`) counts a request as failed when
+//! The load generator (`srv-load/src/lib.rs`) counts a request as failed when
 //! the connection is refused, reset or closed before the whole response
 //! arrived, or the status is not 200; a recycle that closes the shared
 //! socket, or a worker that drops connections it accepted, shows up there.

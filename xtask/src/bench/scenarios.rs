@@ -17,7 +17,7 @@ use super::{
     LoadGuard, PROBE_AFTER, RECYCLE_WITHIN, REQUEST_TIMEOUT, START_WITHIN, THROUGHPUT_MAX_REQUESTS,
     THROUGHPUT_THREADS, WORKERS, ms,
 };
-use crate::load::{Answer, LoadConfig, Mode};
+use srv_load::{Answer, LoadConfig, Mode};
 
 /// Launch → first answer, and → every worker answering.
 pub(super) fn startup(bench: &Bench, results: &mut Results) -> Result<()> {

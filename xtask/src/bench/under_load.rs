@@ -17,7 +17,7 @@ use super::{
     UNDER_LOAD_MAX_DURATION, UNDER_LOAD_MAX_REQUESTS, UNDER_LOAD_THREADS, UNDER_LOAD_WARMUP,
     WORKERS, ms,
 };
-use crate::load::{Answer, LoadConfig, Mode};
+use srv_load::{Answer, LoadConfig, Mode};
 
 /// What the answers say about one recycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,8 @@
 //! A load generator for the reference server: plain threads, blocking
 //! `std::net::TcpStream`s and just enough HTTP/1.1.
 //!
-//! The end-to-end tests include this file with
-//! `#[path = "../../../xtask/src/load.rs"] mod load;` and `cargo xtask bench`
-//! will use it too, so it depends on std only and on nothing else in xtask.
+//! `cargo xtask bench` and the end-to-end tests (`examples/tests/e2e`) use
+//! it; it depends on std only.
 //!
 //! [`Load::start`] spawns `threads` threads that send `GET {path}` requests
 //! until `max_requests` (in total, over all threads) have been attempted,
@@ -24,14 +23,32 @@
 //!
 //! A response with `Connection: close` is not a failure; in keep-alive mode
 //! the next request simply opens a new connection.
-#![allow(
-    dead_code,
-    reason = "shared by `#[path]` between xtask and the e2e tests; each user needs a different subset"
-)]
-#![allow(
-    unreachable_pub,
-    reason = "`pub` is the interface of this file, even where it is included as a private module"
-)]
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::net::TcpListener;
+//! use srv_load::{Load, LoadConfig, Mode};
+//!
+//! // A server that answers one request per connection, as the reference
+//! // server's body says: `ok <pid>`.
+//! let server = TcpListener::bind("127.0.0.1:0")?;
+//! let addr = server.local_addr()?;
+//! std::thread::spawn(move || {
+//!     for stream in server.incoming().take(3) {
+//!         let mut stream = stream.unwrap();
+//!         let mut request = [0; 1024];
+//!         let _ = stream.read(&mut request).unwrap();
+//!         let body = "ok 42\n";
+//!         let head = format!("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len());
+//!         stream.write_all(format!("{head}{body}").as_bytes()).unwrap();
+//!     }
+//! });
+//! let config = LoadConfig { threads: 1, mode: Mode::NewConnection, max_requests: 3, ..LoadConfig::new(addr) };
+//! let report = Load::start(config).wait();
+//! assert_eq!((report.sent, report.ok, report.failed()), (3, 3, 0));
+//! # Ok::<(), std::io::Error>(())
+//! ```
+#![warn(missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -213,7 +230,9 @@ pub struct Report {
 /// and the worker pid it named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Answer {
+    /// When its last byte was read, since [`Load::start`].
     pub at: Duration,
+    /// The worker pid its body named.
     pub pid: u32,
 }
 
