@@ -516,22 +516,8 @@ mod tests {
     use super::*;
 
     /// A directory of this test's own, removed when dropped.
-    struct Dir(PathBuf);
-
-    impl Dir {
-        fn new(tag: &str) -> Dir {
-            let path =
-                std::env::temp_dir().join(format!("srv-listeners-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&path);
-            std::fs::create_dir_all(&path).unwrap();
-            Dir(path)
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    fn test_dir(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new().prefix(&format!("srv-listeners-{tag}-")).tempdir().unwrap()
     }
 
     fn unix(path: &Path) -> ListenAddr {
@@ -568,8 +554,8 @@ mod tests {
 
     #[test]
     fn unix_sockets_replace_stale_files_and_are_removed_on_drop() {
-        let dir = Dir::new("stale");
-        let path = dir.0.join("stale.sock");
+        let dir = test_dir("stale");
+        let path = dir.path().join("stale.sock");
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         assert!(path.exists(), "a dropped listener leaves its file behind");
         let addr = unix(&path);
@@ -583,10 +569,10 @@ mod tests {
 
     #[test]
     fn a_live_socket_or_another_file_is_not_replaced() {
-        let dir = Dir::new("live");
-        let live = dir.0.join("live.sock");
+        let dir = test_dir("live");
+        let live = dir.path().join("live.sock");
         let _owner = std::os::unix::net::UnixListener::bind(&live).unwrap();
-        let regular = dir.0.join("regular");
+        let regular = dir.path().join("regular");
         std::fs::write(&regular, "keep").unwrap();
         let mut listeners = Listeners::default();
         for path in [&live, &regular] {
@@ -604,15 +590,15 @@ mod tests {
     /// own socket, in the directory it bound in.
     #[test]
     fn only_the_socket_created_is_removed_wherever_its_directory_went() {
-        let dir = Dir::new("swap");
-        let owned = dir.0.join("owned");
-        let victim = dir.0.join("victim");
+        let dir = test_dir("swap");
+        let owned = dir.path().join("owned");
+        let victim = dir.path().join("victim");
         std::fs::create_dir(&owned).unwrap();
         std::fs::create_dir(&victim).unwrap();
         std::fs::write(victim.join("passwd"), "root:x:0:0").unwrap();
         let mut listeners = Listeners::default();
         listeners.get_or_bind(&unix(&owned.join("passwd"))).unwrap();
-        let moved = dir.0.join("moved");
+        let moved = dir.path().join("moved");
         std::fs::rename(&owned, &moved).unwrap();
         std::os::unix::fs::symlink(&victim, &owned).unwrap();
         drop(listeners);
@@ -622,8 +608,8 @@ mod tests {
 
     #[test]
     fn a_socket_file_replaced_by_another_is_left_alone() {
-        let dir = Dir::new("replaced");
-        let path = dir.0.join("app.sock");
+        let dir = test_dir("replaced");
+        let path = dir.path().join("app.sock");
         let mut listeners = Listeners::default();
         listeners.get_or_bind(&unix(&path)).unwrap();
         std::fs::remove_file(&path).unwrap();
@@ -634,21 +620,21 @@ mod tests {
 
     #[test]
     fn a_path_through_a_symbolic_link_is_refused_naming_it() {
-        let dir = Dir::new("link");
-        std::fs::create_dir(dir.0.join("real")).unwrap();
-        std::os::unix::fs::symlink(dir.0.join("real"), dir.0.join("link")).unwrap();
+        let dir = test_dir("link");
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("link")).unwrap();
         let mut listeners = Listeners::default();
-        let error = listeners.get_or_bind(&unix(&dir.0.join("link/app.sock"))).unwrap_err();
+        let error = listeners.get_or_bind(&unix(&dir.path().join("link/app.sock"))).unwrap_err();
         assert!(error.message.contains("is a symbolic link"), "{}", error.message);
         assert!(error.message.contains("link\""), "{}", error.message);
-        assert!(!dir.0.join("real/app.sock").exists(), "nothing was bound");
+        assert!(!dir.path().join("real/app.sock").exists(), "nothing was bound");
     }
 
     #[test]
     fn unix_mode_sets_the_permission_bits() {
-        let dir = Dir::new("mode");
+        let dir = test_dir("mode");
         for mode in [0o600, 0o666] {
-            let path = dir.0.join(format!("{mode:o}.sock"));
+            let path = dir.path().join(format!("{mode:o}.sock"));
             let policy = Policy { unix_mode: Some(mode), ..Policy::default() };
             let mut listeners = Listeners::new(policy, Vec::new());
             listeners.get_or_bind(&unix(&path)).unwrap();
@@ -680,9 +666,9 @@ mod tests {
 
     #[test]
     fn unix_paths_need_the_allow_list_when_workers_are_another_user() {
-        let dir = Dir::new("allow");
-        let allowed = unix(&dir.0.join("allowed.sock"));
-        let other = unix(&dir.0.join("other.sock"));
+        let dir = test_dir("allow");
+        let allowed = unix(&dir.path().join("allowed.sock"));
+        let other = unix(&dir.path().join("other.sock"));
         let policy =
             Policy { unix_needs_allow: true, allow: vec![allowed.clone()], ..Policy::default() };
         let mut listeners = Listeners::new(policy, Vec::new());
@@ -690,6 +676,6 @@ mod tests {
         let error = listeners.get_or_bind(&other).unwrap_err();
         assert_eq!(error.errno, Some(nix::libc::EACCES));
         assert!(error.message.contains("not in listen.allow"), "{}", error.message);
-        assert!(!dir.0.join("other.sock").exists());
+        assert!(!dir.path().join("other.sock").exists());
     }
 }

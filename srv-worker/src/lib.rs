@@ -476,7 +476,8 @@ impl Worker {
     /// assert!(peer.ip().is_loopback());
     ///
     /// // A Unix socket address is refused before anything is bound.
-    /// let unix = std::env::temp_dir().join("never-bound.sock");
+    /// let dir = tempfile::tempdir()?;
+    /// let unix = dir.path().join("never-bound.sock");
     /// let error = worker.listen_tcp(&unix).unwrap_err();
     /// assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
     /// assert!(!unix.exists());

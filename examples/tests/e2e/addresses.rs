@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::harness::{Exit, Master, count, misbehave, reports};
+use crate::harness::{Exit, Master, TempDir, count, misbehave, reports};
 
 /// Starts two workers that listen on `addr` and counts them as started
 /// only then; returns the master and the address both workers report.
@@ -40,8 +40,8 @@ fn ipv6_workers_share_one_socket() {
 
 #[test]
 fn unix_socket_workers_share_one_socket_and_the_file_goes_with_the_master() {
-    let path = std::env::temp_dir().join(format!("srv-e2e-unix-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    let dir = TempDir::new("unix");
+    let path = dir.path.join("app.sock");
     let requested = format!("unix:{}", path.display());
     let (mut master, actual) = start_listening(&requested);
     assert_eq!(actual, requested);
@@ -54,8 +54,8 @@ fn unix_socket_workers_share_one_socket_and_the_file_goes_with_the_master() {
 
 #[test]
 fn a_stale_unix_socket_file_is_replaced() {
-    let path = std::env::temp_dir().join(format!("srv-e2e-stale-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    let dir = TempDir::new("stale");
+    let path = dir.path.join("stale.sock");
     // A listener that is gone leaves its file behind, as a killed master would.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(path.exists());
@@ -64,7 +64,6 @@ fn a_stale_unix_socket_file_is_replaced() {
     UnixStream::connect(&path)
         .unwrap_or_else(|error| master.fail(&format!("cannot connect to {requested}: {error}")));
     drop(master);
-    let _ = std::fs::remove_file(&path);
 }
 
 /// `listen.unix_mode` sets the permission bits of the socket file, so that
@@ -72,7 +71,7 @@ fn a_stale_unix_socket_file_is_replaced() {
 #[test]
 fn listen_unix_mode_sets_the_socket_files_permission_bits() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = crate::harness::TempDir::new("unix-mode");
+    let dir = TempDir::new("unix-mode");
     let path = dir.path.join("app.sock");
     let requested = format!("unix:{}", path.display());
     let args = [
@@ -112,7 +111,7 @@ fn a_full_listener_at_the_path_does_not_hang_the_master() {
         AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, connect, listen, socket,
     };
     use std::os::fd::AsRawFd;
-    let dir = crate::harness::TempDir::new("full-listener");
+    let dir = TempDir::new("full-listener");
     let path = dir.path.join("busy.sock");
     let addr = UnixAddr::new(&path).unwrap();
     let busy = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
@@ -149,7 +148,7 @@ fn a_full_listener_at_the_path_does_not_hang_the_master() {
 /// one of the master's.
 #[test]
 fn a_newline_in_a_socket_path_cannot_forge_a_log_line() {
-    let dir = crate::harness::TempDir::new("forge");
+    let dir = TempDir::new("forge");
     let forged = "[2026-01-01T00:00:00.000Z INFO  srv] worker 7 (pid 1) started (online) in 0 ms";
     let requested = format!("unix:{}/a\n{forged}", dir.path.display());
     let args = ["--workers", "1", "--worker-timeout", "10000", "--listen-also", &requested];

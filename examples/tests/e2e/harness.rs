@@ -545,25 +545,24 @@ pub(crate) fn log_interval_ms(earlier: &str, later: &str) -> i64 {
 
 /// A directory of the test's own under the system's temporary directory,
 /// readable by everyone (so that an unprivileged worker can run a binary
-/// copied there), removed with everything in it when dropped.
+/// copied there), removed with everything in it when dropped (by
+/// `tempfile`, which also makes its name unique).
 pub(crate) struct TempDir {
     pub(crate) path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl TempDir {
     pub(crate) fn new(tag: &str) -> TempDir {
         use std::os::unix::fs::PermissionsExt as _;
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let unique = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("srv-e2e-{tag}-{}-{unique}", std::process::id());
-        let path = std::env::temp_dir().join(name);
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir(&path)
-            .unwrap_or_else(|error| panic!("create {}: {error}", path.display()));
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .unwrap_or_else(|error| panic!("chmod {}: {error}", path.display()));
-        TempDir { path }
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("srv-e2e-{tag}-"))
+            .tempdir()
+            .unwrap_or_else(|error| panic!("create a temporary directory for {tag}: {error}"));
+        // Set after creation: the creation's mode is filtered by the umask.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|error| panic!("chmod {}: {error}", dir.path().display()));
+        TempDir { path: dir.path().to_owned(), _dir: dir }
     }
 
     /// Writes `text` to the file `name` in this directory; returns its path.
@@ -572,13 +571,5 @@ impl TempDir {
         std::fs::write(&path, text)
             .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
         path.to_str().expect("temporary paths are UTF-8").to_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if let Err(error) = std::fs::remove_dir_all(&self.path) {
-            eprintln!("cannot remove {}: {error}", self.path.display());
-        }
     }
 }
