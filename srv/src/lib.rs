@@ -61,7 +61,23 @@ pub const CALLBACK_FAILED_EXIT_CODE: i32 = 1;
 /// assert!(matches!(error, srv::Error::Master(srv::master::Error::Options(_))));
 /// assert_eq!(error.to_string(), "invalid option worker.count: must be at least 1");
 /// ```
-#[derive(Debug)]
+///
+/// Its `Debug` is the message with its causes, since that is what `main`
+/// prints when it returns the error (`Error: ...`); `{:#?}` shows the
+/// structure.
+///
+/// ```
+/// use std::io;
+///
+/// let cause = io::Error::new(io::ErrorKind::NotFound, "no channel at fd 3");
+/// let error = srv::Error::Worker(cause);
+/// let pid = std::process::id();
+/// assert_eq!(
+///     format!("{error:?}"),
+///     format!("worker {pid} cannot work with its master: no channel at fd 3")
+/// );
+/// assert!(format!("{error:#?}").starts_with("Worker("));
+/// ```
 #[non_exhaustive]
 pub enum Error {
     /// The master could not start or keep running: invalid options, a port
@@ -76,8 +92,28 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Master(error) => error.fmt(f),
-            Error::Worker(error) => write!(f, "worker {}: {error}", std::process::id()),
+            Error::Worker(_) => {
+                write!(f, "worker {} cannot work with its master", std::process::id())
+            }
         }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            return match self {
+                Error::Master(error) => f.debug_tuple("Master").field(error).finish(),
+                Error::Worker(error) => f.debug_tuple("Worker").field(error).finish(),
+            };
+        }
+        write!(f, "{self}")?;
+        let mut cause = std::error::Error::source(self);
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
     }
 }
 
@@ -119,7 +155,9 @@ impl From<Error> for io::Error {
 /// - **A worker** (started by the master): connects to the master, reports
 ///   online at once (so `worker.require = online` counts it as started, as
 ///   node's cluster reports a worker online once it runs), and calls
-///   `callback` with its [`Worker`]. `Ok` returns `Ok(())`. An error is
+///   `callback` with its [`Worker`]. `Ok` returns `Ok(())` (and `main`
+///   returns: a worker that does so before it is disconnected is replaced
+///   like one that crashed). An error is
 ///   logged (through `log` at error level, naming the pid, or on standard
 ///   error when no logger is installed, so that it is never lost) and the
 ///   process exits with [`CALLBACK_FAILED_EXIT_CODE`]: the master counts it

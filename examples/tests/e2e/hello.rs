@@ -119,3 +119,17 @@ fn srv_run_logs_a_callbacks_error_and_the_worker_exits_1() {
     master.signal(Signal::SIGTERM);
     assert_eq!(master.wait_exit(), Exit::Code(0));
 }
+
+/// Bad options are one readable line (`main` returns `srv::Error`, whose
+/// `Debug` is its message) and exit 1, with no worker started.
+#[test]
+fn srv_run_with_invalid_options_is_one_clear_error_and_exit_1() {
+    let mut master = Master::start(hello(), &["--workers", "0"]);
+    assert_eq!(master.wait_exit(), Exit::Code(1));
+    let lines = master.lines();
+    let expected = "Error: invalid option worker.count: must be at least 1";
+    if !lines.iter().any(|line| line == expected) {
+        master.fail(&format!("no line {expected:?}"));
+    }
+    assert_eq!(count(&lines, "spawned"), 0, "no worker started");
+}
