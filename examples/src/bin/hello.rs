@@ -14,9 +14,9 @@
 
 use clap::Parser;
 
-/// The node module's own example: each worker prints "Hello from <pid>" when it
-/// starts and "Goodbye from <pid>" when it is disconnected (Ctrl+C, SIGTERM,
-/// SIGHUP's recycle).
+/// The node module's own example: each worker prints "Hello from" and its pid
+/// when it starts, and "Goodbye from" and its pid when it is disconnected
+/// (Ctrl+C, SIGTERM, SIGHUP's recycle).
 #[derive(Debug, Parser)]
 #[command(name = "hello")]
 struct Args {
