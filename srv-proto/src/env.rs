@@ -3,8 +3,9 @@
 //! The master passes each worker its end of the channel at the fixed
 //! descriptor [`CHANNEL_FD`] and names that number in [`ENV_CHANNEL_FD`];
 //! [`ENV_WORKER_ID`] carries the worker's id for log lines, and
-//! [`ENV_PROTOCOL_VERSION`] the newest protocol version the master speaks. A
-//! program that finds no [`ENV_CHANNEL_FD`] runs standalone.
+//! [`ENV_PROTOCOL_VERSION`] the newest protocol version the master speaks,
+//! and [`ENV_WATCHDOG_MS`] the period of its watchdog, if it watches the
+//! worker. A program that finds no [`ENV_CHANNEL_FD`] runs standalone.
 //!
 //! [`take_inherited_channel`] validates the descriptor before trusting it,
 //! marks it close-on-exec and removes the variables, so that a process the
@@ -90,6 +91,44 @@ pub fn hello_version(announced: Option<&std::ffi::OsStr>) -> u32 {
     }
 }
 
+/// The environment variable that carries the period of the master's
+/// watchdog (`worker.watchdog`), in milliseconds, when it has one: a worker
+/// of protocol 2 or later must then prove that its serving loop runs, with
+/// [`WorkerMessage::Alive`](crate::WorkerMessage::Alive), more often than
+/// that, or it is killed as hung and replaced. Without the variable, the
+/// worker is not watched and sends no heartbeat.
+///
+/// Read it before [`take_inherited_channel`], which removes it.
+///
+/// ```
+/// use srv_proto::env::{ENV_WATCHDOG_MS, watchdog_period};
+///
+/// let announced = std::env::var_os(ENV_WATCHDOG_MS);
+/// assert_eq!(watchdog_period(announced.as_deref()), None); // no master here: not watched
+/// ```
+pub const ENV_WATCHDOG_MS: &str = "SRV_WATCHDOG_MS";
+
+/// The watchdog period a worker is told, given the value of
+/// [`ENV_WATCHDOG_MS`] it inherited: `None` when the variable is missing
+/// (not watched), or not a positive number of milliseconds (a master never
+/// sets such a value; the worker then sends no heartbeat, and a master that
+/// does watch it says so when it kills it).
+///
+/// ```
+/// use std::ffi::OsStr;
+/// use std::time::Duration;
+/// use srv_proto::env::watchdog_period;
+///
+/// assert_eq!(watchdog_period(None), None);
+/// assert_eq!(watchdog_period(Some(OsStr::new("5000"))), Some(Duration::from_secs(5)));
+/// assert_eq!(watchdog_period(Some(OsStr::new("0"))), None);
+/// assert_eq!(watchdog_period(Some(OsStr::new("soon"))), None);
+/// ```
+pub fn watchdog_period(announced: Option<&std::ffi::OsStr>) -> Option<std::time::Duration> {
+    let ms = announced?.to_str()?.parse::<u64>().ok().filter(|ms| *ms > 0)?;
+    Some(std::time::Duration::from_millis(ms))
+}
+
 /// The descriptor number at which a worker inherits its channel.
 ///
 /// A master spawns each worker with its end of the channel at this number and
@@ -112,8 +151,9 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 ///
 /// Returns `Ok(None)` when [`ENV_CHANNEL_FD`] is not set (no master: run
 /// standalone) or when the channel was already taken. On success the
-/// descriptor is close-on-exec and [`ENV_CHANNEL_FD`], [`ENV_WORKER_ID`] and
-/// [`ENV_PROTOCOL_VERSION`] are removed from the environment.
+/// descriptor is close-on-exec and [`ENV_CHANNEL_FD`], [`ENV_WORKER_ID`],
+/// [`ENV_PROTOCOL_VERSION`] and [`ENV_WATCHDOG_MS`] are removed from the
+/// environment.
 ///
 /// Call it early in `main`, before other threads start: removing an
 /// environment variable races with threads that read the environment
@@ -178,6 +218,7 @@ fn take(value: &std::ffi::OsStr) -> io::Result<UnixStream> {
         std::env::remove_var(ENV_CHANNEL_FD);
         std::env::remove_var(ENV_WORKER_ID);
         std::env::remove_var(ENV_PROTOCOL_VERSION);
+        std::env::remove_var(ENV_WATCHDOG_MS);
     }
     Ok(UnixStream::from(owned))
 }

@@ -16,7 +16,7 @@
 //! | version | what changed |
 //! |---|---|
 //! | 1 | the first: `Hello`, `Online`, `ListenRequest`, `Listening`, `Exit`; `ListenReply`, `Disconnect`, `Refused` |
-//! | 2 | `Disconnect` carries the grace the master gives |
+//! | 2 | `Disconnect` carries the grace the master gives; `Alive`, the heartbeat of a worker the master watches (`worker.watchdog`, announced in [`crate::env::ENV_WATCHDOG_MS`]) |
 //!
 //! Both peers of one deployment can differ: a SIGHUP recycle starts workers
 //! from a newly built binary under the master that is already running, and
@@ -29,7 +29,10 @@
 //! - the master learns each worker's version from its `Hello`, and sends it
 //!   only what that version decodes: a worker of version 1 gets `Disconnect`
 //!   in its version-1 form, without the grace (`grace: None`), as does a
-//!   worker that has not said `Hello` yet.
+//!   worker that has not said `Hello` yet;
+//! - a worker sends `Alive` only to a master of version 2 or later that
+//!   announced a watchdog period, so a master of version 1 never gets it,
+//!   and a worker of version 1, which never sends it, is never watched.
 
 use std::time::Duration;
 
@@ -60,6 +63,14 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// assert!(spoken.contains(&1) && spoken.contains(&2));
 /// ```
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
+
+/// The first protocol version with [`WorkerMessage::Alive`]: a master
+/// watches only workers that said `Hello` with this version or a later one.
+///
+/// ```
+/// assert!(srv_proto::message::ALIVE_VERSION <= srv_proto::PROTOCOL_VERSION);
+/// ```
+pub const ALIVE_VERSION: u32 = 2;
 
 /// The first protocol version whose `Disconnect` carries the grace.
 ///
@@ -115,6 +126,24 @@ pub enum WorkerMessage {
         /// The exit code the worker is about to exit with.
         code: i32,
     },
+    /// The worker's serving loop ran since its last `Alive` (protocol 2,
+    /// see [`ALIVE_VERSION`]): the heartbeat of a worker its master watches
+    /// (`worker.watchdog`). A worker sends it a few times per watchdog
+    /// period, and only when the master announced one
+    /// ([`crate::env::ENV_WATCHDOG_MS`]).
+    ///
+    /// ```
+    /// use srv_proto::{Decoder, WorkerMessage, frame};
+    ///
+    /// let mut bytes = Vec::new();
+    /// frame::encode(&WorkerMessage::Alive, &mut bytes)?;
+    /// assert_eq!(bytes.len(), 5); // a 4-byte length and the variant's index
+    /// let mut decoder = Decoder::new();
+    /// decoder.push(&bytes);
+    /// assert_eq!(decoder.next_message::<WorkerMessage>()?, Some(WorkerMessage::Alive));
+    /// # Ok::<(), srv_proto::DecodeError>(())
+    /// ```
+    Alive,
 }
 
 /// A message from the master to a worker.

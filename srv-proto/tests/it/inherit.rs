@@ -27,7 +27,9 @@ use std::thread;
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use srv_proto::env::{ENV_CHANNEL_FD, ENV_WORKER_ID, take_inherited_channel};
+use srv_proto::env::{
+    ENV_CHANNEL_FD, ENV_PROTOCOL_VERSION, ENV_WATCHDOG_MS, ENV_WORKER_ID, take_inherited_channel,
+};
 use srv_proto::{Channel, PROTOCOL_VERSION, Received, WorkerMessage};
 
 use crate::support::{self, SPAWN_LOCK, TIMEOUT};
@@ -80,6 +82,8 @@ fn child_entry() {
             assert!(support::is_cloexec(&stream), "fd {fd} is not close-on-exec");
             assert_eq!(std::env::var_os(ENV_CHANNEL_FD), None);
             assert_eq!(std::env::var_os(ENV_WORKER_ID), None);
+            assert_eq!(std::env::var_os(ENV_PROTOCOL_VERSION), None);
+            assert_eq!(std::env::var_os(ENV_WATCHDOG_MS), None);
             assert!(matches!(take_inherited_channel(), Ok(None)), "taken twice");
             // The descriptor is the parent's socket: say hello through it.
             let hello = WorkerMessage::Hello {
@@ -119,6 +123,8 @@ fn run_child(case: &str, channel_fd: Option<&str>, inherited: Option<OwnedFd>) -
         .args(["--exact", CHILD_ENTRY, "--test-threads=1"])
         .env(CHILD_CASE, case)
         .env(ENV_WORKER_ID, "7")
+        .env(ENV_PROTOCOL_VERSION, "2")
+        .env(ENV_WATCHDOG_MS, "5000")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

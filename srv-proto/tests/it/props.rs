@@ -74,6 +74,7 @@ fn worker_message() -> impl Strategy<Value = WorkerMessage> {
         listen_addr().prop_map(|addr| WorkerMessage::ListenRequest { addr }),
         listen_addr().prop_map(|addr| WorkerMessage::Listening { addr }),
         any::<i32>().prop_map(|code| WorkerMessage::Exit { code }),
+        Just(WorkerMessage::Alive),
     ]
 }
 

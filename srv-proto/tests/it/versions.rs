@@ -211,3 +211,39 @@ enum V1MasterMessage0_1 {
     Disconnect,
     Refused { reason: String },
 }
+
+/// Protocol 1's worker-to-master message, variant for variant.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum V1WorkerMessage {
+    Hello { protocol_version: u32, pid: u32 },
+    Online,
+    ListenRequest { addr: ListenAddr },
+    Listening { addr: ListenAddr },
+    Exit { code: i32 },
+}
+
+#[test]
+fn protocol_2_adds_alive_after_the_messages_of_protocol_1_which_keep_their_bytes() {
+    use srv_proto::WorkerMessage;
+    let addr: ListenAddr = "127.0.0.1:8080".parse().unwrap();
+    let pairs = [
+        (
+            WorkerMessage::Hello { protocol_version: 1, pid: 7 },
+            V1WorkerMessage::Hello { protocol_version: 1, pid: 7 },
+        ),
+        (WorkerMessage::Online, V1WorkerMessage::Online),
+        (
+            WorkerMessage::ListenRequest { addr: addr.clone() },
+            V1WorkerMessage::ListenRequest { addr: addr.clone() },
+        ),
+        (WorkerMessage::Listening { addr: addr.clone() }, V1WorkerMessage::Listening { addr }),
+        (WorkerMessage::Exit { code: 3 }, V1WorkerMessage::Exit { code: 3 }),
+    ];
+    for (now, then) in pairs {
+        assert_eq!(encode(&now), encode(&then), "{now:?}");
+    }
+    // A master of protocol 1 could not decode `Alive`: which is why a
+    // worker sends it only to a master of protocol 2 that watches it.
+    let res = decode::<V1WorkerMessage>(&encode(&WorkerMessage::Alive));
+    assert!(matches!(res, Err(srv_proto::DecodeError::Message(_))), "{res:?}");
+}
