@@ -436,18 +436,19 @@ impl Shell {
     fn spawn(&mut self, worker: WorkerId, events: &mut Queue) {
         let command = (self.command)();
         let began = Instant::now();
-        let spawned =
-            spawn_worker(command, worker, self.options.worker.ignore_sigint, self.credentials)
-                .and_then(|spawned| {
-                    let fd = spawned.channel.as_raw_fd();
-                    spawned.channel.set_nonblocking(true)?;
-                    self.poll.registry().register(
-                        &mut SourceFd(&fd),
-                        token(worker),
-                        Interest::READABLE,
-                    )?;
-                    Ok(spawned)
-                });
+        let spawned = spawn_worker(
+            command,
+            worker,
+            self.options.worker.ignore_sigint,
+            self.options.worker.watchdog,
+            self.credentials,
+        )
+        .and_then(|spawned| {
+            let fd = spawned.channel.as_raw_fd();
+            spawned.channel.set_nonblocking(true)?;
+            self.poll.registry().register(&mut SourceFd(&fd), token(worker), Interest::READABLE)?;
+            Ok(spawned)
+        });
         match spawned {
             Ok(spawned) => {
                 let pid = Pid::from_raw(spawned.pid as i32);

@@ -58,7 +58,8 @@ use std::process::Command;
 
 pub use options::{
     DEFAULT_MAX_ADDRESSES, DEFAULT_MAX_START_FAILURES, ListenOptions, MAX_DURATION, MAX_WORKERS,
-    Options, OptionsError, RecycleOptions, Require, RestartOptions, ShutdownOptions, WorkerOptions,
+    MIN_MAX_AGE, MIN_WATCHDOG, Options, OptionsError, RSS_SAMPLE_INTERVAL, RecycleOptions, Require,
+    RestartOptions, ShutdownOptions, WorkerOptions,
 };
 
 /// Whether this process was started by an srv master as one of its workers.

@@ -102,6 +102,7 @@ mod scaling;
 mod shutdown;
 mod upgrade;
 mod vocabulary;
+mod watchdog;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -323,7 +324,7 @@ impl Machine {
             // once it retires or is killed, that deadline is moot and, left
             // here, would stay due forever: a zero poll timeout, a busy loop.
             let closed = worker.closed_deadline.filter(|_| worker.state.is_live());
-            state.into_iter().chain(closed)
+            state.into_iter().chain(closed).chain(worker.watchdog_deadline())
         });
         let restarts = self.restarts.iter().map(|restart| restart.due);
         workers.chain(restarts).chain(self.upgrade_deadline()).min()

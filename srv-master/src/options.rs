@@ -148,7 +148,64 @@ pub struct WorkerOptions {
     /// spawned (default 3, at least 1). Once a worker has started, crashes
     /// are restarted with the backoff, however many.
     pub max_start_failures: u32,
+    /// `worker.watchdog`: a started worker must prove that its serving
+    /// loop runs at least this often (`Worker::alive`, or srv-worker's
+    /// serve helpers, which do it), or it is killed as hung and replaced
+    /// like a crashed worker (default: none, no watchdog; at least
+    /// [`MIN_WATCHDOG`]). The master tells each worker the period when it
+    /// spawns it. Workers of protocol 1, which cannot send the heartbeat,
+    /// are never watched.
+    #[serde(with = "millis_opt")]
+    pub watchdog: Option<Duration>,
+    /// `worker.max_rss`: a started worker whose resident memory is above
+    /// this many MiB is recycled: its replacement starts first, then it
+    /// drains, as in one step of a `SIGHUP` recycle (default: none, no
+    /// limit). The master reads each worker's `/proc/<pid>/statm` about
+    /// once a second ([`RSS_SAMPLE_INTERVAL`]).
+    pub max_rss: Option<u64>,
+    /// `worker.max_age`: each worker is recycled after about this long
+    /// (replacement first, then the old one drains), within ±10 % so that
+    /// workers started together do not rotate together; one at a time
+    /// (default: none, no limit; at least [`MIN_MAX_AGE`]).
+    #[serde(with = "millis_opt")]
+    pub max_age: Option<Duration>,
 }
+
+/// The shortest `worker.watchdog`: a worker sends its heartbeat a few times
+/// per period, so a floor keeps heartbeats cheap (at most a handful a
+/// second per worker) and a typo (`watchdog = 5` for five seconds) from
+/// killing every worker at once.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let mut options = srv_master::Options::default();
+/// options.worker.watchdog = Some(Duration::from_millis(999));
+/// let error = options.validate().unwrap_err();
+/// assert_eq!(error.to_string(), "invalid option worker.watchdog: must be at least 1000 ms");
+/// options.worker.watchdog = Some(srv_master::MIN_WATCHDOG);
+/// options.validate().unwrap();
+/// ```
+pub const MIN_WATCHDOG: Duration = Duration::from_millis(1000);
+
+/// The shortest `worker.max_age`: below it, a typo (`max_age = 3600` for
+/// an hour) would keep the master replacing a worker a few times a second.
+///
+/// ```
+/// let mut options = srv_master::Options::default();
+/// options.worker.max_age = Some(std::time::Duration::from_millis(10));
+/// assert_eq!(options.validate().unwrap_err().key, "worker.max_age");
+/// ```
+pub const MIN_MAX_AGE: Duration = Duration::from_millis(1000);
+
+/// How often the master reads each started worker's resident memory when
+/// `worker.max_rss` is set: one read of `/proc/<pid>/statm` per worker per
+/// interval.
+///
+/// ```
+/// assert_eq!(srv_master::RSS_SAMPLE_INTERVAL, std::time::Duration::from_secs(1));
+/// ```
+pub const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(1000);
 
 /// `recycle.*` options.
 ///
@@ -282,6 +339,9 @@ impl Default for WorkerOptions {
             user: None,
             group: None,
             max_start_failures: DEFAULT_MAX_START_FAILURES,
+            watchdog: None,
+            max_rss: None,
+            max_age: None,
         }
     }
 }
@@ -447,7 +507,9 @@ impl Options {
     /// # Errors
     ///
     /// `worker.count` of 0 or over [`MAX_WORKERS`]; a `recycle.parallel`
-    /// of 0 or over `worker.count`; a duration over
+    /// of 0 or over `worker.count`; a `worker.watchdog` below
+    /// [`MIN_WATCHDOG`], a `worker.max_age` below [`MIN_MAX_AGE`], a
+    /// `worker.max_rss` of 0; a duration over
     /// [`MAX_DURATION`]; `worker.timeout`,
     /// `recycle.timeout` or `shutdown.timeout` of 0; `restart.max_delay`
     /// below `restart.delay` or below 100 ms; an empty `worker.user` or `worker.group`; a
@@ -457,6 +519,8 @@ impl Options {
         let error = |key, problem: &str| Err(OptionsError::new(key, problem));
         let durations = [
             ("worker.timeout", self.worker.timeout),
+            ("worker.watchdog", self.worker.watchdog.unwrap_or_default()),
+            ("worker.max_age", self.worker.max_age.unwrap_or_default()),
             ("recycle.timeout", self.recycle.timeout),
             ("shutdown.timeout", self.shutdown.timeout),
             ("restart.delay", self.restart.delay),
@@ -479,6 +543,17 @@ impl Options {
         }
         if self.worker.max_start_failures == 0 {
             return error("worker.max_start_failures", "must be at least 1");
+        }
+        if self.worker.watchdog.is_some_and(|period| period < MIN_WATCHDOG) {
+            let least = MIN_WATCHDOG.as_millis();
+            return error("worker.watchdog", &format!("must be at least {least} ms"));
+        }
+        if self.worker.max_age.is_some_and(|age| age < MIN_MAX_AGE) {
+            let least = MIN_MAX_AGE.as_millis();
+            return error("worker.max_age", &format!("must be at least {least} ms"));
+        }
+        if self.worker.max_rss == Some(0) {
+            return error("worker.max_rss", "must be at least 1 (MiB)");
         }
         if self.recycle.parallel == 0 {
             return error("recycle.parallel", "must be at least 1");
@@ -570,6 +645,19 @@ mod octal_mode {
     }
 }
 
+/// Optional durations as whole milliseconds; a missing key is `None`.
+mod millis_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Option::<u64>::deserialize(deserializer).map(|ms| ms.map(Duration::from_millis))
+    }
+}
+
 /// Durations as whole milliseconds.
 mod millis {
     use std::time::Duration;
@@ -599,6 +687,9 @@ mod tests {
         assert_eq!(options.recycle.parallel, 1);
         assert_eq!(options.shutdown.timeout, Duration::from_millis(15000));
         assert_eq!(options.restart.delay, Duration::from_millis(5000));
+        assert_eq!(options.worker.watchdog, None);
+        assert_eq!(options.worker.max_rss, None);
+        assert_eq!(options.worker.max_age, None);
         options.validate().unwrap();
     }
 
@@ -632,6 +723,12 @@ mod tests {
             (|o| o.restart.max_delay = Duration::MAX, "restart.max_delay"),
             (|o| o.worker.timeout = Duration::from_millis(u64::MAX), "worker.timeout"),
             (|o| o.worker.group = Some("nogroup".to_owned()), "worker.group"),
+            (|o| o.worker.watchdog = Some(Duration::ZERO), "worker.watchdog"),
+            (|o| o.worker.watchdog = Some(Duration::from_millis(999)), "worker.watchdog"),
+            (|o| o.worker.watchdog = Some(Duration::MAX), "worker.watchdog"),
+            (|o| o.worker.max_age = Some(Duration::from_millis(999)), "worker.max_age"),
+            (|o| o.worker.max_age = Some(Duration::MAX), "worker.max_age"),
+            (|o| o.worker.max_rss = Some(0), "worker.max_rss"),
         ];
         for &(change, key) in cases {
             let mut options = Options::default();

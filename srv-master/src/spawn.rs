@@ -28,7 +28,9 @@ use std::process::Command;
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::sys::signal::{SigHandler, Signal, signal};
-use srv_proto::env::{CHANNEL_FD, ENV_CHANNEL_FD, ENV_PROTOCOL_VERSION, ENV_WORKER_ID};
+use srv_proto::env::{
+    CHANNEL_FD, ENV_CHANNEL_FD, ENV_PROTOCOL_VERSION, ENV_WATCHDOG_MS, ENV_WORKER_ID,
+};
 
 use crate::machine::WorkerId;
 use crate::upgrade::{
@@ -57,7 +59,8 @@ pub(crate) struct Spawned {
     pub(crate) channel: UnixStream,
 }
 
-/// Starts `command` as `worker`.
+/// Starts `command` as `worker`, told the period of the master's watchdog
+/// (`worker.watchdog`) if it has one.
 ///
 /// # Errors
 ///
@@ -67,6 +70,7 @@ pub(crate) fn spawn_worker(
     mut command: Command,
     worker: WorkerId,
     ignore_sigint: bool,
+    watchdog: Option<std::time::Duration>,
     credentials: Option<Credentials>,
 ) -> io::Result<Spawned> {
     let program = command.get_program().to_owned();
@@ -74,6 +78,12 @@ pub(crate) fn spawn_worker(
     let child_fd = child_end.as_raw_fd();
     command.env(ENV_CHANNEL_FD, CHANNEL_FD.to_string()).env(ENV_WORKER_ID, worker.0.to_string());
     command.env(ENV_PROTOCOL_VERSION, srv_proto::PROTOCOL_VERSION.to_string());
+    // Set or removed, never inherited: a stray value in the master's own
+    // environment must not tell a worker it is watched when it is not.
+    match watchdog {
+        Some(period) => command.env(ENV_WATCHDOG_MS, period.as_millis().to_string()),
+        None => command.env_remove(ENV_WATCHDOG_MS),
+    };
     // What systemd told the master is the master's alone: a worker that
     // notified or adopted sockets itself would confuse the service manager.
     for name in MASTER_ONLY_ENV {

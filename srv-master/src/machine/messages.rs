@@ -141,6 +141,7 @@ impl Machine {
                 }
             },
             WorkerMessage::Exit { code } => record.exit_code = Some(code),
+            WorkerMessage::Alive => self.on_alive(now, worker, actions),
             other => {
                 let why = format!("sent a message this master does not handle: {other:?}");
                 self.kill_as_failed(now, worker, &why, actions);

@@ -30,6 +30,7 @@
 //! | `SIGINT` `SIGTERM` `SIGHUP` `SIGTTIN` `SIGTTOU` `SIGUSR2` | `Signal` |
 //! | `hello IDS [version=N]` | `Hello`, with [`PROTOCOL_VERSION`] unless given |
 //! | `online IDS` | `Online` |
+//! | `alive IDS` | `Alive` |
 //! | `flood IDS n=N` | `N` times `Online` |
 //! | `listen-requests IDS n=N [ADDR]` | `N` times `ListenRequest` |
 //! | `up IDS` | `Hello`, then `Online` |
@@ -47,6 +48,7 @@
 //! | `probe-spawn-fails` | none: the next `Probe` reports `ProbeSpawnFailed` |
 //! | `exec-fails` | none: the next exec reports `ExecFailed` |
 //! | `new-count N` | none: the program the next exec runs has `worker.count = N` |
+//! | `new-watchdog MS` | none: the program the next exec runs has `worker.watchdog = MS` (0: none) |
 //! | `deadline` | none: writes `MS next deadline D` into the transcript |
 //! | `status` | none: writes `MS status S` (the `STATUS=` line) into the transcript |
 //! | `state` | none: writes `MS state phase=P started=N target=N workers=N ready=B recycling=B failure=F` into the transcript |
@@ -67,6 +69,7 @@
 //! and its limits), `listen.rs` (listen requests and failures),
 //! `crashes.rs` (crashes, exits on purpose, a closed channel),
 //! `shutdown.rs`, `recycle.rs`, `scaling.rs`, `status.rs`, `upgrade.rs`,
+//! `watchdog.rs`,
 //! and `random.rs` (random event sequences against the shell's invariants).
 //!
 //! [`PROTOCOL_VERSION`]: srv_proto::PROTOCOL_VERSION
@@ -83,3 +86,4 @@ mod shutdown;
 mod starting;
 mod status;
 mod upgrade;
+mod watchdog;

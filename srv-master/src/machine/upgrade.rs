@@ -85,7 +85,10 @@ pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_millis(5000);
 /// The version of the handover format this master writes and reads: the
 /// machine's [`Handover`] and the shell's half around it (`upgrade.rs`).
 /// Any change to either is a new version.
-pub(crate) const HANDOVER_VERSION: u32 = 1;
+///
+/// Version 2 added what the watchdog needs of each worker (the period it
+/// was told, when it last proved alive). Version 1 was never released.
+pub(crate) const HANDOVER_VERSION: u32 = 2;
 
 /// An upgrade in progress.
 #[derive(Debug)]
@@ -149,6 +152,12 @@ pub(crate) struct HandedWorker {
     /// What is left of the grace after it closed its channel, if it did.
     pub(crate) closed_in_ms: Option<u64>,
     pub(crate) listen_requests: u32,
+    /// The watchdog period it was told at its spawn, if any.
+    pub(crate) watchdog_ms: Option<u64>,
+    /// How long ago it last proved alive (its start, or an `Alive`).
+    pub(crate) heard_ms_ago: Option<u64>,
+    /// It sent at least one `Alive`.
+    pub(crate) heartbeat_seen: bool,
 }
 
 /// A worker's state in a [`Handover`], deadlines as what is left of them.
@@ -554,6 +563,9 @@ impl Machine {
                     streak: worker.streak,
                     closed_in_ms: worker.closed_deadline.map(|at| left(now, at)),
                     listen_requests: worker.listen_requests,
+                    watchdog_ms: worker.watchdog.map(ms),
+                    heard_ms_ago: worker.heard_at.map(|at| ms(now.saturating_duration_since(at))),
+                    heartbeat_seen: worker.heartbeat_seen,
                 })
             })
             .collect();
@@ -633,6 +645,14 @@ impl Machine {
                     // worker adopted while starting shows only what the
                     // new master saw.
                     timeline: Default::default(),
+                    // Watched as it was told at its spawn, whatever this
+                    // master's options: it sends its heartbeats, or not,
+                    // as it learned then.
+                    watchdog: handed.watchdog_ms.map(|period| {
+                        Duration::from_millis(period).min(crate::options::MAX_DURATION)
+                    }),
+                    heard_at: handed.heard_ms_ago.map(|ago| before(now, ago)),
+                    heartbeat_seen: handed.heartbeat_seen,
                 };
                 (WorkerId(handed.id), worker)
             })

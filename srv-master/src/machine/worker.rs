@@ -1,7 +1,8 @@
 //! One worker's books: its record ([`Worker`]), its [`State`]s and the
 //! transitions every concern shares: spawn, start (`progress`), retire, and
 //! the deadlines (`advance`), where a worker too slow to start, to exit
-//! after `Disconnect` or a refusal, or to exit after closing its channel is
+//! after `Disconnect` or a refusal, or to exit after closing its channel,
+//! or a started worker silent past its watchdog (see `watchdog.rs`), is
 //! killed.
 
 use std::time::{Duration, Instant};
@@ -44,6 +45,14 @@ pub(super) struct Worker {
     /// When it reached each step of its start, for the debug line that
     /// breaks a start down.
     pub(super) timeline: Timeline,
+    /// The watchdog period it was told at its spawn (`worker.watchdog`),
+    /// if any: it is watched with this one, whatever the options of a
+    /// master that adopts it later.
+    pub(super) watchdog: Option<Duration>,
+    /// When it last proved alive: its start, then each `Alive`.
+    pub(super) heard_at: Option<Instant>,
+    /// It sent at least one `Alive`.
+    pub(super) heartbeat_seen: bool,
 }
 
 /// When a worker first said each message of its start; logged at debug
@@ -149,6 +158,9 @@ impl Machine {
                 window_messages: 0,
                 listen_requests: 0,
                 timeline: Timeline::default(),
+                watchdog: self.options.worker.watchdog,
+                heard_at: None,
+                heartbeat_seen: false,
             },
         );
         actions.push(Action::Spawn(worker));
@@ -200,6 +212,11 @@ impl Machine {
                         "closed its channel but did not exit",
                         actions,
                     );
+                }
+                State::Started => {
+                    if let Some(why) = self.hung(now, worker) {
+                        self.kill_as_failed(now, worker, &why, actions);
+                    }
                 }
                 _ => {}
             }
@@ -269,6 +286,9 @@ impl Machine {
         }
         record.state = State::Started;
         record.started_at = Some(now);
+        // The watchdog counts from the start: `worker.timeout` covered the
+        // time before.
+        record.heard_at = Some(now);
         self.ever_started = true;
         let took = now.saturating_duration_since(record.spawned_at).as_millis();
         let timeline = record.timeline.describe(record.spawned_at);

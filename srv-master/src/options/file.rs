@@ -210,6 +210,9 @@ mod tests {
              require = \"listen\"\n\
              timeout = 500\n\
              max_start_failures = 10\n\
+             watchdog = 5000\n\
+             max_rss = 512\n\
+             max_age = 3600000\n\
              [recycle]\n\
              timeout = 1000\n\
              [shutdown]\n\
@@ -225,6 +228,9 @@ mod tests {
         expected.worker.require = Require::Listen;
         expected.worker.timeout = Duration::from_millis(500);
         expected.worker.max_start_failures = 10;
+        expected.worker.watchdog = Some(Duration::from_secs(5));
+        expected.worker.max_rss = Some(512);
+        expected.worker.max_age = Some(Duration::from_secs(3600));
         expected.recycle.timeout = Duration::from_millis(1000);
         expected.shutdown.timeout = Duration::from_millis(2000);
         expected.restart.delay = Duration::from_millis(100);
@@ -314,6 +320,11 @@ mod tests {
         assert_eq!(toml_error("[worker]\ncount = 100000\n").key(), Some("worker.count"));
         let error = toml_error("[restart]\ndelay = 9000\nmax_delay = 1000\n");
         assert_eq!(error.key(), Some("restart.max_delay"));
+        // "Off" is a missing key; a zero is a typo, not a way to say it.
+        let error = toml_error("[worker]\nwatchdog = 0\n");
+        assert_eq!(error.to_string(), "invalid option worker.watchdog: must be at least 1000 ms");
+        assert_eq!(toml_error("[worker]\nmax_age = 60\n").key(), Some("worker.max_age"));
+        assert_eq!(json_error(r#"{"worker": {"max_rss": 0}}"#).key(), Some("worker.max_rss"));
     }
 
     #[test]
@@ -327,6 +338,9 @@ mod tests {
             ("[worker]\nrequire = 1\n", "worker.require", "invalid type: integer `1`"),
             ("[shutdown]\ntimeout = \"15s\"\n", "shutdown.timeout", "invalid type: string"),
             ("[shutdown]\ntimeout = [1]\n", "shutdown.timeout", "invalid type: sequence"),
+            ("[worker]\nwatchdog = \"5s\"\n", "worker.watchdog", "invalid type: string"),
+            ("[worker]\nmax_rss = -1\n", "worker.max_rss", "invalid value: integer `-1`"),
+            ("[worker]\nmax_age = 1.5\n", "worker.max_age", "invalid type: floating point"),
             ("worker = 4\n", "worker", "invalid type: integer `4`, expected struct"),
         ];
         for (text, key, problem) in cases {

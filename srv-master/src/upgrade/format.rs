@@ -203,7 +203,7 @@ mod tests {
     #[test]
     fn the_handover_round_trips_and_names_its_descriptors() {
         let bytes = sample().encode().unwrap();
-        assert!(bytes.starts_with(b"srv-handover\x01\0\0\0"));
+        assert!(bytes.starts_with(b"srv-handover\x02\0\0\0"));
         let decoded = HandoverFile::decode(&bytes).unwrap();
         assert_eq!(decoded.pid, 4242);
         assert_eq!(decoded.machine, sample().machine);
@@ -217,11 +217,11 @@ mod tests {
     fn a_handover_that_is_not_one_is_a_clear_error() {
         let bytes = sample().encode().unwrap();
         let mut other_version = bytes.clone();
-        other_version[MAGIC.len()] = 2;
+        other_version[MAGIC.len()] = 1;
         let cases: [(&[u8], &str); 5] = [
             (b"", "not a handover"),
             (b"srv-handover\x01", "truncated header"),
-            (&other_version, "handover format 2, and this master reads 1"),
+            (&other_version, "handover format 1, and this master reads 2"),
             (&bytes[..bytes.len() - 3], "does not decode"),
             (&[&bytes[..], b"xx"].concat(), "2 bytes after the handover"),
         ];

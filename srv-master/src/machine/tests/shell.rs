@@ -262,8 +262,14 @@ impl Shell {
                 self.options.worker.count = ids[0].0 as usize;
                 vec![]
             }
+            "new-watchdog" => {
+                let ms = u64::from(ids[0].0);
+                self.options.worker.watchdog = (ms > 0).then(|| Duration::from_millis(ms));
+                vec![]
+            }
             "hello" => each(&hello),
             "online" => each(&|worker| message(worker, WorkerMessage::Online)),
+            "alive" => each(&|worker| message(worker, WorkerMessage::Alive)),
             "flood" => {
                 let n = values.get("n").map_or(1, |n| *n as usize);
                 let online = |worker| vec![message(worker, WorkerMessage::Online); n];

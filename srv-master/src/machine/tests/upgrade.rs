@@ -124,7 +124,7 @@ fn each_failed_probe_changes_nothing_and_says_why() {
         6000 log INFO: SIGUSR2: upgrading the master in place
         6000 probe
         6000 log INFO: upgrade: probing /srv/app (pid 999), for at most 5000 ms
-        6000 log ERROR: upgrade failed: the new program (srv 9.9.9) reads handover formats 99 to 99, and this master writes 1; the master runs on unchanged, and so do its workers
+        6000 log ERROR: upgrade failed: the new program (srv 9.9.9) reads handover formats 99 to 99, and this master writes 2; the master runs on unchanged, and so do its workers
         7000 log INFO: SIGUSR2: upgrading the master in place
         7000 probe
         7000 log ERROR: upgrade failed: cannot execute /srv/app: Permission denied; the master runs on unchanged, and so do its workers

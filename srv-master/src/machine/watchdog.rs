@@ -1,0 +1,90 @@
+//! The watchdog (`worker.watchdog`): a started worker proves, with `Alive`,
+//! that its serving loop runs; one silent for a whole period is hung, and is
+//! killed and replaced like a crashed worker (with the crash backoff).
+//!
+//! # Who is watched
+//!
+//! A worker is watched with the period it was told at its spawn
+//! (`SRV_WATCHDOG_MS`, [`Worker::watchdog`]), so a master adopted through
+//! an upgrade watches each worker as that worker knows it is watched; and
+//! only once it said `Hello` with protocol [`ALIVE_VERSION`] or later: a
+//! worker of protocol 1 cannot send `Alive`, and is never watched. Only a
+//! started worker: a starting one is under `worker.timeout`, a retiring one
+//! under its grace, and neither has a serving loop to prove.
+//!
+//! # When
+//!
+//! The period counts from the worker's start, then from each `Alive`, as
+//! the shell stamps it (never after a deadline still due: a master that
+//! stalls does not charge its stall to a worker whose heartbeat waited in
+//! its channel). So a worker whose loop stopped is killed at most one
+//! period after the last heartbeat it sent. srv-worker sends a heartbeat
+//! within a quarter of the period of the serving loop's proof, and asks the
+//! loop for one at least every half period: a hung worker is killed within
+//! 1.25 periods of its last proof, plus a turn of the master's loop.
+//!
+//! # What else
+//!
+//! `Alive` from a worker of protocol 1 is a protocol error (the message
+//! does not exist in that version). `Alive` from a worker that is not
+//! watched (not told a period, or not started yet) is harmless and
+//! ignored; like any message it counts towards the flood limit, which a
+//! heartbeat a few times per period never comes near.
+//!
+//! [`ALIVE_VERSION`]: srv_proto::message::ALIVE_VERSION
+//! [`Worker::watchdog`]: super::worker::Worker::watchdog
+
+use std::time::Instant;
+
+use srv_proto::message::ALIVE_VERSION;
+
+use super::worker::Worker;
+use super::{Action, Machine, State, WorkerId};
+
+impl Worker {
+    /// When this worker is hung unless it proves alive first, if it is
+    /// watched (see the module docs).
+    pub(super) fn watchdog_deadline(&self) -> Option<Instant> {
+        if self.state != State::Started
+            || self.protocol_version.is_none_or(|version| version < ALIVE_VERSION)
+        {
+            return None;
+        }
+        Some(self.heard_at? + self.watchdog?)
+    }
+}
+
+impl Machine {
+    /// A worker sent `Alive`.
+    pub(super) fn on_alive(&mut self, now: Instant, worker: WorkerId, actions: &mut Vec<Action>) {
+        let Some(record) = self.workers.get_mut(&worker) else { return };
+        if record.protocol_version.is_some_and(|version| version < ALIVE_VERSION) {
+            let why = format!(
+                "broke the protocol: sent Alive, which its protocol version {} does not have",
+                record.protocol_version.unwrap_or_default()
+            );
+            return self.kill_as_failed(now, worker, &why, actions);
+        }
+        record.heartbeat_seen = true;
+        if record.state == State::Started {
+            record.heard_at = Some(now);
+        }
+    }
+
+    /// Why `worker` is hung at `now`, if it is: the log line of its kill.
+    pub(super) fn hung(&self, now: Instant, worker: WorkerId) -> Option<String> {
+        let record = self.workers.get(&worker)?;
+        let deadline = record.watchdog_deadline()?;
+        if deadline > now {
+            return None;
+        }
+        let silent = now.saturating_duration_since(record.heard_at?).as_millis();
+        let period = record.watchdog?.as_millis();
+        let never = if record.heartbeat_seen {
+            ""
+        } else {
+            " and never sent a heartbeat (its serving loop must call Worker::alive)"
+        };
+        Some(format!("hung: silent for {silent} ms (worker.watchdog = {period} ms){never}"))
+    }
+}
