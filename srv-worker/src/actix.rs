@@ -22,6 +22,14 @@
 //! handed to it but it had not started serving. The pause and the grace
 //! avoid both.
 //!
+//! For the master's watchdog (`worker.watchdog`), [`serve`] runs
+//! [`Worker::spawn_heartbeat`] on the runtime of the actix System that
+//! calls it: a blocked System misses its heartbeats. actix-web serves
+//! connections on threads of its own, each with its own runtime, which
+//! that task does not see: a handler that blocks one of them for good is
+//! not detected (with `.workers(1)`, as srv advises, that thread is the
+//! whole server).
+//!
 //! The server must be built with `disable_signals()`: the master drives
 //! the lifecycle, and actix acting on SIGINT or SIGTERM by itself (a
 //! Ctrl+C reaches every process of the group) would stop it at once.
@@ -146,6 +154,9 @@ where
 ///
 /// The server failed (what awaiting it returns).
 pub async fn serve(worker: &Worker, server: Server) -> io::Result<()> {
+    // The proof, for the master's watchdog, that the runtime of this
+    // System runs tasks (see the limits in the module docs).
+    let _heartbeat = worker.spawn_heartbeat();
     let handle = server.handle();
     let mut server = actix_web::rt::spawn(server);
     let reason = tokio::select! {

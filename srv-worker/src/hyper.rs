@@ -16,6 +16,8 @@
 //! - [`IDLE_GRACE`] after the disconnect, hyper's graceful shutdown closes
 //!   what is left idle, ends busy HTTP/1 connections after their response,
 //!   and sends `GOAWAY` on the HTTP/2 connections that carried nothing yet;
+//! - while it serves, a task on the runtime proves to the master's
+//!   watchdog that the runtime runs ([`Worker::spawn_heartbeat`]);
 //! - `serve` returns when the last connection is done, or at
 //!   [`Worker::drain_until`] (shortly before the master's deadline, which
 //!   it follows if the master changes it), when it drops the connections
@@ -190,6 +192,9 @@ pub async fn serve_with<L, M, S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    // The proof that this runtime runs tasks, for the master's watchdog;
+    // it ends with this function.
+    let _heartbeat = worker.spawn_heartbeat();
     let builder = Arc::new(builder);
     let (phase, _) = watch::channel(Phase::Serving);
     let draining = Arc::new(AtomicBool::new(false));

@@ -71,6 +71,7 @@ pub mod axum;
 pub mod drain;
 #[cfg(any(feature = "hyper", feature = "actix"))]
 mod drain_timer;
+mod heartbeat;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 mod listener;
@@ -89,13 +90,16 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+#[cfg(feature = "tokio")]
+pub use heartbeat::Heartbeat;
 pub use listener::Listener;
 pub use signals::Sigterm;
 pub use srv_proto::ListenAddr;
 use srv_proto::{Channel, PROTOCOL_VERSION, WorkerMessage, env};
 
+use heartbeat::Beat;
 use shared::Shared;
 
 /// Why a worker was disconnected.
@@ -198,6 +202,9 @@ struct Link {
     /// Serialises `listen` calls so each reply matches its request.
     listen_lock: Mutex<()>,
     worker_id: Option<u32>,
+    /// The heartbeat, when the master watches this worker
+    /// (`worker.watchdog`).
+    beat: Option<Arc<Beat>>,
 }
 
 impl Worker {
@@ -267,10 +274,14 @@ impl Worker {
         // A master too old to announce its version speaks version 1, and
         // would refuse this crate's newer one (see `srv_proto::message`).
         let version = env::hello_version(std::env::var_os(env::ENV_PROTOCOL_VERSION).as_deref());
+        // Only a master of protocol 2 or later announces a watchdog, and
+        // only a worker that speaks it to that master may send `Alive`.
+        let watchdog = env::watchdog_period(std::env::var_os(env::ENV_WATCHDOG_MS).as_deref())
+            .filter(|_| version >= srv_proto::message::ALIVE_VERSION);
         let Some(stream) = env::take_inherited_channel()? else {
             return Ok(None);
         };
-        let worker = Worker::connect_speaking(stream, worker_id, version)?;
+        let worker = Worker::connect_speaking(stream, worker_id, version, watchdog)?;
         if let (Sigterm::Disconnect, Some(link)) = (sigterm, &worker.link) {
             signals::disconnect_on_sigterm(Arc::clone(&worker.shared), Arc::clone(&link.writer))?;
         }
@@ -302,23 +313,24 @@ impl Worker {
     /// The socket cannot be cloned for the reader thread, or `Hello` cannot
     /// be sent.
     pub fn connect(stream: UnixStream, worker_id: Option<u32>) -> io::Result<Worker> {
-        Worker::connect_speaking(stream, worker_id, PROTOCOL_VERSION)
+        Worker::connect_speaking(stream, worker_id, PROTOCOL_VERSION, None)
     }
 
-    /// [`Worker::connect`], saying `Hello` with `protocol_version`.
+    /// [`Worker::connect`], saying `Hello` with `protocol_version`, and
+    /// watched every `watchdog` if given.
     fn connect_speaking(
         stream: UnixStream,
         worker_id: Option<u32>,
         protocol_version: u32,
+        watchdog: Option<Duration>,
     ) -> io::Result<Worker> {
         stream.set_nonblocking(false)?;
         let reader = Channel::new(stream.try_clone()?);
         let shared = Shared::start(reader)?;
-        let link = Link {
-            writer: Arc::new(Mutex::new(Channel::new(stream))),
-            listen_lock: Mutex::new(()),
-            worker_id,
-        };
+        let writer = Arc::new(Mutex::new(Channel::new(stream)));
+        let beat = watchdog
+            .map(|period| Arc::new(Beat::new(Arc::clone(&writer), Arc::clone(&shared), period)));
+        let link = Link { writer, listen_lock: Mutex::new(()), worker_id, beat };
         let worker = Worker { link: Some(link), shared };
         worker.send(&WorkerMessage::Hello { protocol_version, pid: std::process::id() })?;
         Ok(worker)
@@ -393,6 +405,94 @@ impl Worker {
     /// The master is gone.
     pub fn online(&self) -> io::Result<()> {
         self.send(&WorkerMessage::Online)
+    }
+
+    /// Proves to the master that this worker's serving loop runs: call it
+    /// from that loop, at least every [`Worker::heartbeat_interval`], for
+    /// as long as the worker serves. A master with `worker.watchdog` kills
+    /// and replaces a started worker that stays silent for a whole period,
+    /// as hung.
+    ///
+    /// It costs next to nothing: without a watchdog (or a master, or after
+    /// the disconnect) it returns at once, and otherwise it sends at most
+    /// one `Alive` per [`Worker::heartbeat_interval`], whatever the number
+    /// of calls, so a loop may call it at every turn. Call it from the code
+    /// that does the work, never from a thread of its own, which would
+    /// keep proving a deadlocked server alive. With the `tokio` feature,
+    /// srv-worker's `serve` helpers do it with a task on the server's
+    /// runtime ([`Worker::spawn_heartbeat`]).
+    ///
+    /// ```no_run
+    /// use std::os::fd::AsFd;
+    /// use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    ///
+    /// # fn serve(worker: srv_worker::Worker) -> Result<(), Box<dyn std::error::Error>> {
+    /// let listener = worker.listen_tcp("127.0.0.1:8080")?;
+    /// worker.online()?;
+    /// // Wake up often enough to prove the loop runs even without traffic.
+    /// let tick = worker.heartbeat_interval().map_or(PollTimeout::NONE, |every| {
+    ///     PollTimeout::try_from(every).unwrap_or(PollTimeout::MAX)
+    /// });
+    /// while !worker.is_disconnected() {
+    ///     worker.alive()?;
+    ///     let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    ///     if poll(&mut fds, tick)? > 0 {
+    ///         // ... accept and serve
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The master is gone (the disconnect follows).
+    pub fn alive(&self) -> io::Result<()> {
+        match self.link.as_ref().and_then(|link| link.beat.as_ref()) {
+            Some(beat) => beat.alive(),
+            None => Ok(()),
+        }
+    }
+
+    /// How often the serving loop must call [`Worker::alive`]: a quarter
+    /// of the master's `worker.watchdog`; `None` when nothing watches this
+    /// worker (no master, no watchdog, or a master of protocol 1).
+    ///
+    /// ```
+    /// let worker = srv_worker::Worker::standalone();
+    /// assert_eq!(worker.heartbeat_interval(), None);
+    /// ```
+    pub fn heartbeat_interval(&self) -> Option<Duration> {
+        self.link.as_ref()?.beat.as_ref().map(|beat| beat.every())
+    }
+
+    /// Runs [`Worker::alive`] every [`Worker::heartbeat_interval`] as a
+    /// task on the current tokio runtime (feature `tokio`), until the
+    /// returned [`Heartbeat`] is dropped; nothing when this worker is not
+    /// watched. srv-worker's `serve` helpers call it; a tokio server with
+    /// its own accept loop calls it once, before it serves.
+    ///
+    /// A task proves that the runtime still runs tasks: one whose threads
+    /// are all blocked (a handler that blocks, a deadlock across tasks)
+    /// misses its heartbeats and is replaced. A blocked thread among
+    /// several that still run is not detected.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let worker = srv_worker::Worker::from_env()?.unwrap_or_else(srv_worker::Worker::standalone);
+    /// let _heartbeat = worker.spawn_heartbeat();
+    /// // ... accept and serve until `worker.disconnected()`
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Called outside a tokio runtime, for a watched worker.
+    #[cfg(feature = "tokio")]
+    pub fn spawn_heartbeat(&self) -> Heartbeat {
+        Heartbeat::spawn(self.link.as_ref().and_then(|link| link.beat.clone()))
     }
 
     /// A listening socket for `addr`, shared with every other worker.

@@ -17,11 +17,12 @@
 //! The period counts from the worker's start, then from each `Alive`, as
 //! the shell stamps it (never after a deadline still due: a master that
 //! stalls does not charge its stall to a worker whose heartbeat waited in
-//! its channel). So a worker whose loop stopped is killed at most one
-//! period after the last heartbeat it sent. srv-worker sends a heartbeat
-//! within a quarter of the period of the serving loop's proof, and asks the
-//! loop for one at least every half period: a hung worker is killed within
-//! 1.25 periods of its last proof, plus a turn of the master's loop.
+//! its channel). So a worker whose loop stopped is killed one period after
+//! the last heartbeat it sent. srv-worker sends at most one heartbeat per
+//! quarter period and asks the loop to prove itself at least that often
+//! (`srv_worker::Worker::alive`): a running loop is heard at least every
+//! half period, and one that stops is killed within one period of its
+//! stop, plus a turn of the master's loop.
 //!
 //! # What else
 //!
