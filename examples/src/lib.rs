@@ -70,6 +70,18 @@ pub struct ServerArgs {
     /// Wait before replacing a crashed worker [default: 5000]
     #[arg(long, value_name = "MS")]
     pub restart_delay: Option<u64>,
+    /// Kill and replace a worker whose serving loop is silent this long
+    /// (worker.watchdog) [default: none]
+    #[arg(long, value_name = "MS")]
+    pub watchdog: Option<u64>,
+    /// Recycle a worker whose resident memory is above this (worker.max_rss)
+    /// [default: none]
+    #[arg(long, value_name = "MIB")]
+    pub max_rss: Option<u64>,
+    /// Recycle each worker after about this long, within ±10%
+    /// (worker.max_age) [default: none]
+    #[arg(long, value_name = "MS")]
+    pub max_age: Option<u64>,
     /// Serve in this process, without a master
     #[arg(long)]
     pub standalone: bool,
@@ -117,6 +129,15 @@ impl ServerArgs {
             // Raise the cap of the doubling delay along, rather than refuse
             // a delay above its default.
             options.restart.max_delay = options.restart.max_delay.max(options.restart.delay);
+        }
+        if let Some(period) = self.watchdog {
+            options.worker.watchdog = Some(ms(period));
+        }
+        if let Some(mib) = self.max_rss {
+            options.worker.max_rss = Some(mib);
+        }
+        if let Some(age) = self.max_age {
+            options.worker.max_age = Some(ms(age));
         }
         options.validate()?;
         Ok(options)

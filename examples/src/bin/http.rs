@@ -6,6 +6,7 @@
 //! curl http://127.0.0.1:8080/            # ok <worker pid>
 //! curl http://127.0.0.1:8080/sleep?ms=500 # slept 500
 //! curl http://127.0.0.1:8080/exe          # exe <hash of the binary> <pid>
+//! curl http://127.0.0.1:8080/alloc?mb=64  # holds 64 MiB <pid>
 //! ```
 //!
 //! One binary is both master and worker (as in `hello`): started by hand it
@@ -21,7 +22,10 @@
 //!
 //! A worker asks the master for the shared listening socket, reports
 //! `online`, then accepts in a `poll(2)` loop on two descriptors: the
-//! listening socket and `Worker::disconnect_fd`. Each connection gets a
+//! listening socket and `Worker::disconnect_fd`. Each turn of that loop
+//! calls `Worker::alive`, and `poll` waits at most
+//! `Worker::heartbeat_interval`, so that a master with `worker.watchdog`
+//! hears from the loop itself: a stopped or stuck loop goes silent. Each connection gets a
 //! thread that reads with a short timeout ([`READ_TICK`]), so an idle
 //! connection notices the disconnect without any wake-up machinery.
 //!
@@ -72,7 +76,16 @@ const ABOUT: &str = "The reference server: a threaded HTTP/1.1 server run as N s
 
 const PAGES: &str = "\
 GET / answers `ok <worker pid>`; GET /sleep?ms=N waits N ms (at most 60000);
-GET /exe answers `exe <hash of the worker's executable file> <worker pid>`.";
+GET /exe answers `exe <hash of the worker's executable file> <worker pid>`;
+GET /alloc?mb=N makes the worker hold N MiB (at most 1024), allocated and touched,
+until the next /alloc, and answers `holds N MiB <worker pid>`.";
+
+/// The most memory `GET /alloc?mb=N` makes a worker hold, in MiB.
+const MAX_ALLOC_MB: usize = 1024;
+
+/// What `GET /alloc` makes this worker hold: resident, since every page
+/// was written, until the next `/alloc` replaces it.
+static HELD: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 /// How long a connection thread blocks in one `read` before it looks at the
 /// disconnect state again.
@@ -177,12 +190,21 @@ fn accept_until_disconnected(
     connections: &Arc<Connections>,
 ) -> anyhow::Result<()> {
     let disconnect_fd = worker.disconnect_fd().context("create the disconnect pipe")?;
+    // Watched by the master (`worker.watchdog`): wake up often enough to
+    // prove, from this very loop, that it runs, traffic or not.
+    let tick = worker.heartbeat_interval().map_or(PollTimeout::NONE, |every| {
+        PollTimeout::try_from(every).unwrap_or(PollTimeout::MAX)
+    });
     loop {
+        if let Err(error) = worker.alive() {
+            // The master is gone; the disconnect pipe says so next.
+            log::debug!("heartbeat: {error}");
+        }
         let mut fds = [
             PollFd::new(listener.as_fd(), PollFlags::POLLIN),
             PollFd::new(disconnect_fd, PollFlags::POLLIN),
         ];
-        match poll(&mut fds, PollTimeout::NONE) {
+        match poll(&mut fds, tick) {
             Ok(_) => {}
             Err(Errno::EINTR) => continue,
             Err(errno) => return Err(io::Error::from(errno)).context("poll the listening socket"),
@@ -559,11 +581,15 @@ impl Response {
 fn route(request: &Request) -> Response {
     let (path, query) = request.target.split_once('?').unwrap_or((&request.target, ""));
     match path {
-        "/" | "/sleep" | "/exe" if !matches!(request.method.as_str(), "GET" | "HEAD") => Response {
-            status: 405,
-            extra_header: "Allow: GET, HEAD\r\n",
-            body: "only GET and HEAD\n".to_owned(),
-        },
+        "/" | "/sleep" | "/exe" | "/alloc"
+            if !matches!(request.method.as_str(), "GET" | "HEAD") =>
+        {
+            Response {
+                status: 405,
+                extra_header: "Allow: GET, HEAD\r\n",
+                body: "only GET and HEAD\n".to_owned(),
+            }
+        }
         "/" => Response::ok(format!("ok {}\n", std::process::id())),
         "/sleep" => {
             let Some(ms) = srv_examples::sleep_ms(Some(query)) else {
@@ -576,8 +602,29 @@ fn route(request: &Request) -> Response {
             Ok(hash) => Response::ok(format!("exe {hash:016x} {}\n", std::process::id())),
             Err(why) => Response::error(500, why),
         },
+        "/alloc" => {
+            let mb = query.split('&').find_map(|pair| pair.strip_prefix("mb="));
+            match mb.and_then(|mb| mb.parse::<usize>().ok()) {
+                Some(mb) if mb <= MAX_ALLOC_MB => {
+                    hold(mb << 20);
+                    Response::ok(format!("holds {mb} MiB {}\n", std::process::id()))
+                }
+                Some(_) => Response::error(400, &format!("at most {MAX_ALLOC_MB} MiB")),
+                None => Response::error(400, "usage: /alloc?mb=N"),
+            }
+        }
         _ => Response::error(404, "not found"),
     }
+}
+
+/// Makes this worker hold `bytes`, every page written so that it is
+/// resident, in place of what it held.
+fn hold(bytes: usize) {
+    let mut held = HELD.lock().unwrap_or_else(|poison| poison.into_inner());
+    // Freed first: the worker holds the new amount, not both.
+    *held = Vec::new();
+    // A non-zero value: pages of zeroes could stay shared with the zero page.
+    *held = vec![0x5a; bytes];
 }
 
 #[cfg(test)]

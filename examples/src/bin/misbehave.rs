@@ -16,7 +16,8 @@
 //! `listen.unix_mode` (octal); `--master-delay-ms N` makes the master
 //! process wait `N` ms before `Master::run`, printing `misbehave: master
 //! pid <pid> waits <N> ms` first: so does the probe of an upgrade (`SIGUSR2`)
-//! and the master an upgrade executes, as a program slow to start would.
+//! and the master an upgrade executes, as a program slow to start would;
+//! `--watchdog MS` is `worker.watchdog`.
 //!
 //! Worker flags:
 //!
@@ -30,6 +31,12 @@
 //!   so that `SIGTERM` kills the worker at once (by default srv-worker makes
 //!   it a disconnect).
 //! - `--ignore-disconnect`: keep running after `Disconnect` (until killed).
+//! - `--deadlock-after-ms N`: once online, the main loop, which waits for
+//!   the disconnect and calls `Worker::alive` at every turn (at least every
+//!   `Worker::heartbeat_interval`, or 100 ms), deadlocks `N` ms later: it
+//!   and a thread of its own each hold one of two locks and wait for the
+//!   other (it prints `deadlocked` first). srv-worker's reader thread runs
+//!   on, as a helper thread would in a real server.
 //! - `--slow-exit-ms N`: after `Disconnect`, wait `N` ms, then exit 0.
 //! - `--listen ADDR`: get a listening socket for `ADDR` from the master
 //!   before reporting online (`127.0.0.1:0` is fine: every worker of one
@@ -139,6 +146,8 @@ struct Behaviour {
     /// `--keep-sigterm`: leave `SIGTERM` its default action.
     keep_sigterm: bool,
     ignore_disconnect: bool,
+    /// `--deadlock-after-ms`.
+    deadlock_after: Option<Duration>,
     slow_exit: Option<Duration>,
     listen: Option<ListenAddr>,
     /// `--listen-also`: more addresses, asked for once online.
@@ -329,6 +338,12 @@ struct Args {
     /// Run through srv::run with a callback that fails
     #[arg(long)]
     callback_error: bool,
+    /// worker.watchdog
+    #[arg(long, value_name = "MS")]
+    watchdog: Option<u64>,
+    /// Once online, deadlock the serving loop (two threads, two locks) after MS
+    #[arg(long, value_name = "MS")]
+    deadlock_after_ms: Option<u64>,
 }
 
 /// `listen.unix_mode` as written, in octal.
@@ -423,6 +438,7 @@ fn parse_args(args: Args) -> (Options, Behaviour, Option<PathBuf>) {
     if args.no_ignore_sigint {
         options.worker.ignore_sigint = false;
     }
+    options.worker.watchdog = args.watchdog.map(ms);
     options.worker.user = args.user;
     options.listen.allow = args.allow;
     options.listen.unix_mode = args.unix_mode;
@@ -447,6 +463,7 @@ fn parse_args(args: Args) -> (Options, Behaviour, Option<PathBuf>) {
         swap_to: args.swap_to,
         callback_error: args.callback_error,
         master_delay: args.master_delay_ms.map(ms),
+        deadlock_after: args.deadlock_after_ms.map(ms),
     };
     (options, behaviour, args.worker_program)
 }
@@ -593,7 +610,8 @@ fn run_worker(worker: &Worker, behaviour: &Behaviour) -> anyhow::Result<()> {
         let listener = listener.context("--serve-http needs --listen")?.into_tcp()?;
         serve_http(worker, listener)?
     } else {
-        let reason = worker.wait_disconnect();
+        let deadlock_after = behaviour.deadlock_after.filter(|_| misbehaves);
+        let reason = wait_disconnect_alive(worker, id, deadlock_after)?;
         drop(listener);
         reason
     };
@@ -609,6 +627,54 @@ fn run_worker(worker: &Worker, behaviour: &Behaviour) -> anyhow::Result<()> {
     }
     say(id, "exiting (code 0)");
     Ok(())
+}
+
+/// Waits for the disconnect in a loop that proves itself alive to the
+/// master's watchdog at every turn, and deadlocks after `deadlock_after`.
+fn wait_disconnect_alive(
+    worker: &Worker,
+    id: u32,
+    deadlock_after: Option<Duration>,
+) -> anyhow::Result<srv_worker::DisconnectReason> {
+    let every = worker.heartbeat_interval().unwrap_or(Duration::from_millis(100));
+    let tick = PollTimeout::try_from(every).unwrap_or(PollTimeout::MAX);
+    let disconnect_fd = worker.disconnect_fd().context("create the disconnect pipe")?;
+    let start = Instant::now();
+    while !worker.is_disconnected() {
+        if deadlock_after.is_some_and(|after| start.elapsed() >= after) {
+            deadlock(id);
+        }
+        // An error means the master is gone: the disconnect follows.
+        let _ = worker.alive();
+        match poll(&mut [PollFd::new(disconnect_fd, PollFlags::POLLIN)], tick) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(errno) => return Err(io::Error::from(errno)).context("poll"),
+        }
+    }
+    Ok(worker.wait_disconnect())
+}
+
+/// `--deadlock-after-ms`: this thread and another take two locks in
+/// opposite orders, each holding the one the other waits for. Never
+/// returns.
+fn deadlock(id: u32) -> ! {
+    use std::sync::{Arc, Barrier, Mutex};
+    let (first, second) = (Arc::new(Mutex::new(())), Arc::new(Mutex::new(())));
+    let both_held = Arc::new(Barrier::new(2));
+    {
+        let (first, second, both_held) =
+            (Arc::clone(&first), Arc::clone(&second), Arc::clone(&both_held));
+        thread::spawn(move || {
+            let _second = second.lock();
+            both_held.wait();
+            let _first = first.lock();
+        });
+    }
+    let _first = first.lock();
+    both_held.wait();
+    say(id, "deadlocked");
+    let _second = second.lock();
+    unreachable!("a deadlock ended")
 }
 
 /// `--serve-http`: answers every connection until the disconnect, then

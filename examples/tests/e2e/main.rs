@@ -40,3 +40,4 @@ mod startup;
 mod storms;
 mod systemd;
 mod upgrade;
+mod watchdog;

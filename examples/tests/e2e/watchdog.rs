@@ -1,0 +1,163 @@
+//! The watchdog (`worker.watchdog`): a worker whose serving loop stops is
+//! killed as hung and replaced, within the period plus a margin.
+//!
+//! The bound: a serving loop that stops at `t` sent its last heartbeat
+//! after `t - P/4` (srv-worker's `heartbeat` module), so the master kills
+//! it by `t + P`, plus a turn of its loop; the replacement is spawned
+//! `restart.delay` later (a hang is a crash, with the crash backoff) and
+//! then starts. These tests run with `P` = 1000 ms and `restart.delay` =
+//! 100 ms, and allow [`MARGIN`] on top of `P + restart.delay` for the
+//! master's turn, the replacement's start and a busy machine: the
+//! replacement serves within 2.1 s of the stop or the deadlock.
+//!
+//! - A stopped worker (`SIGSTOP`) of the reference server, whose accept
+//!   loop sends the heartbeats, is killed as hung (the log says for how
+//!   long it was silent) and replaced; the other worker, idle all along,
+//!   is never taken for hung.
+//! - A deadlocked worker (`misbehave --deadlock-after-ms`: its main loop
+//!   and a thread of its own wait for each other's lock, while srv-worker's
+//!   own reader thread runs on) is killed as hung and replaced; before the
+//!   deadlock, its heartbeats keep it alive for more than two periods.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::harness::{Line, Master, count, misbehave, reports};
+use crate::http_support::{get_ok, http, start_on_port_0, wait_addr, wait_serving};
+
+/// `worker.watchdog` in these tests.
+const PERIOD: Duration = Duration::from_millis(1000);
+
+/// `restart.delay` in these tests.
+const RESTART_DELAY: Duration = Duration::from_millis(100);
+
+/// What a busy machine may add to `PERIOD + RESTART_DELAY` (see the module
+/// docs).
+const MARGIN: Duration = Duration::from_millis(1000);
+
+/// The `silent for N ms` of a master's `hung:` line.
+fn silent_ms(line: &str) -> Option<u64> {
+    let rest = &line[line.find("hung: silent for ")? + "hung: silent for ".len()..];
+    rest.split(' ').next()?.parse().ok()
+}
+
+/// The first line read that contains `needle`.
+fn first_line(lines: &[Line], needle: &str) -> Option<Line> {
+    lines.iter().find(|line| line.text.contains(needle)).cloned()
+}
+
+/// Checks the master's `hung` line for `pid`: silent for at least the
+/// period, at most the period and the margin; returns the line.
+fn assert_hung(master: &Master, pid: Pid) -> Line {
+    let needle = format!("(pid {pid}) hung: silent for ");
+    master.wait_until(&format!("worker pid {pid} killed as hung"), |lines| {
+        count(lines, &needle) == 1
+    });
+    let hung = first_line(&master.timed_lines(), &needle).expect("waited for it");
+    let silent = silent_ms(&hung.text).unwrap_or_else(|| master.fail("no figure in the hung line"));
+    let most = (PERIOD + MARGIN).as_millis() as u64;
+    if !(PERIOD.as_millis() as u64..=most).contains(&silent) {
+        master.fail(&format!("silent for {silent} ms: expected the period, at most {most} ms"));
+    }
+    if !hung.text.contains("worker.watchdog = 1000 ms") {
+        master.fail("the hung line does not name worker.watchdog");
+    }
+    hung
+}
+
+#[test]
+fn a_stopped_worker_is_killed_as_hung_and_replaced_within_the_period_and_a_margin() {
+    let master = start_on_port_0(
+        http(),
+        &["--workers", "2", "--watchdog", "1000", "--restart-delay", "100"],
+    );
+    let addr = wait_addr(&master);
+    let pids = wait_serving(&master, 2);
+    let mut pids = pids.into_iter();
+    let (stopped, other) = (pids.next().expect("2 workers"), pids.next().expect("2 workers"));
+
+    master.signal_worker(stopped, Signal::SIGSTOP);
+    let stopped_at = Instant::now();
+    let hung = assert_hung(&master, stopped);
+    master.wait_for_count(&format!("(pid {stopped}) exited (signal 9) after being killed"), 1);
+    let serving = wait_serving(&master, 2);
+    let started = master
+        .timed_lines()
+        .into_iter()
+        .find(|line| {
+            line.at >= hung.at
+                && line.text.contains(") started (")
+                && !line.text.contains(&format!("(pid {other})"))
+        })
+        .unwrap_or_else(|| master.fail("no replacement started after the hung worker"));
+    let took = started.at.saturating_duration_since(stopped_at);
+    if took > PERIOD + RESTART_DELAY + MARGIN {
+        master.fail(&format!("the replacement started {} ms after the stop", took.as_millis()));
+    }
+    if !serving.contains(&other) || serving.contains(&stopped) {
+        master.fail(&format!("serving {serving:?}: expected {other} and a replacement"));
+    }
+    // Idle since its start, which is now more than a period ago, the
+    // other worker proved alive from its accept loop all along.
+    if count(&master.lines(), &format!("(pid {other}) hung")) != 0 {
+        master.fail("the idle worker was taken for hung");
+    }
+    for _ in 0..4 {
+        get_ok(&master, addr, "/");
+    }
+}
+
+#[test]
+fn a_deadlocked_worker_is_killed_as_hung_and_replaced_and_heartbeats_kept_it_until_then() {
+    let master = Master::start(
+        misbehave(),
+        &[
+            "--workers",
+            "2",
+            "--watchdog",
+            "1000",
+            "--restart-delay",
+            "100",
+            "--deadlock-after-ms",
+            "2500",
+            "--only-worker-ids",
+            "1",
+        ],
+    );
+    let lines =
+        master.wait_until("worker 1 deadlocked", |lines| !reports(lines, "deadlocked").is_empty());
+    let deadlocked = reports(&lines, "deadlocked")[0].pid;
+    // Worker 1 served 2.5 s (two and a half periods) before it deadlocked:
+    // its heartbeats kept it, and nobody was killed.
+    if count(&lines, "hung") != 0 {
+        master.fail("a worker was taken for hung before any deadlock");
+    }
+    let deadlock_seen = first_line(&master.timed_lines(), "deadlocked").expect("seen").at;
+    let hung = assert_hung(&master, deadlocked);
+    let lines = master.wait_until("worker 3 online", |lines| {
+        reports(lines, "online").iter().any(|report| report.id == 3)
+    });
+    let online = master
+        .timed_lines()
+        .into_iter()
+        .find(|line| {
+            line.text.starts_with("misbehave: worker 3 ") && line.text.ends_with(" online")
+        })
+        .expect("waited for it");
+    let took = online.at.saturating_duration_since(deadlock_seen);
+    if took > PERIOD + RESTART_DELAY + MARGIN {
+        master.fail(&format!("worker 3 was online {} ms after the deadlock", took.as_millis()));
+    }
+    if hung.at < deadlock_seen {
+        master.fail("killed as hung before the deadlock");
+    }
+    // The other worker, whose loop runs, is never taken for hung.
+    let other = reports(&lines, "online").iter().find(|report| report.id == 2).map(|r| r.pid);
+    if let Some(other) = other
+        && count(&lines, &format!("(pid {other}) hung")) != 0
+    {
+        master.fail("the healthy worker was taken for hung");
+    }
+}
