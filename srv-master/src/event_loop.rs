@@ -113,6 +113,8 @@ struct Child {
     channel: Option<Channel>,
     /// Registered for writable readiness because frames wait to be written.
     wants_write: bool,
+    /// Its `/proc/<pid>/statm`, opened at its first memory sample.
+    statm: Option<std::fs::File>,
 }
 
 /// The probe of an upgrade, as the shell knows it.
@@ -144,6 +146,8 @@ struct Shell {
     probe_unread: bool,
     /// `Action::Exec` was carried out this turn.
     exec_due: bool,
+    /// The size of a memory page, for memory samples.
+    page_size: u64,
 }
 
 fn token(worker: WorkerId) -> Token {
@@ -204,6 +208,7 @@ pub(crate) fn run(
         probe: None,
         probe_unread: false,
         exec_due: false,
+        page_size: crate::rss::page_size(),
     };
     let mut notifier = Notifier::from_env(Instant::now());
     let mut machine = match handover {
@@ -394,6 +399,28 @@ impl Shell {
                 }
             }
             Action::Exec => self.exec_due = true,
+            Action::SampleRss(worker) => self.sample_rss(worker, events),
+        }
+    }
+
+    /// Reads a worker's resident memory and reports it; a worker that is
+    /// gone, or whose numbers cannot be read, is not reported (see
+    /// `rss.rs`).
+    fn sample_rss(&mut self, worker: WorkerId, events: &mut Queue) {
+        let Some(child) = self.children.get_mut(&worker) else { return };
+        if child.statm.is_none() {
+            match crate::rss::open(child.pid) {
+                Ok(file) => child.statm = Some(file),
+                Err(error) => {
+                    log::debug!(target: "srv", "cannot open the statm of {worker}: {error}");
+                    return;
+                }
+            }
+        }
+        let Some(statm) = &child.statm else { return };
+        match crate::rss::resident_bytes(statm, self.page_size) {
+            Ok(bytes) => events.push_back((Event::Rss { worker, bytes }, None)),
+            Err(error) => log::debug!(target: "srv", "cannot read the statm of {worker}: {error}"),
         }
     }
 
@@ -453,8 +480,12 @@ impl Shell {
             Ok(spawned) => {
                 let pid = Pid::from_raw(spawned.pid as i32);
                 self.by_pid.insert(pid, worker);
-                let child =
-                    Child { pid, channel: Some(Channel::new(spawned.channel)), wants_write: false };
+                let child = Child {
+                    pid,
+                    channel: Some(Channel::new(spawned.channel)),
+                    wants_write: false,
+                    statm: None,
+                };
                 self.children.insert(worker, child);
                 let executed = Instant::now();
                 let took = executed.saturating_duration_since(began).as_secs_f64() * 1000.0;

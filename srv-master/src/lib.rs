@@ -44,6 +44,7 @@ mod listeners;
 mod machine;
 mod notify;
 mod options;
+mod rss;
 #[allow(unsafe_code)]
 mod spawn;
 mod upgrade;

@@ -97,6 +97,7 @@
 
 mod failure;
 mod messages;
+mod planned;
 mod recycle;
 mod scaling;
 mod shutdown;
@@ -113,6 +114,7 @@ use log::Level;
 use crate::options::Options;
 
 use self::failure::Restart;
+use self::planned::Plans;
 use self::recycle::Recycle;
 use self::upgrade::Upgrade;
 pub(crate) use self::upgrade::{HANDOVER_VERSION, Handover};
@@ -165,6 +167,9 @@ pub(crate) struct Machine {
     /// How the last upgrade went wrong (`failed: ...`, `incomplete:
     /// ...`), until the next one begins; the status shows it.
     upgrade_failure: Option<String>,
+    /// Replacements the machine starts on its own: a worker above
+    /// `worker.max_rss` or older than `worker.max_age` (`planned.rs`).
+    plans: Plans,
 }
 
 impl Machine {
@@ -175,6 +180,7 @@ impl Machine {
     #[must_use]
     pub(crate) fn new(options: Options, now: Instant) -> (Machine, Vec<Action>) {
         let target = options.worker.count;
+        let options_max_rss = options.worker.max_rss;
         let mut machine = Machine {
             options,
             target,
@@ -190,6 +196,7 @@ impl Machine {
             give_up: None,
             upgrade: None,
             upgrade_failure: None,
+            plans: Plans::new(now, options_max_rss),
         };
         let mut actions = Vec::new();
         for _ in 0..target {
@@ -271,6 +278,7 @@ impl Machine {
                 }
             }
             Event::Exited { worker, status } => self.on_exit(now, worker, status, actions),
+            Event::Rss { worker, bytes } => self.on_rss(now, worker, bytes, actions),
             Event::ProbeSpawned { pid, program } => {
                 self.probe_spawned(now, pid, &program, actions);
             }
@@ -284,6 +292,9 @@ impl Machine {
         self.retire_unwanted(now, None, actions);
         self.step_recycle(now, actions);
         self.finish_upgrade_if_recycled(now, actions);
+        self.step_planned(now, actions);
+        // After the event: a worker whose exit it reports is not sampled.
+        self.sample_if_due(now, actions);
         if !self.ever_ready && self.is_ready() {
             self.ever_ready = true;
         }
@@ -313,6 +324,12 @@ impl Machine {
     /// The earliest time at which [`Machine::handle`] has something to do
     /// without any event (then send [`Event::Tick`]).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.unplanned_deadline().into_iter().chain(self.planned_deadline()).min()
+    }
+
+    /// [`Machine::next_deadline`] but for those of planned recycles (the
+    /// next memory sample, the next worker's age), which come back forever.
+    fn unplanned_deadline(&self) -> Option<Instant> {
         let workers = self.workers.values().flat_map(|worker| {
             let state = match worker.state {
                 State::Starting { deadline, .. }
@@ -344,6 +361,13 @@ impl Machine {
     #[cfg(test)]
     pub(crate) fn is_recycling(&self) -> bool {
         self.recycle.is_some()
+    }
+
+    /// How many planned replacements (`worker.max_rss`, `worker.max_age`)
+    /// are starting. Only the tests ask.
+    #[cfg(test)]
+    pub(crate) fn planned_in_flight(&self) -> usize {
+        self.plans.in_flight.len()
     }
 
     /// The number of workers wanted (`worker.count`, as changed by

@@ -230,7 +230,7 @@ impl Shell {
             }
             let wants_write = channel.as_ref().is_some_and(Channel::has_outgoing);
             self.by_pid.insert(pid, worker);
-            self.children.insert(worker, Child { pid, channel, wants_write });
+            self.children.insert(worker, Child { pid, channel, wants_write, statm: None });
         }
         log::info!(
             target: "srv",

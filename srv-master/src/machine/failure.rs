@@ -110,7 +110,7 @@ impl Machine {
         // A recycle's replacement that fails stops the recycle; if it still
         // had an old worker to replace, that one keeps serving and nothing
         // needs restarting.
-        if let Some(pair) = self.replacement_failed(worker, why, actions)
+        if let Some(pair) = self.replacement_failed(now, worker, why, actions)
             && pair.old.is_some()
         {
             return;

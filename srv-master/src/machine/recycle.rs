@@ -45,6 +45,7 @@ impl Machine {
     /// an earlier `SIGHUP` is retired); `step_recycle` spawns the first
     /// replacements.
     pub(super) fn begin_recycle(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        self.supersede_planned(now, actions);
         let restarted = self.recycle.is_some();
         let in_flight = self.recycle.take().map(|recycle| recycle.in_flight).unwrap_or_default();
         for pair in in_flight {
@@ -112,6 +113,9 @@ impl Machine {
         worker: WorkerId,
         actions: &mut Vec<Action>,
     ) {
+        if self.planned_started(now, worker, actions) {
+            return;
+        }
         let Some(recycle) = &mut self.recycle else { return };
         let Some(pair) = recycle.replacing(worker) else { return };
         recycle.in_flight.retain(|in_flight| in_flight.replacement != worker);
@@ -121,7 +125,8 @@ impl Machine {
         }
     }
 
-    /// A replacement of the recycle failed to start: the recycle stops, and
+    /// A replacement failed to start. A planned one pauses planned
+    /// recycles (`planned_failed`). One of the recycle stops it, and
     /// every old worker not yet retired keeps serving. The other
     /// replacements still starting are not wanted any more, so that the
     /// workers are the target again: they are retired by `retire_unwanted`,
@@ -130,10 +135,14 @@ impl Machine {
     /// logging why the recycle stopped.
     pub(super) fn replacement_failed(
         &mut self,
+        now: Instant,
         worker: WorkerId,
         why: &str,
         actions: &mut Vec<Action>,
     ) -> Option<InFlight> {
+        if let Some(pair) = self.planned_failed(now, worker, why, actions) {
+            return Some(pair);
+        }
         let pair = self.recycle.as_ref()?.replacing(worker)?;
         let recycle = self.recycle.take()?;
         let others: Vec<InFlight> =
@@ -178,6 +187,9 @@ impl Machine {
     /// such an old worker: then its replacement is already starting and
     /// takes its place, so it needs no replacement of its own.
     pub(super) fn old_worker_gone(&mut self, worker: WorkerId) -> bool {
+        if self.planned_old_gone(worker) {
+            return true;
+        }
         let Some(recycle) = &mut self.recycle else { return false };
         recycle.queue.retain(|queued| *queued != worker);
         for pair in &mut recycle.in_flight {

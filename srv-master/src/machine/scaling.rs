@@ -41,8 +41,15 @@ impl Machine {
         if self.restarts.pop().is_some() {
             return;
         }
-        let in_flight: Vec<InFlight> =
-            self.recycle.as_ref().map(|recycle| recycle.in_flight.clone()).unwrap_or_default();
+        let planned = self.plans.in_flight.iter().map(|planned| planned.pair);
+        let in_flight: Vec<InFlight> = self
+            .recycle
+            .as_ref()
+            .map(|recycle| recycle.in_flight.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .chain(planned)
+            .collect();
         let is_in_flight = |id: WorkerId| {
             in_flight.iter().any(|pair| pair.replacement == id || pair.old == Some(id))
         };
@@ -66,7 +73,9 @@ impl Machine {
         // and its old worker one of the target: the newest pair goes, both
         // of them (the old one alone would leave its replacement one too
         // many; the replacement alone would leave an old worker behind).
-        let Some(pair) = self.recycle.as_mut().and_then(|recycle| recycle.in_flight.pop()) else {
+        let newest = self.recycle.as_mut().and_then(|recycle| recycle.in_flight.pop());
+        let Some(pair) = newest.or_else(|| self.plans.in_flight.pop().map(|planned| planned.pair))
+        else {
             return;
         };
         for worker in pair.old.into_iter().chain([pair.replacement]) {

@@ -30,6 +30,15 @@ impl Machine {
         actions.push(Action::CloseListeners);
         self.restarts.clear();
         self.stop_upgrade(cause, actions);
+        if !self.plans.in_flight.is_empty() {
+            let left = self.plans.in_flight.len();
+            log(
+                actions,
+                Level::Info,
+                format!("planned recycle stopped by {cause} with {left} replacements starting"),
+            );
+        }
+        self.stop_planned();
         if let Some(recycle) = self.recycle.take() {
             let left = recycle.queue.len() + recycle.in_flight.len();
             log(

@@ -31,6 +31,7 @@
 //! | `hello IDS [version=N]` | `Hello`, with [`PROTOCOL_VERSION`] unless given |
 //! | `online IDS` | `Online` |
 //! | `alive IDS` | `Alive` |
+//! | `rss IDS mb=N` | none: from now on, memory samples of these workers say `N` MiB (10 unless set) |
 //! | `flood IDS n=N` | `N` times `Online` |
 //! | `listen-requests IDS n=N [ADDR]` | `N` times `ListenRequest` |
 //! | `up IDS` | `Hello`, then `Online` |
@@ -78,6 +79,7 @@
 mod crashes;
 mod listen;
 mod messages;
+mod planned;
 mod random;
 mod recycle;
 mod scaling;

@@ -70,6 +70,7 @@ use serde::{Deserialize, Serialize};
 use srv_proto::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 use super::failure::Restart;
+use super::planned::Plans;
 use super::recycle::Recycle;
 use super::{
     Action, ExitStatus, Machine, Phase, ProbeReport, State, Upgrading, Worker, WorkerId, log,
@@ -398,6 +399,7 @@ impl Machine {
     /// The probe vouched for the new program: supersede a recycle in
     /// progress and ask for the exec.
     fn exec(&mut self, now: Instant, srv: &str, actions: &mut Vec<Action>) {
+        self.supersede_planned(now, actions);
         if let Some(recycle) = self.recycle.take() {
             log(
                 actions,
@@ -612,6 +614,7 @@ impl Machine {
             options.worker.count
         };
         let first_new = handover.next_id;
+        let max_rss = options.worker.max_rss;
         let workers = handover
             .workers
             .into_iter()
@@ -653,6 +656,8 @@ impl Machine {
                     }),
                     heard_at: handed.heard_ms_ago.map(|ago| before(now, ago)),
                     heartbeat_seen: handed.heartbeat_seen,
+                    // Every adopted worker is recycled anyway.
+                    over_rss: None,
                 };
                 (WorkerId(handed.id), worker)
             })
@@ -681,6 +686,7 @@ impl Machine {
                 hup: false,
             }),
             upgrade_failure: None,
+            plans: Plans::new(now, max_rss),
         };
         let old = machine.live_workers().len();
         log(

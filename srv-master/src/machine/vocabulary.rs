@@ -150,6 +150,14 @@ pub(crate) enum Event {
         /// Why, naming the program.
         error: String,
     },
+    /// What a worker's resident memory is, as the shell read it after a
+    /// [`Action::SampleRss`].
+    Rss {
+        /// The worker.
+        worker: WorkerId,
+        /// Its resident set, in bytes.
+        bytes: u64,
+    },
     /// Time passed; deadlines up to `now` are due.
     Tick,
 }
@@ -204,6 +212,9 @@ pub(crate) enum Action {
     /// [`Machine::handover`](super::Machine::handover); report
     /// `ExecFailed` if the exec fails.
     Exec,
+    /// Read the worker's resident memory (`/proc/<pid>/statm`) and report
+    /// it with [`Event::Rss`], if the worker still runs.
+    SampleRss(WorkerId),
     /// Every worker is gone after a shutdown: exit with this code.
     Exit(i32),
 }
@@ -220,6 +231,7 @@ impl fmt::Display for Action {
             Action::Probe => f.write_str("probe"),
             Action::KillProbe => f.write_str("kill probe"),
             Action::Exec => f.write_str("exec"),
+            Action::SampleRss(worker) => write!(f, "sample rss {worker}"),
             Action::Exit(code) => write!(f, "exit {code}"),
         }
     }

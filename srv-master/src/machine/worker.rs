@@ -53,6 +53,9 @@ pub(super) struct Worker {
     pub(super) heard_at: Option<Instant>,
     /// It sent at least one `Alive`.
     pub(super) heartbeat_seen: bool,
+    /// What its resident memory was when a sample first found it above
+    /// `worker.max_rss` (bytes): it is to be replaced (see `planned.rs`).
+    pub(super) over_rss: Option<u64>,
 }
 
 /// When a worker first said each message of its start; logged at debug
@@ -161,6 +164,7 @@ impl Machine {
                 watchdog: self.options.worker.watchdog,
                 heard_at: None,
                 heartbeat_seen: false,
+                over_rss: None,
             },
         );
         actions.push(Action::Spawn(worker));

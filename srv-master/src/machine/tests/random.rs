@@ -51,6 +51,11 @@ struct World {
     max_start_failures: u32,
     /// `recycle.parallel`, 1 to `count`.
     parallel: usize,
+    /// `worker.max_rss = 100` (MiB; one case in three): `rss` steps mark
+    /// workers above it.
+    max_rss: bool,
+    /// `worker.max_age` in ms (one case in three).
+    max_age_ms: Option<u64>,
 }
 
 /// One step of a case, read against the state it meets (see the module
@@ -78,17 +83,28 @@ impl Step {
 fn world() -> impl Strategy<Value = World> {
     let delays: &'static [u64] = &[0, 100, 1000, 5000];
     let limits: &'static [u32] = &[1, 3, 1000];
-    (1..=4usize, select(delays), prop::bool::weighted(1.0 / 3.0), select(limits)).prop_flat_map(
-        |(count, restart_delay_ms, require_listen, max_start_failures)| {
-            (1..=count).prop_map(move |parallel| World {
-                count,
-                restart_delay_ms,
-                require_listen,
-                max_start_failures,
-                parallel,
-            })
-        },
+    let ages: &'static [Option<u64>] = &[None, None, Some(3000), Some(20_000)];
+    (
+        1..=4usize,
+        select(delays),
+        prop::bool::weighted(1.0 / 3.0),
+        select(limits),
+        prop::bool::weighted(1.0 / 3.0),
+        select(ages),
     )
+        .prop_flat_map(
+            |(count, restart_delay_ms, require_listen, max_start_failures, max_rss, max_age_ms)| {
+                (1..=count).prop_map(move |parallel| World {
+                    count,
+                    restart_delay_ms,
+                    require_listen,
+                    max_start_failures,
+                    parallel,
+                    max_rss,
+                    max_age_ms,
+                })
+            },
+        )
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -102,10 +118,13 @@ proptest! {
     #![proptest_config(config(CASES))]
 
     /// Random signals (`SIGUSR2` and the upgrade's probe and exec included),
-    /// messages, crashes, exits and time; after every step the
+    /// messages, crashes, exits, memory figures (`worker.max_rss`), ages
+    /// (`worker.max_age`) and time; after every step the
     /// fake shell's invariants hold (a master that gives up before any worker
     /// started counts as shutting down), and the machine never runs more than the
-    /// target plus `recycle.parallel` recycle replacements. Every so often the
+    /// target plus `recycle.parallel` replacements (of a recycle or planned).
+    /// With planned recycles, time also passes in a well-behaved world, and
+    /// never are fewer than the target started meanwhile. Every so often the
     /// world turns well-behaved until it is quiet: then exactly the target runs,
     /// all started, and after a `SIGHUP` all of them were spawned after it, and
     /// never during that recycle were fewer than the target started. The end is
@@ -138,6 +157,9 @@ fn random_run(world: &World, steps: &[Step]) {
     }
     options.worker.max_start_failures = world.max_start_failures;
     options.recycle.parallel = world.parallel;
+    options.worker.max_rss = world.max_rss.then_some(100);
+    options.worker.max_age = world.max_age_ms.map(Duration::from_millis);
+    let planned = world.max_rss || world.max_age_ms.is_some();
     let mut shell = Shell::start(options, false);
     let (mut target, mut shutting_down) = (count, false);
     for step in steps {
@@ -223,6 +245,16 @@ fn random_run(world: &World, steps: &[Step]) {
                 shutting_down = true;
                 continue;
             }
+            84..88 if !shutting_down && planned && shell.failing_spawns == 0 => {
+                // Time passes in a world without failures: planned
+                // recycles replace workers (a few ages of 3 s, a memory
+                // sample every second), and never are fewer than the
+                // target started.
+                shell.keep_started(Some(target));
+                shell.settle_until(shell.now_ms + 10_000);
+                shell.keep_started(None);
+                shell.check_settled(target);
+            }
             88..91 => lines.push("SIGUSR2".to_owned()),
             91..95 => match &shell.probe {
                 Some(probe) if probe.killed => {
@@ -241,6 +273,10 @@ fn random_run(world: &World, steps: &[Step]) {
             },
             95 => lines.push("exec-fails".to_owned()),
             96 => lines.push("probe-spawn-fails".to_owned()),
+            97..100 if world.max_rss => {
+                let mb = [500, 10][usize::from(step.variant % 2)];
+                lines.extend(step.pick(&serving).map(|id| format!("rss {id} mb={mb}")));
+            }
             _ => {}
         }
         let ms = shell.now_ms + later;

@@ -120,7 +120,13 @@ pub(super) struct Shell {
     /// While set, fewer started workers than this after any event breaks an
     /// invariant (see [`Shell::keep_started`]).
     min_started: Option<usize>,
+    /// What each worker's memory samples say, in MiB (`rss` lines);
+    /// [`DEFAULT_RSS_MIB`] for the others.
+    pub(super) rss: BTreeMap<u32, u64>,
 }
+
+/// The resident memory of a worker whose samples no `rss` line set, in MiB.
+pub(super) const DEFAULT_RSS_MIB: u64 = 10;
 
 impl Shell {
     pub(super) fn start(options: Options, logs: bool) -> Shell {
@@ -149,6 +155,7 @@ impl Shell {
             execs: 0,
             parallel,
             min_started: None,
+            rss: BTreeMap::new(),
         };
         let mut answers = VecDeque::new();
         for action in actions {
@@ -270,6 +277,13 @@ impl Shell {
             "hello" => each(&hello),
             "online" => each(&|worker| message(worker, WorkerMessage::Online)),
             "alive" => each(&|worker| message(worker, WorkerMessage::Alive)),
+            "rss" => {
+                let mib = values.get("mb").map_or(DEFAULT_RSS_MIB, |mb| *mb as u64);
+                for id in &ids {
+                    self.rss.insert(id.0, mib);
+                }
+                vec![]
+            }
             "flood" => {
                 let n = values.get("n").map_or(1, |n| *n as usize);
                 let online = |worker| vec![message(worker, WorkerMessage::Online); n];
@@ -437,7 +451,8 @@ impl Shell {
             Action::Spawn(worker)
             | Action::Send(worker, _)
             | Action::Listen(worker, _)
-            | Action::Kill(worker) => *worker,
+            | Action::Kill(worker)
+            | Action::SampleRss(worker) => *worker,
             Action::Log(..) => return,
             Action::CloseListeners => {
                 self.listeners_closed = true;
@@ -509,6 +524,7 @@ impl Shell {
                 Some("a Disconnect after Kill")
             }
             Action::Kill(_) if process.killed => Some("a second Kill"),
+            Action::SampleRss(_) if process.told_to_leave => Some("a sample of a worker leaving"),
             _ => None,
         };
         match &action {
@@ -516,6 +532,10 @@ impl Shell {
                 process.told_to_leave = true;
             }
             Action::Kill(_) => (process.told_to_leave, process.killed) = (true, true),
+            Action::SampleRss(_) if !process.gone => {
+                let mib = self.rss.get(&worker.0).copied().unwrap_or(DEFAULT_RSS_MIB);
+                answers.push_back(Event::Rss { worker, bytes: mib << 20 });
+            }
             _ => {}
         }
         if let Some(broken) = broken {
@@ -570,7 +590,8 @@ impl Shell {
     /// serving.
     pub(super) fn check_running(&self, target: usize) {
         let serving = self.serving();
-        let most = target + if self.machine.is_recycling() { self.parallel } else { 0 };
+        let replacing = self.machine.is_recycling() || self.machine.planned_in_flight() > 0;
+        let most = target + if replacing { self.parallel } else { 0 };
         if self.machine.target() != target || serving.len() > most || self.exits > 0 {
             let wants = self.machine.target();
             let (exits, count) = (self.exits, serving.len());
@@ -585,7 +606,7 @@ impl Shell {
     pub(super) fn check_settled(&self, target: usize) {
         self.check_running(target);
         let (live, started) = (self.live(), self.machine.started());
-        let idle = self.machine.next_deadline().is_none() && !self.machine.is_recycling();
+        let idle = self.quiet() && !self.machine.is_recycling();
         if live.len() != target || started != target || !self.machine.is_ready() || !idle {
             self.broken(&format!(
                 "settled with {live:?} live, {started} started, target {target}, next deadline {}",
@@ -607,6 +628,19 @@ impl Shell {
     /// after `Disconnect`, signal 9 after `Kill`), and when nobody has
     /// anything to say, time jumps to the next deadline.
     pub(super) fn settle(&mut self) {
+        self.settle_until(0);
+    }
+
+    /// Whether the machine waits for nothing but time: no deadline, or
+    /// only those of planned recycles (the next memory sample, the next
+    /// worker's age), which come back forever.
+    fn quiet(&self) -> bool {
+        self.machine.next_deadline().is_none() || self.machine.planned_quiet()
+    }
+
+    /// [`Shell::settle`], and until `until_ms` at least: the deadlines of
+    /// planned recycles that come before it are played too.
+    pub(super) fn settle_until(&mut self, until_ms: u64) {
         for _ in 0..10_000 {
             let mut lines = Vec::new();
             match &self.probe {
@@ -631,6 +665,9 @@ impl Shell {
             if lines.is_empty() {
                 let Some(deadline) = self.machine.next_deadline() else { return };
                 let at = deadline.duration_since(self.t0).as_millis() as u64;
+                if at > until_ms && self.quiet() {
+                    return;
+                }
                 self.now_ms = self.now_ms.max(at);
                 lines.push("tick".to_owned());
             }
