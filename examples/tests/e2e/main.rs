@@ -33,6 +33,7 @@ mod hostile;
 mod hyper;
 mod master_death;
 mod pid1;
+mod planned;
 mod privileges;
 mod recycle;
 mod shutdown;
