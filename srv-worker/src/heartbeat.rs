@@ -189,6 +189,61 @@ mod tests {
         assert_eq!(alives(&mut master), 1);
     }
 
+    /// Runs `beat` as the tokio task for 300 ms, blocks the runtime's only
+    /// thread for 600 ms, runs it 300 ms more; returns when each `Alive`
+    /// reached the master's end, from a thread of the test's own, relative
+    /// to the block's start, in ms.
+    #[cfg(feature = "tokio")]
+    fn heartbeats_around_a_blocked_runtime(period: Duration) -> Vec<i128> {
+        let (beat, mut master, _shared) = beat(period);
+        let reader = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let until = Instant::now() + Duration::from_millis(1300);
+            master.stream().set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+            while Instant::now() < until {
+                let _ = master.receive();
+                while let Ok(Some((message, _))) = master.next_message::<WorkerMessage>() {
+                    assert_eq!(message, WorkerMessage::Alive);
+                    seen.push(Instant::now());
+                }
+            }
+            seen
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let blocked_at = runtime.block_on(async move {
+            let _heartbeat = Heartbeat::spawn(Some(Arc::new(beat)));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let blocked_at = Instant::now();
+            // A handler that blocks: no task runs meanwhile.
+            std::thread::sleep(Duration::from_millis(600));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            blocked_at
+        });
+        let seen = reader.join().unwrap();
+        seen.iter()
+            .map(|at| {
+                let ms = |d: Duration| i128::try_from(d.as_millis()).unwrap();
+                ms(at.saturating_duration_since(blocked_at))
+                    - ms(blocked_at.saturating_duration_since(*at))
+            })
+            .collect()
+    }
+
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn the_task_misses_its_heartbeats_while_the_runtime_is_blocked_and_resumes() {
+        // Every 100 ms while the runtime runs; none while it is blocked. The
+        // reader may see the one sent as the block began a little late: the
+        // first 150 ms of the block do not count.
+        let seen = heartbeats_around_a_blocked_runtime(Duration::from_millis(400));
+        let before = seen.iter().filter(|ms| **ms < 0).count();
+        let during = seen.iter().filter(|ms| (150..590).contains(*ms)).count();
+        let after = seen.iter().filter(|ms| **ms >= 600).count();
+        assert!(before >= 2, "{seen:?}");
+        assert_eq!(during, 0, "{seen:?}");
+        assert!(after >= 1, "{seen:?}");
+    }
+
     #[test]
     fn nothing_is_sent_after_the_disconnect() {
         let (beat, mut master, shared) = beat(Duration::from_millis(400));
