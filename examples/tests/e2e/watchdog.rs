@@ -14,6 +14,10 @@
 //!   loop sends the heartbeats, is killed as hung (the log says for how
 //!   long it was silent) and replaced; the other worker, idle all along,
 //!   is never taken for hung.
+//! - The async examples (`axum`, `hyper`, `actix`), whose heartbeat is
+//!   srv-worker's task on their runtime (started by the `serve` helpers),
+//!   serve three periods, idle and under requests, without a worker taken
+//!   for hung.
 //! - A deadlocked worker (`misbehave --deadlock-after-ms`: its main loop
 //!   and a thread of its own wait for each other's lock, while srv-worker's
 //!   own reader thread runs on) is killed as hung and replaced; before the
@@ -107,6 +111,44 @@ fn a_stopped_worker_is_killed_as_hung_and_replaced_within_the_period_and_a_margi
     for _ in 0..4 {
         get_ok(&master, addr, "/");
     }
+}
+
+/// Serves three periods with `program`'s 2 workers watched, a request
+/// every 100 ms; fails if any worker is taken for hung or replaced.
+fn the_serve_helpers_prove_the_runtime_alive(program: &str) {
+    let master = start_on_port_0(
+        program,
+        &["--workers", "2", "--watchdog", "1000", "--worker-timeout", "5000"],
+    );
+    let addr = wait_addr(&master);
+    let pids = wait_serving(&master, 2);
+    let until = Instant::now() + 3 * PERIOD;
+    while Instant::now() < until {
+        get_ok(&master, addr, "/");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if count(&master.lines(), " hung") != 0 {
+        master.fail("a worker was taken for hung");
+    }
+    let serving = wait_serving(&master, 2);
+    if serving != pids {
+        master.fail(&format!("serving {serving:?}, started with {pids:?}"));
+    }
+}
+
+#[test]
+fn axum_workers_prove_their_runtime_alive_through_srv_worker() {
+    the_serve_helpers_prove_the_runtime_alive(env!("CARGO_BIN_EXE_axum"));
+}
+
+#[test]
+fn hyper_workers_prove_their_runtime_alive_through_srv_worker() {
+    the_serve_helpers_prove_the_runtime_alive(env!("CARGO_BIN_EXE_hyper"));
+}
+
+#[test]
+fn actix_workers_prove_their_runtime_alive_through_srv_worker() {
+    the_serve_helpers_prove_the_runtime_alive(env!("CARGO_BIN_EXE_actix"));
 }
 
 #[test]
