@@ -52,7 +52,7 @@
 //! While running, the number of workers that are starting or started, plus
 //! the restarts waiting for their delay, is `target` (`worker.count`, changed
 //! by `SIGTTIN`/`SIGTTOU`), plus up to `recycle.parallel` while a recycle's
-//! replacements start beside the workers they replace.
+//! or planned recycles' replacements start beside the workers they replace.
 //!
 //! # Recycle
 //!
@@ -66,6 +66,15 @@
 //! workers keep serving. A `SIGHUP` during a recycle starts over with every
 //! live worker as old, so the recycle ends with workers all spawned after
 //! the last `SIGHUP`.
+//!
+//! # Hung workers, memory and age
+//!
+//! `worker.watchdog`: a started worker silent (no `Alive`) for its period
+//! is killed as hung and replaced like a crash (`watchdog.rs`).
+//! `worker.max_rss` and `worker.max_age`: a worker above the memory limit
+//! (sampled once a second by the shell) or past its jittered age is
+//! replaced as in one step of a recycle, replacement first; these planned
+//! recycles yield to a `SIGHUP` recycle and an upgrade (`planned.rs`).
 //!
 //! # Upgrade
 //!
@@ -86,6 +95,8 @@
 //! - `messages.rs`: what a worker says, and the limits on it;
 //! - `failure.rs`: failures, exits and restarts;
 //! - `recycle.rs`: the rolling recycle, `recycle.parallel` at a time;
+//! - `watchdog.rs`: hung workers (`worker.watchdog`);
+//! - `planned.rs`: planned recycles (`worker.max_rss`, `worker.max_age`);
 //! - `scaling.rs`: `SIGTTIN` and `SIGTTOU`;
 //! - `shutdown.rs`: the graceful shutdown, and the forced one;
 //! - `upgrade.rs`: the upgrade in place (`SIGUSR2`) and the handover.
