@@ -442,6 +442,7 @@ impl Worker {
     /// }
     /// # Ok(())
     /// # }
+    /// # let _ = serve;
     /// ```
     ///
     /// # Errors
