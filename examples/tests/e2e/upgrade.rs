@@ -244,9 +244,11 @@ fn each_failed_probe_leaves_the_master_serving_and_says_why() {
     let version = r#"{"srv_probe":1,"srv":"99.0.0","protocol":[99,99],"handover":[1,1]}"#;
     // A script that answers the probe as a compatible master would: the
     // exec, which runs the very file probed through its descriptor, cannot
-    // run a script, so it fails after the point the probe vouched for.
+    // run a script, so it fails after the point the probe vouched for. The
+    // handover format is srv-master's `HANDOVER_VERSION` (2 since the
+    // watchdog's period and last proof travel with each worker).
     let vouched = format!(
-        r#"{{"srv_probe":1,"srv":"0.1.0","protocol":[{},{}],"handover":[1,1]}}"#,
+        r#"{{"srv_probe":1,"srv":"0.1.0","protocol":[{},{}],"handover":[2,2]}}"#,
         srv_proto::MIN_PROTOCOL_VERSION,
         srv_proto::PROTOCOL_VERSION
     );
@@ -463,8 +465,12 @@ fn systemd_sees_reloading_then_ready_from_the_same_pid() {
     if let Some((text, sender)) = got.iter().find(|(_, sender)| *sender != pid) {
         master.fail(&format!("a notification from pid {sender}, not the master's {pid}: {text:?}"));
     }
-    // READY=1 comes once the workers run the new program.
-    let after = serving_pids(&master.lines());
+    // READY=1 comes once the workers run the new program. The master
+    // logged it before it notified, but the harness reads its log through
+    // a pipe, which may lag behind the datagram: wait for the line.
+    let lines = master
+        .wait_until("the upgrade complete line", |lines| count(lines, "upgrade complete in ") == 1);
+    let after = serving_pids(&lines);
     assert_all_new(&master, &before, &after);
     let environ = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
     if !String::from_utf8_lossy(&environ).split('\0').any(|var| var.starts_with("NOTIFY_SOCKET=")) {
