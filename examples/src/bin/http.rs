@@ -216,8 +216,11 @@ fn accept_until_disconnected(
         if fds[0].any() != Some(true) {
             continue;
         }
-        // Take what is queued, but look at the disconnect between accepts.
+        // Take what is queued, but look at the disconnect between accepts;
+        // a backlog that stays full keeps this loop here, and each accept
+        // proves it runs.
         while !worker.is_disconnected() {
+            let _ = worker.alive();
             match listener.accept() {
                 Ok((stream, _)) => spawn_connection(stream, worker, connections),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
