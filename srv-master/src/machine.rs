@@ -335,12 +335,15 @@ impl Machine {
     /// The earliest time at which [`Machine::handle`] has something to do
     /// without any event (then send [`Event::Tick`]).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.unplanned_deadline().into_iter().chain(self.planned_deadline()).min()
+        let watchdogs = self.workers.values().filter_map(|worker| worker.watchdog_deadline());
+        let periodic = watchdogs.chain(self.planned_deadline());
+        self.pending_deadline().into_iter().chain(periodic).min()
     }
 
-    /// [`Machine::next_deadline`] but for those of planned recycles (the
-    /// next memory sample, the next worker's age), which come back forever.
-    fn unplanned_deadline(&self) -> Option<Instant> {
+    /// [`Machine::next_deadline`] but for those that come back forever
+    /// while all is well: the watchdog's of each started worker, and those
+    /// of planned recycles (the next memory sample, the next worker's age).
+    fn pending_deadline(&self) -> Option<Instant> {
         let workers = self.workers.values().flat_map(|worker| {
             let state = match worker.state {
                 State::Starting { deadline, .. }
@@ -352,7 +355,7 @@ impl Machine {
             // once it retires or is killed, that deadline is moot and, left
             // here, would stay due forever: a zero poll timeout, a busy loop.
             let closed = worker.closed_deadline.filter(|_| worker.state.is_live());
-            state.into_iter().chain(closed).chain(worker.watchdog_deadline())
+            state.into_iter().chain(closed)
         });
         let restarts = self.restarts.iter().map(|restart| restart.due);
         workers.chain(restarts).chain(self.upgrade_deadline()).min()

@@ -348,16 +348,17 @@ impl Machine {
         }
     }
 
-    /// Whether nothing planned is under way or due: no replacement
-    /// starting, no worker marked, no pause, and no deadline but the next
-    /// sample or the next worker's age. Only the tests
-    /// ask, to tell a settled master from one with work left.
+    /// Whether the machine waits for nothing but time: no planned
+    /// replacement starting, no worker marked, no pause, and no deadline
+    /// but those that come back forever while all is well (the next
+    /// sample, the next worker's age, the watchdog's). Only the tests ask,
+    /// to tell a settled master from one with work left.
     #[cfg(test)]
-    pub(crate) fn planned_quiet(&self) -> bool {
+    pub(crate) fn quiet(&self) -> bool {
         self.plans.in_flight.is_empty()
             && self.plans.paused_until.is_none()
             && self.workers.values().all(|worker| worker.over_rss.is_none())
-            && self.unplanned_deadline().is_none()
+            && self.pending_deadline().is_none()
     }
 
     /// At a shutdown: nothing planned goes on.

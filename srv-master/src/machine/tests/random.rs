@@ -56,6 +56,9 @@ struct World {
     max_rss: bool,
     /// `worker.max_age` in ms (one case in three).
     max_age_ms: Option<u64>,
+    /// `worker.watchdog = 2000` (one case in four): workers not heard
+    /// from for 2 s are killed as hung.
+    watchdog: bool,
 }
 
 /// One step of a case, read against the state it meets (see the module
@@ -91,9 +94,18 @@ fn world() -> impl Strategy<Value = World> {
         select(limits),
         prop::bool::weighted(1.0 / 3.0),
         select(ages),
+        prop::bool::weighted(0.25),
     )
         .prop_flat_map(
-            |(count, restart_delay_ms, require_listen, max_start_failures, max_rss, max_age_ms)| {
+            |(
+                count,
+                restart_delay_ms,
+                require_listen,
+                max_start_failures,
+                max_rss,
+                max_age_ms,
+                watchdog,
+            )| {
                 (1..=count).prop_map(move |parallel| World {
                     count,
                     restart_delay_ms,
@@ -102,6 +114,7 @@ fn world() -> impl Strategy<Value = World> {
                     parallel,
                     max_rss,
                     max_age_ms,
+                    watchdog,
                 })
             },
         )
@@ -119,12 +132,14 @@ proptest! {
 
     /// Random signals (`SIGUSR2` and the upgrade's probe and exec included),
     /// messages, crashes, exits, memory figures (`worker.max_rss`), ages
-    /// (`worker.max_age`) and time; after every step the
+    /// (`worker.max_age`), heartbeats (`worker.watchdog`) and time; after
+    /// every step the
     /// fake shell's invariants hold (a master that gives up before any worker
     /// started counts as shutting down), and the machine never runs more than the
     /// target plus `recycle.parallel` replacements (of a recycle or planned).
-    /// With planned recycles, time also passes in a well-behaved world, and
-    /// never are fewer than the target started meanwhile. Every so often the
+    /// With planned recycles or a watchdog, time also passes in a
+    /// well-behaved world, and never are fewer than the target started
+    /// meanwhile. Every so often the
     /// world turns well-behaved until it is quiet: then exactly the target runs,
     /// all started, and after a `SIGHUP` all of them were spawned after it, and
     /// never during that recycle were fewer than the target started. The end is
@@ -159,7 +174,10 @@ fn random_run(world: &World, steps: &[Step]) {
     options.recycle.parallel = world.parallel;
     options.worker.max_rss = world.max_rss.then_some(100);
     options.worker.max_age = world.max_age_ms.map(Duration::from_millis);
-    let planned = world.max_rss || world.max_age_ms.is_some();
+    options.worker.watchdog = world.watchdog.then_some(Duration::from_millis(2000));
+    // Time that passes in a well-behaved world replaces workers (planned
+    // recycles) or has them prove alive (the watchdog).
+    let periodic = world.max_rss || world.max_age_ms.is_some() || world.watchdog;
     let mut shell = Shell::start(options, false);
     let (mut target, mut shutting_down) = (count, false);
     for step in steps {
@@ -245,11 +263,12 @@ fn random_run(world: &World, steps: &[Step]) {
                 shutting_down = true;
                 continue;
             }
-            84..88 if !shutting_down && planned && shell.failing_spawns == 0 => {
+            84..88 if !shutting_down && periodic && shell.failing_spawns == 0 => {
                 // Time passes in a world without failures: planned
                 // recycles replace workers (a few ages of 3 s, a memory
-                // sample every second), and never are fewer than the
-                // target started.
+                // sample every second), watched workers prove alive, and
+                // never are fewer than the target started (a worker taken
+                // for hung would be).
                 shell.keep_started(Some(target));
                 shell.settle_until(shell.now_ms + 10_000);
                 shell.keep_started(None);
@@ -273,9 +292,14 @@ fn random_run(world: &World, steps: &[Step]) {
             },
             95 => lines.push("exec-fails".to_owned()),
             96 => lines.push("probe-spawn-fails".to_owned()),
-            97..100 if world.max_rss => {
+            97..100 if world.max_rss && step.variant < 2 => {
                 let mb = [500, 10][usize::from(step.variant % 2)];
                 lines.extend(step.pick(&serving).map(|id| format!("rss {id} mb={mb}")));
+            }
+            97..100 if world.watchdog => {
+                let greeted: Vec<u32> =
+                    serving.iter().copied().filter(|id| shell.processes[id].greeted).collect();
+                lines.extend(step.pick(&greeted).map(|id| format!("alive {id}")));
             }
             _ => {}
         }

@@ -120,6 +120,9 @@ pub(super) struct Shell {
     /// While set, fewer started workers than this after any event breaks an
     /// invariant (see [`Shell::keep_started`]).
     min_started: Option<usize>,
+    /// `worker.watchdog` is set: [`Shell::settle`] has the workers prove
+    /// alive before time passes.
+    watched: bool,
     /// What each worker's memory samples say, in MiB (`rss` lines);
     /// [`DEFAULT_RSS_MIB`] for the others.
     pub(super) rss: BTreeMap<u32, u64>,
@@ -132,6 +135,7 @@ impl Shell {
     pub(super) fn start(options: Options, logs: bool) -> Shell {
         let t0 = Instant::now();
         let parallel = options.recycle.parallel;
+        let watched = options.worker.watchdog.is_some();
         let (machine, actions) = Machine::new(options.clone(), t0);
         let mut shell = Shell {
             machine,
@@ -155,6 +159,7 @@ impl Shell {
             execs: 0,
             parallel,
             min_started: None,
+            watched,
             rss: BTreeMap::new(),
         };
         let mut answers = VecDeque::new();
@@ -632,10 +637,10 @@ impl Shell {
     }
 
     /// Whether the machine waits for nothing but time: no deadline, or
-    /// only those of planned recycles (the next memory sample, the next
-    /// worker's age), which come back forever.
+    /// only those that come back forever while all is well (planned
+    /// recycles', the watchdog's).
     fn quiet(&self) -> bool {
-        self.machine.next_deadline().is_none() || self.machine.planned_quiet()
+        self.machine.next_deadline().is_none() || self.machine.quiet()
     }
 
     /// [`Shell::settle`], and until `until_ms` at least: the deadlines of
@@ -667,6 +672,21 @@ impl Shell {
                 let at = deadline.duration_since(self.t0).as_millis() as u64;
                 if at > until_ms && self.quiet() {
                     return;
+                }
+                if self.watched {
+                    // Well-behaved workers prove alive as time passes, just
+                    // before the deadline (the real shell never stamps a
+                    // message at or after a deadline still due).
+                    let before = at.saturating_sub(1).max(self.now_ms);
+                    let alive: Vec<u32> = self
+                        .processes
+                        .iter()
+                        .filter(|(_, p)| !p.gone && !p.told_to_leave && p.listening)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for id in alive {
+                        self.line(&format!("{before} alive {id}"));
+                    }
                 }
                 self.now_ms = self.now_ms.max(at);
                 lines.push("tick".to_owned());
