@@ -420,7 +420,7 @@ impl Worker {
     /// that does the work, never from a thread of its own, which would
     /// keep proving a deadlocked server alive. With the `tokio` feature,
     /// srv-worker's `serve` helpers do it with a task on the server's
-    /// runtime ([`Worker::spawn_heartbeat`]).
+    /// runtime (`Worker::spawn_heartbeat`, feature `tokio`).
     ///
     /// ```no_run
     /// use std::os::fd::AsFd;
