@@ -367,3 +367,61 @@ fn planned_replacements_wait_for_an_upgrade_and_its_recycle() {
         ",
     );
 }
+
+#[test]
+fn an_old_worker_that_hangs_while_its_replacement_starts_is_replaced_by_it() {
+    let mut options = memory(1);
+    options.worker.watchdog = Some(Duration::from_millis(1000));
+    check_logs(
+        options,
+        "
+        0 up 1
+        10 rss 1 mb=500
+        900 alive 1
+        1000 tick
+        1900 tick
+        2000 up 2
+        2000 exited 1 signal=9
+        ",
+        "
+        0 spawn worker 1
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
+        1000 sample rss worker 1
+        1000 log WARN: worker 1 (pid 1001) uses 500.0 MiB, over worker.max_rss (100 MiB), 1000 ms after its start: recycling it
+        1000 spawn worker 2
+        1000 log INFO: worker 2 spawned (pid 1002)
+        1900 kill worker 1
+        1900 log WARN: worker 1 (pid 1001) hung: silent for 1000 ms (worker.watchdog = 1000 ms); its replacement is already starting
+        2000 log INFO: worker 2 (pid 1002) started (online) in 1000 ms
+        2000 log INFO: worker 1 (pid 1001) exited (signal 9) after being killed
+        next deadline 3000
+        ",
+    );
+}
+
+#[test]
+fn an_aged_and_a_memory_replacement_run_side_by_side_within_recycle_parallel() {
+    let mut options = aged(3);
+    options.worker.max_rss = Some(100);
+    options.recycle.parallel = 2;
+    check(
+        options,
+        "
+        0 up 1 2 3
+        9000 rss 3 mb=500
+        9500 tick
+        10000 tick
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 spawn worker 3
+        9500 spawn worker 4
+        9500 sample rss worker 2
+        9500 sample rss worker 3
+        9500 spawn worker 5
+        next deadline 10500
+        ",
+    );
+}
