@@ -188,13 +188,13 @@ pub struct WorkerOptions {
 /// ```
 pub const MIN_WATCHDOG: Duration = Duration::from_millis(1000);
 
-/// The shortest `worker.max_age`: below it, a typo (`max_age = 3600` for
-/// an hour) would keep the master replacing a worker a few times a second.
+/// The shortest `worker.max_age`: below it, a typo (`max_age = 60` for a
+/// minute) would keep the master replacing a worker many times a second.
 ///
 /// ```
 /// let mut options = srv_master::Options::default();
 /// options.worker.max_age = Some(std::time::Duration::from_millis(10));
-/// assert_eq!(options.validate().unwrap_err().key, "worker.max_age");
+/// assert_eq!(options.validate().unwrap_err().key(), Some("worker.max_age"));
 /// ```
 pub const MIN_MAX_AGE: Duration = Duration::from_millis(1000);
 
