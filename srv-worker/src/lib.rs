@@ -427,7 +427,7 @@ impl Worker {
     /// use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     ///
     /// # fn serve(worker: srv_worker::Worker) -> Result<(), Box<dyn std::error::Error>> {
-    /// let listener = worker.listen_tcp("127.0.0.1:8080")?;
+    /// let listener = worker.listen_tcp(([127, 0, 0, 1], 8080))?;
     /// worker.online()?;
     /// // Wake up often enough to prove the loop runs even without traffic.
     /// let tick = worker.heartbeat_interval().map_or(PollTimeout::NONE, |every| {
