@@ -27,8 +27,10 @@ const UNIX_HEX: &str = "unix-hex:";
 /// On the wire it travels as this text, so an IPv6 scope id
 /// (`[fe80::1%2]:80`) survives. A UTF-8 Unix path travels as `unix:PATH`,
 /// the only form masters and workers of srv 0.1 know; a path that is
-/// not UTF-8 travels as `unix-hex:...`, which such an old peer refuses as a
-/// bad message (it could not send or name one either).
+/// not UTF-8 travels as `unix-hex:...`, part of protocol 2
+/// ([`crate::message::NON_UTF8_PATH_VERSION`]): srv-worker never sends one
+/// to a master of protocol 1, which would refuse it as a bad message (and
+/// could not send or name one either).
 ///
 /// Shown (`Display`), a Unix path has its control characters and
 /// backslashes escaped as `{:?}` would escape them, and the bytes that are

@@ -72,6 +72,15 @@ pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// ```
 pub const ALIVE_VERSION: u32 = 2;
 
+/// The first protocol version whose peers read a Unix path that is not
+/// UTF-8 (`unix-hex:`, see [`ListenAddr`]): a worker asks a master of an
+/// older version only for paths it can name.
+///
+/// ```
+/// assert!(srv_proto::message::NON_UTF8_PATH_VERSION <= srv_proto::PROTOCOL_VERSION);
+/// ```
+pub const NON_UTF8_PATH_VERSION: u32 = 2;
+
 /// The first protocol version whose `Disconnect` carries the grace.
 ///
 /// ```

@@ -202,9 +202,25 @@ struct Link {
     /// Serialises `listen` calls so each reply matches its request.
     listen_lock: Mutex<()>,
     worker_id: Option<u32>,
+    /// The protocol version this worker said `Hello` with.
+    protocol_version: u32,
     /// The heartbeat, when the master watches this worker
     /// (`worker.watchdog`).
     beat: Option<Arc<Beat>>,
+}
+
+impl Link {
+    /// Whether the master can read `addr` in a `ListenRequest`: a master of
+    /// protocol 1 knows no Unix path that is not UTF-8, and would take the
+    /// request for a broken message.
+    fn can_name(&self, addr: &ListenAddr) -> bool {
+        match addr {
+            ListenAddr::Unix(path) if path.to_str().is_none() => {
+                self.protocol_version >= srv_proto::message::NON_UTF8_PATH_VERSION
+            }
+            _ => true,
+        }
+    }
 }
 
 impl Worker {
@@ -330,7 +346,7 @@ impl Worker {
         let writer = Arc::new(Mutex::new(Channel::new(stream)));
         let beat = watchdog
             .map(|period| Arc::new(Beat::new(Arc::clone(&writer), Arc::clone(&shared), period)));
-        let link = Link { writer, listen_lock: Mutex::new(()), worker_id, beat };
+        let link = Link { writer, listen_lock: Mutex::new(()), worker_id, protocol_version, beat };
         let worker = Worker { link: Some(link), shared };
         worker.send(&WorkerMessage::Hello { protocol_version, pid: std::process::id() })?;
         Ok(worker)
@@ -552,11 +568,19 @@ impl Worker {
     /// The bind failed (port in use, permission denied); the message names
     /// the address. `TimedOut` if the master does not answer within 30
     /// seconds (it answers at once unless something is badly wrong).
+    /// `InvalidInput` for a Unix path that is not UTF-8 asked of a master
+    /// of protocol 1, which could not read it.
     pub fn listen(&self, addr: impl Into<ListenAddr>) -> io::Result<Listener> {
         let addr = addr.into();
         let Some(link) = &self.link else {
             return listener::bind(&addr);
         };
+        if !link.can_name(&addr) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{addr}: a Unix path that is not UTF-8 needs a master of protocol 2"),
+            ));
+        }
         let _one_at_a_time = link.listen_lock.lock().unwrap_or_else(|poison| poison.into_inner());
         self.shared.expect_reply(&addr);
         self.send(&WorkerMessage::ListenRequest { addr: addr.clone() })?;

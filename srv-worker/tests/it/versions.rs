@@ -8,6 +8,7 @@
 //! a master passes it, and checks the child's `Hello` and its test result.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, PoisonError, mpsc};
@@ -48,6 +49,16 @@ fn child_entry() {
     assert_eq!(std::env::var_os(ENV_PROTOCOL_VERSION), None, "the variable is removed");
     assert_eq!(worker.drain_deadline(), None, "no deadline before the disconnect");
     assert_eq!(worker.drain_until(), None);
+    if case == "without-grace" {
+        // A master of protocol 1 cannot read a Unix path that is not
+        // UTF-8: the worker refuses it without asking (the master would
+        // see a ListenRequest where it expects Online).
+        let path =
+            std::path::PathBuf::from(std::ffi::OsString::from_vec(b"/tmp/\xff.sock".to_vec()));
+        let error = worker.listen_unix(&path).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{error}");
+        assert!(error.to_string().contains("needs a master of protocol 2"), "{error}");
+    }
     worker.online().unwrap(); // the master disconnects it only then
     assert_eq!(worker.wait_disconnect(), DisconnectReason::Requested);
     let now = Instant::now();
