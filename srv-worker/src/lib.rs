@@ -239,7 +239,11 @@ impl Worker {
     /// ([`Sigterm::Disconnect`]): a service manager that signals the whole
     /// process group stops the worker gracefully rather than at once. Use
     /// [`Worker::from_env_with`]`(`[`Sigterm::Leave`]`)` to handle `SIGTERM`
-    /// yourself. Standalone (`Ok(None)`), nothing is installed.
+    /// yourself. And it catches `SIGHUP` and `SIGUSR2`, the master's
+    /// recycle and upgrade, and does nothing with them, so that one sent to
+    /// the whole process group does not end the worker (a handler the
+    /// program registers through signal-hook or tokio still runs).
+    /// Standalone (`Ok(None)`), nothing is installed.
     ///
     /// ```
     /// use srv_worker::Worker;
@@ -268,8 +272,8 @@ impl Worker {
     /// exit 0 on purpose, and a second one ends it at once. Handlers the
     /// program registers through signal-hook or tokio run as well, since
     /// they share one registry; a bare `sigaction` for `SIGTERM` installed
-    /// later replaces srv's. With [`Sigterm::Leave`], srv installs nothing,
-    /// and the program is responsible for not dying with requests in flight
+    /// later replaces srv's. With [`Sigterm::Leave`], srv installs nothing
+    /// for `SIGTERM` (`SIGHUP` and `SIGUSR2` are caught either way), and the program is responsible for not dying with requests in flight
     /// when the whole process group is signalled.
     ///
     /// ```
@@ -298,6 +302,7 @@ impl Worker {
             return Ok(None);
         };
         let worker = Worker::connect_speaking(stream, worker_id, version, watchdog)?;
+        signals::leave_master_signals_to_the_master()?;
         if let (Sigterm::Disconnect, Some(link)) = (sigterm, &worker.link) {
             signals::disconnect_on_sigterm(Arc::clone(&worker.shared), Arc::clone(&link.writer))?;
         }
@@ -449,12 +454,19 @@ impl Worker {
     /// let tick = worker.heartbeat_interval().map_or(PollTimeout::NONE, |every| {
     ///     PollTimeout::try_from(every).unwrap_or(PollTimeout::MAX)
     /// });
+    /// let disconnect = worker.disconnect_fd()?; // the disconnect wakes the poll too
     /// while !worker.is_disconnected() {
     ///     worker.alive()?;
-    ///     let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-    ///     if poll(&mut fds, tick)? > 0 {
-    ///         // ... accept and serve
+    ///     let mut fds = [
+    ///         PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+    ///         PollFd::new(disconnect, PollFlags::POLLIN),
+    ///     ];
+    ///     match poll(&mut fds, tick) {
+    ///         // A signal (SIGTERM, SIGHUP, ...) interrupts it: look again.
+    ///         Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+    ///         Err(error) => return Err(error.into()),
     ///     }
+    ///     // ... accept what is ready, and serve
     /// }
     /// # Ok(())
     /// # }

@@ -44,7 +44,7 @@ use std::io;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use signal_hook::consts::SIGTERM;
+use signal_hook::consts::{SIGHUP, SIGTERM, SIGUSR2};
 use signal_hook::iterator::Signals;
 use srv_proto::{Channel, WorkerMessage};
 
@@ -71,7 +71,7 @@ pub enum Sigterm {
     /// [`crate::Worker::from_env`] does.
     #[default]
     Disconnect,
-    /// Install nothing: `SIGTERM` keeps whatever disposition the program
+    /// Install nothing for `SIGTERM`: it keeps whatever disposition the program
     /// gives it. By default that ends the worker at once, with its requests
     /// in flight, when a service manager signals the whole process group.
     Leave,
@@ -108,6 +108,30 @@ pub(crate) fn disconnect_on_sigterm(
         // Dropping `signals` unregisters its handler; the armed default
         // action stays, for the second SIGTERM.
     })?;
+    Ok(())
+}
+
+/// Catches `SIGHUP` and `SIGUSR2` and does nothing with them: they are
+/// the master's (recycle, upgrade in place), and a worker that kept their
+/// default action died when they were sent to the whole process group
+/// (`kill -HUP -- -PGID`, a terminal's hangup), losing its requests in
+/// flight while the master recycled it anyway.
+///
+/// A handler, not `SIG_IGN`: a caught signal's disposition goes back to the
+/// default in the worker's own children at `exec`, where an ignored one
+/// would be inherited. signal-hook chains handlers, so a program that
+/// registers its own action for either (signal-hook, tokio) still gets the
+/// signal. `SIGTTIN` and `SIGTTOU` are left alone: a handler for them
+/// would make a write to a terminal with `tostop` retry forever.
+///
+/// # Errors
+///
+/// A handler cannot be registered.
+pub(crate) fn leave_master_signals_to_the_master() -> io::Result<()> {
+    for signal in [SIGHUP, SIGUSR2] {
+        // The flag is never read: the handler only has to exist.
+        signal_hook::flag::register(signal, Arc::new(AtomicBool::new(false)))?;
+    }
     Ok(())
 }
 

@@ -83,9 +83,14 @@ fn exe_hash(master: &Master, pid: Pid) -> u64 {
 /// Sends `SIGUSR2` and waits for one more `upgrade complete` line; returns
 /// the workers serving then.
 fn upgrade(master: &Master) -> BTreeSet<Pid> {
+    upgrade_by(master, |master| master.signal(Signal::SIGUSR2))
+}
+
+/// [`upgrade`], with `SIGUSR2` sent by `send`.
+fn upgrade_by(master: &Master, send: impl Fn(&Master)) -> BTreeSet<Pid> {
     let lines = master.lines();
     let (done, failed) = (count(&lines, "upgrade complete in "), count(&lines, "upgrade failed: "));
-    master.signal(Signal::SIGUSR2);
+    send(master);
     let lines = master.wait_until_within(UPGRADE_WITHIN, "the upgrade to complete", |lines| {
         count(lines, "upgrade complete in ") > done || count(lines, "upgrade failed: ") > failed
     });
@@ -150,6 +155,47 @@ fn start_http_copy(dir: &TempDir, extra: &[&str]) -> (Master, PathBuf, u64) {
     ];
     args.extend_from_slice(extra);
     (Master::start(as_str(&program), &args), program, hash)
+}
+
+/// `SIGHUP` and `SIGUSR2` sent to the whole process group (`kill -HUP --
+/// -PGID`, a terminal's hangup) reach the workers as well as the master:
+/// srv-worker catches them and leaves them to the master, so the recycle
+/// and the upgrade run as if the master alone got them, every old worker
+/// drains and exits as asked, and no request fails. A worker that kept
+/// their default action died of them with its requests in flight.
+#[test]
+fn sighup_and_sigusr2_to_the_whole_process_group_end_no_worker() {
+    let dir = TempDir::new("upgrade-group");
+    let (master, program, _) = start_http_copy(&dir, &[]);
+    let addr = wait_addr(&master);
+    let first = wait_serving(&master, N_WORKERS);
+    let load = LoadGuard::start(load_config(addr, Mode::KeepAlive));
+    load.wait_progress(&master, PROGRESS, Duration::from_secs(5));
+    master.signal_group(Signal::SIGHUP);
+    let lines = master.wait_until_within(UPGRADE_WITHIN, "the recycle to complete", |lines| {
+        count(lines, "recycle complete") == 1
+    });
+    let second = serving_pids(&lines);
+    assert_all_new(&master, &first, &second);
+    wait_exited_as_asked(&master, &first, UPGRADE_WITHIN);
+    load.wait_progress(&master, PROGRESS, Duration::from_secs(5));
+    let (staged, _) = stage(&dir, http(), "http.new", "group");
+    deploy(&staged, &program);
+    let third = upgrade_by(&master, |master| master.signal_group(Signal::SIGUSR2));
+    assert_same_master(&master, 1);
+    assert_all_new(&master, &second, &third);
+    wait_exited_as_asked(&master, &second, UPGRADE_WITHIN);
+    load.wait_progress(&master, PROGRESS, Duration::from_secs(5));
+    let report = load.stop();
+    assert_lossless(&master, &report, 3 * PROGRESS);
+    let lines = master.lines();
+    let troubles =
+        ["(signal ", "killed by signal", "killing it", "exited unasked", "upgrade failed"];
+    for trouble in troubles {
+        if count(&lines, trouble) != 0 {
+            master.fail(&format!("a line with {trouble:?}"));
+        }
+    }
 }
 
 /// `upgrades` upgrades under load, each to a new program renamed over the
