@@ -273,7 +273,8 @@ impl Worker {
     /// program registers through signal-hook or tokio run as well, since
     /// they share one registry; a bare `sigaction` for `SIGTERM` installed
     /// later replaces srv's. With [`Sigterm::Leave`], srv installs nothing
-    /// for `SIGTERM` (`SIGHUP` and `SIGUSR2` are caught either way), and the program is responsible for not dying with requests in flight
+    /// for `SIGTERM` (`SIGHUP` and `SIGUSR2` are caught either way), and
+    /// the program is responsible for not dying with requests in flight
     /// when the whole process group is signalled.
     ///
     /// ```

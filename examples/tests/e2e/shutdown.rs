@@ -227,9 +227,10 @@ fn sigterm_to_the_group_drains_workers_and_the_log_says_how_each_ended() {
 /// A worker that dies with a message of the master unread in its socket
 /// makes the master's read fail with `ECONNRESET`: that is the peer going
 /// away, like end of file, not a protocol error (no needless `SIGKILL`; the
-/// exit is booked as what it was, a kill while draining). Ctrl+C with `--no-ignore-sigint` hits the same
-/// race most of the time; this test makes it deterministic by stopping the
-/// worker so that the disconnect stays unread.
+/// exit is booked as what it was, a kill while draining). Ctrl+C with
+/// `--no-ignore-sigint` hits the same race most of the time; this test
+/// makes it deterministic by stopping the worker so that the disconnect
+/// stays unread.
 #[test]
 fn worker_dying_with_a_disconnect_unread_is_not_a_protocol_error() {
     let mut master = Master::start(misbehave(), &["--workers", "2", "--worker-timeout", "10000"]);

@@ -126,13 +126,14 @@ impl Machine {
     }
 
     /// A replacement failed to start. A planned one pauses planned
-    /// recycles (`planned_failed`). One of the recycle stops it, and
-    /// every old worker not yet retired keeps serving. The other
-    /// replacements still starting are not wanted any more, so that the
-    /// workers are the target again: they are retired by `retire_unwanted`,
-    /// before the event when the deadlines stopped the recycle (but the
-    /// worker whose exit the event reports), else after it. Returns the failed replacement's pair, if it was one, after
-    /// logging why the recycle stopped.
+    /// recycles (`planned_failed`). One of the recycle stops it, and every
+    /// old worker not yet retired keeps serving. The other replacements
+    /// still starting are not wanted any more, so that the workers are the
+    /// target again: they are retired by `retire_unwanted`, before the
+    /// event when the deadlines stopped the recycle (but the worker whose
+    /// exit the event reports), else after it. Returns the failed
+    /// replacement's pair, if it was one, after logging why the recycle
+    /// stopped.
     pub(super) fn replacement_failed(
         &mut self,
         now: Instant,
