@@ -181,6 +181,9 @@ pub(crate) struct Machine {
     /// Replacements the machine starts on its own: a worker above
     /// `worker.max_rss` or older than `worker.max_age` (`planned.rs`).
     plans: Plans,
+    /// The latest time an event was handled at: how long the master did
+    /// not run, if it stalls (`watchdog.rs`).
+    last_handled: Instant,
 }
 
 impl Machine {
@@ -208,6 +211,7 @@ impl Machine {
             upgrade: None,
             upgrade_failure: None,
             plans: Plans::new(now, options_max_rss),
+            last_handled: now,
         };
         let mut actions = Vec::new();
         for _ in 0..target {
@@ -235,6 +239,9 @@ impl Machine {
         if let Event::ProbeExited { .. } | Event::ProbeSpawnFailed { .. } = event {
             self.probe_gone();
         }
+        // Before any deadline is judged: a stall of the master's own is
+        // not its workers' silence.
+        self.forgive_stall(now, actions);
         self.advance(now, exiting, actions);
         self.advance_upgrade(now, actions);
         self.give_up_if_decided(now, exiting, actions);

@@ -18,6 +18,10 @@
 //!   srv-worker's task on their runtime (started by the `serve` helpers),
 //!   serve three periods, idle and under requests, without a worker taken
 //!   for hung.
+//! - The whole process group stopped for three periods and resumed (as
+//!   `Ctrl+Z` and `fg`, `docker pause` and `unpause` do): the master says
+//!   it did not run and no worker is taken for hung, though each one's
+//!   last heartbeat is three periods old when the master runs again.
 //! - A deadlocked worker (`misbehave --deadlock-after-ms`: its main loop
 //!   and a thread of its own wait for each other's lock, while srv-worker's
 //!   own reader thread runs on) is killed as hung and replaced; before the
@@ -28,7 +32,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::harness::{Line, Master, count, misbehave, reports};
+use crate::harness::{Line, Master, count, is_stopped, misbehave, reports, wait_until};
 use crate::http_support::{get_ok, http, start_on_port_0, wait_addr, wait_serving};
 
 /// `worker.watchdog` in these tests.
@@ -110,6 +114,37 @@ fn a_stopped_worker_is_killed_as_hung_and_replaced_within_the_period_and_a_margi
     }
     for _ in 0..4 {
         get_ok(&master, addr, "/");
+    }
+}
+
+#[test]
+fn a_stopped_and_resumed_process_group_keeps_its_workers() {
+    let master = start_on_port_0(http(), &["--workers", "2", "--watchdog", "1000"]);
+    let addr = wait_addr(&master);
+    let pids = wait_serving(&master, 2);
+    master.signal_group(Signal::SIGSTOP);
+    let all_stopped = || is_stopped(master.pid()) && pids.iter().all(|&pid| is_stopped(pid));
+    if !wait_until(Instant::now() + Duration::from_secs(5), all_stopped) {
+        master.signal_group(Signal::SIGCONT);
+        master.fail("the process group did not stop");
+    }
+    // The length of the stop, not an assertion: three periods.
+    std::thread::sleep(3 * PERIOD);
+    master.signal_group(Signal::SIGCONT);
+    master.wait_until("the master's line about its stall", |lines| {
+        count(lines, "the master did not run for ") == 1
+    });
+    let until = Instant::now() + 2 * PERIOD;
+    while Instant::now() < until {
+        get_ok(&master, addr, "/");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if count(&master.lines(), " hung") != 0 {
+        master.fail("a worker was taken for hung after the stop");
+    }
+    let serving = wait_serving(&master, 2);
+    if serving != pids {
+        master.fail(&format!("serving {serving:?}, started with {pids:?}"));
     }
 }
 

@@ -687,6 +687,7 @@ impl Machine {
             }),
             upgrade_failure: None,
             plans: Plans::new(now, max_rss),
+            last_handled: now,
         };
         let old = machine.live_workers().len();
         log(

@@ -24,6 +24,20 @@
 //! half period, and one that stops is killed within one period of its
 //! stop, plus a turn of the master's loop.
 //!
+//! # When the master itself did not run
+//!
+//! A master that was not running cannot tell a hung worker from one that
+//! did not run either: `Ctrl+Z` and `fg`, `docker pause`, `systemctl
+//! freeze`, a `SIGSTOP` to the process group stop the workers with the
+//! master, and on the way back every worker's last heartbeat is older than
+//! a period. So a master that handles an event more than [`STALL`] after
+//! its own next deadline (the latest it meant to wake up) stalled: the time
+//! since the event it handled before does not count against any watched
+//! worker (its last heartbeat moves forward by that time, and the stall is
+//! logged). Each worker then has what was left of its period when the
+//! master stopped running; one that does not prove alive within it is
+//! killed as hung, one period after the stall at most.
+//!
 //! # What else
 //!
 //! `Alive` from a worker of protocol 1 is a protocol error (the message
@@ -35,12 +49,19 @@
 //! [`ALIVE_VERSION`]: srv_proto::message::ALIVE_VERSION
 //! [`Worker::watchdog`]: super::worker::Worker::watchdog
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use log::Level;
 use srv_proto::message::ALIVE_VERSION;
 
 use super::worker::Worker;
-use super::{Action, Machine, State, WorkerId};
+use super::{Action, Machine, State, WorkerId, log};
+
+/// How late past its own next deadline the master may handle an event
+/// before it counts as stalled (see the module docs): well above a turn of
+/// a busy loop, well below the shortest period
+/// ([`MIN_WATCHDOG`](crate::options::MIN_WATCHDOG)).
+pub(crate) const STALL: Duration = Duration::from_millis(250);
 
 impl Worker {
     /// When this worker is hung unless it proves alive first, if it is
@@ -56,6 +77,43 @@ impl Worker {
 }
 
 impl Machine {
+    /// Before an event at `now`: if the master stalled since the last one
+    /// (see the module docs), the watched workers are not charged for it.
+    pub(super) fn forgive_stall(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        // Events a worker reported may be stamped a little before the one
+        // handled last (just before a deadline still due): the latest wins.
+        let last = self.last_handled;
+        self.last_handled = now.max(last);
+        let Some(expected) = self.next_deadline() else { return };
+        if now <= expected + STALL {
+            return;
+        }
+        let stalled = now.saturating_duration_since(last);
+        let mut forgiven = 0;
+        for worker in self.workers.values_mut() {
+            if worker.watchdog_deadline().is_some()
+                && let Some(heard_at) = &mut worker.heard_at
+            {
+                // Never after `now`: it was at or before `last`.
+                *heard_at += stalled;
+                forgiven += 1;
+            }
+        }
+        if forgiven > 0 {
+            let late = now.saturating_duration_since(expected).as_millis();
+            log(
+                actions,
+                Level::Warn,
+                format!(
+                    "the master did not run for {} ms ({late} ms past its deadline: stopped, \
+                     frozen or starved); the watchdog does not count it against the \
+                     workers it watches ({forgiven})",
+                    stalled.as_millis()
+                ),
+            );
+        }
+    }
+
     /// A worker sent `Alive`.
     pub(super) fn on_alive(&mut self, now: Instant, worker: WorkerId, actions: &mut Vec<Action>) {
         let Some(record) = self.workers.get_mut(&worker) else { return };

@@ -299,3 +299,58 @@ fn a_worker_told_no_period_is_not_watched_by_the_master_an_upgrade_starts_with_o
         ",
     );
 }
+
+#[test]
+fn a_stall_of_the_master_is_not_counted_against_its_workers() {
+    // The master meant to wake up at 1000 (worker 2's deadline) but ran
+    // again only at 5000: the whole process group was stopped (Ctrl+Z,
+    // docker pause), its workers with it. Each worker keeps what was left
+    // of its period at 500, the master's last event: worker 1 proves alive
+    // in time, worker 2 does not and is killed one period after its last
+    // sign, the stall not counted.
+    check_logs(
+        watched(2),
+        "
+        0 up 1 2
+        500 alive 1
+        5000 tick
+        5000 deadline
+        5400 alive 1
+        5499 tick
+        5500 tick
+        5500 deadline
+        ",
+        "
+        0 spawn worker 1
+        0 spawn worker 2
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 2 spawned (pid 1002)
+        0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
+        0 log INFO: worker 2 (pid 1002) started (online) in 0 ms
+        5000 log WARN: the master did not run for 4500 ms (4000 ms past its deadline: stopped, frozen or starved); the watchdog does not count it against the workers it watches (2)
+        5000 next deadline 5500
+        5500 kill worker 2
+        5500 log WARN: worker 2 (pid 1002) hung: silent for 1000 ms (worker.watchdog = 1000 ms) and never sent a heartbeat (its serving loop must call Worker::alive); restarting in 100 ms
+        5500 next deadline 5600
+        next deadline 5600
+        ",
+    );
+}
+
+#[test]
+fn a_master_late_by_less_than_a_stall_kills_a_silent_worker_at_once() {
+    // Late by 250 ms (`STALL`) at most, the master is busy, not stalled:
+    // the worker silent since its start is hung.
+    check(
+        watched(1),
+        "
+        0 up 1
+        1250 tick
+        ",
+        "
+        0 spawn worker 1
+        1250 kill worker 1
+        next deadline 1350
+        ",
+    );
+}
