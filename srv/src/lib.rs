@@ -37,6 +37,7 @@
 
 use std::fmt;
 use std::io::{self, Write as _};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use srv_master::{Master, Options, OptionsError, Require};
 pub use srv_worker::{DisconnectReason, ListenAddr, Listener, Worker};
@@ -46,6 +47,10 @@ pub use srv_master as master;
 /// The worker side: listening sockets, reports, the disconnect, the drains
 /// of tokio, hyper, axum and actix-web servers (the `srv-worker` crate).
 pub use srv_worker as worker;
+
+/// Set once [`run`] found this process to be a worker: a later call must
+/// not take it for the master (see [`run`]).
+static WAS_WORKER: AtomicBool = AtomicBool::new(false);
 
 /// The exit code of a worker whose callback failed.
 pub const CALLBACK_FAILED_EXIT_CODE: i32 = 1;
@@ -84,7 +89,8 @@ pub enum Error {
     /// that cannot be bound, workers that never start, ...
     Master(srv_master::Error),
     /// This worker could not talk to its master: the channel it inherited
-    /// is not one, or the master is gone before the worker reported online.
+    /// is not one, or the master is gone before the worker reported
+    /// online; or `run` was called again in a worker.
     Worker(io::Error),
 }
 
@@ -206,8 +212,10 @@ impl From<Error> for io::Error {
 /// In the master, [`Error::Master`]: invalid options, or a master that
 /// could not run or gave up (see [`Master::run`]). In a worker,
 /// [`Error::Worker`]: the channel from the master is invalid, or the master
-/// is gone before the worker reported online. (The callback's own error
-/// ends the process, as said above.)
+/// is gone before the worker reported online, or `run` is called again in
+/// a worker (which, taken for the master, would run more workers, each of
+/// them doing the same). (The callback's own error ends the process, as
+/// said above.)
 pub fn run<F, E>(options: Options, callback: F) -> Result<(), Error>
 where
     F: FnOnce(Worker) -> Result<(), E>,
@@ -216,11 +224,21 @@ where
     // First, before anything else: `from_env` takes the channel's variables
     // out of the environment, which is only sound before other threads run.
     let Some(worker) = Worker::from_env().map_err(Error::Worker)? else {
+        if WAS_WORKER.load(Ordering::SeqCst) {
+            // The variables are gone, but this process is a worker: as a
+            // master it would run this program again as workers, each of
+            // which would do the same, without end.
+            return Err(Error::Worker(io::Error::other(
+                "srv::run was called again in a worker, which would have become a master; a \
+                 worker runs its callback once",
+            )));
+        }
         // The master, or the probe of an upgrade in place, in which
         // `Master::run` reports and returns at once.
         Master::current_exe(options)?.run()?;
         return Ok(());
     };
+    WAS_WORKER.store(true, Ordering::SeqCst);
     worker.online().map_err(Error::Worker)?;
     if let Err(error) = callback(worker) {
         let error: Box<dyn std::error::Error + Send + Sync> = error.into();
