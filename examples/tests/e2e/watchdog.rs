@@ -22,6 +22,9 @@
 //!   `Ctrl+Z` and `fg`, `docker pause` and `unpause` do): the master says
 //!   it did not run and no worker is taken for hung, though each one's
 //!   last heartbeat is three periods old when the master runs again.
+//! - A worker sent `SIGTERM` alone, which disconnects it (and stops its
+//!   heartbeats) while it finishes a request three periods long: not taken
+//!   for hung, it answers the request and exits 0.
 //! - A deadlocked worker (`misbehave --deadlock-after-ms`: its main loop
 //!   and a thread of its own wait for each other's lock, while srv-worker's
 //!   own reader thread runs on) is killed as hung and replaced; before the
@@ -33,7 +36,8 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::harness::{Line, Master, count, is_stopped, misbehave, reports, wait_until};
-use crate::http_support::{get_ok, http, start_on_port_0, wait_addr, wait_serving};
+use crate::http_support::{get, get_ok, http, start_on_port_0, wait_addr, wait_serving};
+use crate::proc_support::fd_count;
 
 /// `worker.watchdog` in these tests.
 const PERIOD: Duration = Duration::from_millis(1000);
@@ -146,6 +150,30 @@ fn a_stopped_and_resumed_process_group_keeps_its_workers() {
     if serving != pids {
         master.fail(&format!("serving {serving:?}, started with {pids:?}"));
     }
+}
+
+#[test]
+fn a_worker_sent_sigterm_alone_finishes_its_request_unwatched() {
+    let master = start_on_port_0(http(), &["--workers", "1", "--watchdog", "1000"]);
+    let addr = wait_addr(&master);
+    let worker = *wait_serving(&master, 1).first().expect("1 worker");
+    let idle_fds = fd_count(worker).unwrap_or_else(|| master.fail("no fds of the worker"));
+    let slow = std::thread::spawn(move || get(addr, "/sleep?ms=3000"));
+    let in_flight = || fd_count(worker).is_some_and(|n| n > idle_fds);
+    if !wait_until(Instant::now() + Duration::from_secs(5), in_flight) {
+        master.fail("the worker did not accept the slow request");
+    }
+    master.signal_worker(worker, Signal::SIGTERM);
+    let answer = slow.join().expect("the request's thread");
+    match answer {
+        Ok(response) if response.status == 200 => {}
+        other => master.fail(&format!("the request in flight got {other:?}")),
+    }
+    master.wait_for_count(&format!("(pid {worker}) exited on purpose (exit code 0)"), 1);
+    if count(&master.lines(), " hung") != 0 {
+        master.fail("the draining worker was taken for hung");
+    }
+    wait_serving(&master, 1);
 }
 
 /// Serves three periods with `program`'s 2 workers watched, a request

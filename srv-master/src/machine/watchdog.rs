@@ -10,7 +10,10 @@
 //! only once it said `Hello` with protocol [`ALIVE_VERSION`] or later: a
 //! worker of protocol 1 cannot send `Alive`, and is never watched. Only a
 //! started worker: a starting one is under `worker.timeout`, a retiring one
-//! under its grace, and neither has a serving loop to prove.
+//! under its grace, and neither has a serving loop to prove. Nor one that
+//! announced its exit (`Exit`, which srv-worker sends when a `SIGTERM`
+//! disconnects it): it finishes its requests on its own, and a
+//! disconnected srv-worker sends no more heartbeats.
 //!
 //! # When
 //!
@@ -69,6 +72,7 @@ impl Worker {
     pub(super) fn watchdog_deadline(&self) -> Option<Instant> {
         if self.state != State::Started
             || self.protocol_version.is_none_or(|version| version < ALIVE_VERSION)
+            || self.exit_code.is_some()
         {
             return None;
         }

@@ -354,3 +354,33 @@ fn a_master_late_by_less_than_a_stall_kills_a_silent_worker_at_once() {
         ",
     );
 }
+
+#[test]
+fn a_worker_that_announced_its_exit_drains_unwatched() {
+    // Worker 1 got SIGTERM alone: srv-worker disconnected it, said it
+    // will exit 0, and sends no more heartbeats while it finishes its
+    // requests, three periods here. It is not taken for hung, and once it
+    // exits it is replaced without counting a crash.
+    check_logs(
+        watched(1),
+        "
+        0 up 1
+        500 alive 1
+        600 exit-msg 1 code=0
+        600 deadline
+        1500 tick
+        2500 tick
+        3600 exited 1 code=0
+        ",
+        "
+        0 spawn worker 1
+        0 log INFO: worker 1 spawned (pid 1001)
+        0 log INFO: worker 1 (pid 1001) started (online) in 0 ms
+        600 next deadline none
+        3600 log INFO: worker 1 (pid 1001) exited on purpose (exit code 0); replacing it
+        3600 spawn worker 2
+        3600 log INFO: worker 2 spawned (pid 1002)
+        next deadline 5600
+        ",
+    );
+}
