@@ -54,7 +54,12 @@
 //! first and hands the machine what the workers reported before anything
 //! else: each such event is stamped with the time its channel was read, and
 //! never at or after a deadline that is still due (just before it instead),
-//! so no deadline expires while workers' messages of this turn wait. Only
+//! so no deadline expires while workers' messages of this turn wait. The
+//! watchdog's deadlines are the exception (`Machine::report_deadline`): a
+//! hang is judged only at the turn's `Tick`, after every report, so a
+//! heartbeat keeps its true time (clamped before another worker's stale
+//! deadline, a heartbeat read after a stall of the master could not move
+//! its worker's past that deadline, and that worker was killed). Only
 //! then come what the master saw itself (signals, exits) and the `Tick`,
 //! stamped when they are handled, which expire what is due. The price is
 //! that a message that arrives after its deadline, while the master was
@@ -357,7 +362,7 @@ impl Shell {
             let Some((event, read_at)) = events.pop_front() else { return };
             let now = Instant::now();
             let at = match read_at {
-                Some(read_at) => before_due(read_at.min(now), machine.next_deadline()),
+                Some(read_at) => before_due(read_at.min(now), machine.report_deadline()),
                 None => now,
             };
             machine.handle(at, event, &mut actions);

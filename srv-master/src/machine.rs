@@ -242,7 +242,7 @@ impl Machine {
         // Before any deadline is judged: a stall of the master's own is
         // not its workers' silence.
         self.forgive_stall(now, actions);
-        self.advance(now, exiting, actions);
+        self.advance(now, exiting, matches!(event, Event::Tick), actions);
         self.advance_upgrade(now, actions);
         self.give_up_if_decided(now, exiting, actions);
         self.retire_unwanted(now, exiting, actions);
@@ -345,6 +345,15 @@ impl Machine {
         let watchdogs = self.workers.values().filter_map(|worker| worker.watchdog_deadline());
         let periodic = watchdogs.chain(self.planned_deadline());
         self.pending_deadline().into_iter().chain(periodic).min()
+    }
+
+    /// [`Machine::next_deadline`] but for the watchdog's: what a report
+    /// read from a worker must be handled before. Hangs are judged only at
+    /// a [`Event::Tick`] (see `watchdog.rs`), which the shell sends once
+    /// every report of its turn is handled, so a report needs no stamp
+    /// before a watchdog deadline, and gets its true time.
+    pub(crate) fn report_deadline(&self) -> Option<Instant> {
+        self.pending_deadline().into_iter().chain(self.planned_deadline()).min()
     }
 
     /// [`Machine::next_deadline`] but for those that come back forever

@@ -22,6 +22,9 @@
 //!   `Ctrl+Z` and `fg`, `docker pause` and `unpause` do): the master says
 //!   it did not run and no worker is taken for hung, though each one's
 //!   last heartbeat is three periods old when the master runs again.
+//! - The master alone stopped for three periods and resumed, while its
+//!   workers run on and send heartbeats it does not read: none is taken
+//!   for hung, though most heartbeats are read past their deadlines.
 //! - A worker sent `SIGTERM` alone, which disconnects it (and stops its
 //!   heartbeats) while it finishes a request three periods long: not taken
 //!   for hung, it answers the request and exits 0.
@@ -145,6 +148,36 @@ fn a_stopped_and_resumed_process_group_keeps_its_workers() {
     }
     if count(&master.lines(), " hung") != 0 {
         master.fail("a worker was taken for hung after the stop");
+    }
+    let serving = wait_serving(&master, 2);
+    if serving != pids {
+        master.fail(&format!("serving {serving:?}, started with {pids:?}"));
+    }
+}
+
+#[test]
+fn a_stopped_and_resumed_master_keeps_its_workers() {
+    let master = start_on_port_0(http(), &["--workers", "2", "--watchdog", "1000"]);
+    let addr = wait_addr(&master);
+    let pids = wait_serving(&master, 2);
+    master.signal(Signal::SIGSTOP);
+    if !wait_until(Instant::now() + Duration::from_secs(5), || is_stopped(master.pid())) {
+        master.signal(Signal::SIGCONT);
+        master.fail("the master did not stop");
+    }
+    // The length of the stop, not an assertion: three periods.
+    std::thread::sleep(3 * PERIOD);
+    master.signal(Signal::SIGCONT);
+    master.wait_until("the master's line about its stall", |lines| {
+        count(lines, "the master did not run for ") == 1
+    });
+    let until = Instant::now() + 2 * PERIOD;
+    while Instant::now() < until {
+        get_ok(&master, addr, "/");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if count(&master.lines(), " hung") != 0 {
+        master.fail("a worker was taken for hung after the master's stop");
     }
     let serving = wait_serving(&master, 2);
     if serving != pids {

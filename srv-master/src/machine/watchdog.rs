@@ -17,10 +17,12 @@
 //!
 //! # When
 //!
-//! The period counts from the worker's start, then from each `Alive`, as
-//! the shell stamps it (never after a deadline still due: a master that
-//! stalls does not charge its stall to a worker whose heartbeat waited in
-//! its channel). So a worker whose loop stopped is killed one period after
+//! The period counts from the worker's start, then from each `Alive`, at
+//! the time the shell read it. Hangs are judged only at an `Event::Tick`,
+//! which the shell sends at the end of each turn, once every message read
+//! in the turn is handled: a master that stalls does not charge its stall
+//! to a worker whose heartbeat waited in its channel. So a worker whose
+//! loop stopped is killed one period after
 //! the last heartbeat it sent. srv-worker sends at most one heartbeat per
 //! quarter period and asks the loop to prove itself at least that often
 //! (`srv_worker::Worker::alive`): a running loop is heard at least every

@@ -177,6 +177,7 @@ impl Machine {
         &mut self,
         now: Instant,
         exiting: Option<WorkerId>,
+        tick: bool,
         actions: &mut Vec<Action>,
     ) {
         let due: Vec<(WorkerId, State, Option<Instant>)> = self
@@ -217,7 +218,8 @@ impl Machine {
                         actions,
                     );
                 }
-                State::Started => {
+                // Hangs are judged at a `Tick` only (see `watchdog.rs`).
+                State::Started if tick => {
                     if let Some(why) = self.hung(now, worker) {
                         self.kill_as_failed(now, worker, &why, actions);
                     }

@@ -384,3 +384,26 @@ fn a_worker_that_announced_its_exit_drains_unwatched() {
         ",
     );
 }
+
+#[test]
+fn hangs_are_judged_at_a_tick_once_the_reports_of_the_turn_are_handled() {
+    // The shell reads the heartbeat at 1200, past the deadline at 1000
+    // (the master was late, though by less than a stall), and hands it
+    // over at its true time: it counts, and the turn's tick finds the
+    // worker alive. A report is never judged late against the watchdog:
+    // only the tick at the end of the turn judges hangs.
+    check(
+        watched(1),
+        "
+        0 up 1
+        1200 alive 1
+        1200 tick
+        1200 deadline
+        ",
+        "
+        0 spawn worker 1
+        1200 next deadline 2200
+        next deadline 2200
+        ",
+    );
+}
