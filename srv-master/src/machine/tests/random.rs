@@ -138,7 +138,8 @@ proptest! {
     /// started counts as shutting down), and the machine never runs more than the
     /// target plus `recycle.parallel` replacements (of a recycle or planned).
     /// With planned recycles or a watchdog, time also passes in a
-    /// well-behaved world, and never are fewer than the target started
+    /// well-behaved world (with a watchdog, sometimes after a stop of the
+    /// whole process group), and never are fewer than the target started
     /// meanwhile. Every so often the
     /// world turns well-behaved until it is quiet: then exactly the target runs,
     /// all started, and after a `SIGHUP` all of them were spawned after it, and
@@ -270,6 +271,24 @@ fn random_run(world: &World, steps: &[Step]) {
                 // never are fewer than the target started (a worker taken
                 // for hung would be).
                 shell.keep_started(Some(target));
+                if world.watchdog && step.variant == 0 {
+                    // The whole process group stops for 5 s (Ctrl+Z, docker
+                    // pause), the workers with the master, just after each
+                    // worker proved alive: the master runs again with every
+                    // heartbeat older than a period, and still no worker is
+                    // taken for hung.
+                    shell.settle();
+                    let now = shell.now_ms;
+                    let greeted: Vec<u32> = shell
+                        .serving()
+                        .into_iter()
+                        .filter(|id| shell.processes[id].greeted)
+                        .collect();
+                    for id in greeted {
+                        shell.line(&format!("{now} alive {id}"));
+                    }
+                    shell.line(&format!("{} tick", now + 5000));
+                }
                 shell.settle_until(shell.now_ms + 10_000);
                 shell.keep_started(None);
                 shell.check_settled(target);

@@ -675,8 +675,7 @@ impl Shell {
                 }
                 if self.watched {
                     // Well-behaved workers prove alive as time passes, just
-                    // before the deadline (the real shell never stamps a
-                    // message at or after a deadline still due).
+                    // before the deadline.
                     let before = at.saturating_sub(1).max(self.now_ms);
                     let alive: Vec<u32> = self
                         .processes
