@@ -5,11 +5,10 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpServer, web};
-use srv_proto::{ListenAddr, MasterMessage, WorkerMessage};
+use srv_proto::MasterMessage;
 use srv_worker::drain::IDLE_GRACE;
 
 use crate::FakeMaster;
@@ -57,12 +56,7 @@ fn an_idle_keep_alive_connection_carries_one_more_request_and_serve_returns() {
     let addr: SocketAddr = held.local_addr().unwrap();
     let granted = held.try_clone().unwrap();
     let asked = std::thread::spawn(move || {
-        let WorkerMessage::ListenRequest { addr: requested } = master.next() else {
-            panic!("listen request expected")
-        };
-        let result = Ok(ListenAddr::Tcp(addr));
-        master.send(&MasterMessage::ListenReply { requested, result }, &[granted.as_fd()]);
-        assert!(matches!(master.next(), WorkerMessage::Listening { .. }));
+        master.grant(&granted);
         master
     });
     let server = std::thread::spawn(move || {

@@ -69,6 +69,19 @@ impl FakeMaster {
     fn send(&mut self, message: &MasterMessage, fds: &[std::os::fd::BorrowedFd<'_>]) {
         assert!(self.channel.send(message, fds).unwrap());
     }
+
+    /// Answers the worker's next `ListenRequest` with `socket`, as a master
+    /// that bound it, and checks that the worker then reports `Listening`
+    /// on its address.
+    fn grant(&mut self, socket: &TcpListener) {
+        let WorkerMessage::ListenRequest { addr: requested } = self.next() else {
+            panic!("listen request expected")
+        };
+        let actual = srv_proto::ListenAddr::Tcp(socket.local_addr().unwrap());
+        let reply = MasterMessage::ListenReply { requested, result: Ok(actual.clone()) };
+        self.send(&reply, &[socket.as_fd()]);
+        assert_eq!(self.next(), WorkerMessage::Listening { addr: actual });
+    }
 }
 
 /// Polls a future to completion on this thread.

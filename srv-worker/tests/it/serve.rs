@@ -9,14 +9,14 @@
 
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsFd, AsRawFd as _};
+use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::time::Duration;
 
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
-use srv_proto::{ListenAddr, MasterMessage, WorkerMessage};
+use srv_proto::MasterMessage;
 use srv_worker::drain::IDLE_GRACE;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -84,12 +84,7 @@ fn serve_beside(script: impl AsyncFnOnce(Script<'_>)) {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         let asked = tokio::task::spawn_blocking(move || {
-            let WorkerMessage::ListenRequest { addr: requested } = master.next() else {
-                panic!("listen request expected")
-            };
-            let result = Ok(ListenAddr::Tcp(addr));
-            master.send(&MasterMessage::ListenReply { requested, result }, &[granted.as_fd()]);
-            assert!(matches!(master.next(), WorkerMessage::Listening { .. }));
+            master.grant(&granted);
             master
         });
         let listener = worker.listen_tokio_tcp(([127, 0, 0, 1], 0)).unwrap();
@@ -305,12 +300,7 @@ fn axum_serve_drains_and_gives_handlers_the_peer_address() {
     runtime.block_on(async {
         let granted = held.try_clone().unwrap();
         let asked = tokio::task::spawn_blocking(move || {
-            let WorkerMessage::ListenRequest { addr: requested } = master.next() else {
-                panic!("listen request expected")
-            };
-            let result = Ok(ListenAddr::Tcp(addr));
-            master.send(&MasterMessage::ListenReply { requested, result }, &[granted.as_fd()]);
-            assert!(matches!(master.next(), WorkerMessage::Listening { .. }));
+            master.grant(&granted);
             master
         });
         let listener = worker.listen_tokio_tcp(([127, 0, 0, 1], 0)).unwrap();

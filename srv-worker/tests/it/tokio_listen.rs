@@ -4,7 +4,7 @@ use std::net::TcpListener;
 use std::os::fd::AsFd;
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
-use srv_proto::{ListenAddr, MasterMessage, WorkerMessage};
+use srv_proto::WorkerMessage;
 
 use crate::FakeMaster;
 
@@ -21,14 +21,8 @@ fn outside_a_runtime_it_is_an_error_and_asks_the_master_nothing() {
 fn the_masters_socket_becomes_a_non_blocking_tokio_listener() {
     let (mut master, worker) = FakeMaster::connect();
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
-    let actual = ListenAddr::Tcp(held.local_addr().unwrap());
     let serving = std::thread::spawn(move || {
-        let WorkerMessage::ListenRequest { addr } = master.next() else {
-            panic!("listen request expected")
-        };
-        let reply = MasterMessage::ListenReply { requested: addr, result: Ok(actual.clone()) };
-        master.send(&reply, &[held.as_fd()]);
-        assert_eq!(master.next(), WorkerMessage::Listening { addr: actual });
+        master.grant(&held);
         held
     });
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
