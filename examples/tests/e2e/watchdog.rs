@@ -126,48 +126,46 @@ fn a_stopped_worker_is_killed_as_hung_and_replaced_within_the_period_and_a_margi
 
 #[test]
 fn a_stopped_and_resumed_process_group_keeps_its_workers() {
-    let master = start_on_port_0(http(), &["--workers", "2", "--watchdog", "1000"]);
-    let addr = wait_addr(&master);
-    let pids = wait_serving(&master, 2);
-    master.signal_group(Signal::SIGSTOP);
-    let all_stopped = || is_stopped(master.pid()) && pids.iter().all(|&pid| is_stopped(pid));
-    if !wait_until(Instant::now() + Duration::from_secs(5), all_stopped) {
-        master.signal_group(Signal::SIGCONT);
-        master.fail("the process group did not stop");
-    }
-    // The length of the stop, not an assertion: three periods.
-    std::thread::sleep(3 * PERIOD);
-    master.signal_group(Signal::SIGCONT);
-    master.wait_until("the master's line about its stall", |lines| {
-        count(lines, "the master did not run for ") == 1
-    });
-    let until = Instant::now() + 2 * PERIOD;
-    while Instant::now() < until {
-        get_ok(&master, addr, "/");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if count(&master.lines(), " hung") != 0 {
-        master.fail("a worker was taken for hung after the stop");
-    }
-    let serving = wait_serving(&master, 2);
-    if serving != pids {
-        master.fail(&format!("serving {serving:?}, started with {pids:?}"));
-    }
+    stopped_and_resumed_workers_are_kept(Stopped::Group);
 }
 
 #[test]
 fn a_stopped_and_resumed_master_keeps_its_workers() {
+    stopped_and_resumed_workers_are_kept(Stopped::Master);
+}
+
+/// What [`stopped_and_resumed_workers_are_kept`] stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    /// The master's whole process group, workers included (`Ctrl+Z`,
+    /// `docker pause`).
+    Group,
+    /// The master alone: its workers run on and queue their heartbeats.
+    Master,
+}
+
+/// Stops `what` for three periods and resumes it: the master says it did
+/// not run, no worker is taken for hung, and the same workers serve.
+fn stopped_and_resumed_workers_are_kept(what: Stopped) {
     let master = start_on_port_0(http(), &["--workers", "2", "--watchdog", "1000"]);
     let addr = wait_addr(&master);
     let pids = wait_serving(&master, 2);
-    master.signal(Signal::SIGSTOP);
-    if !wait_until(Instant::now() + Duration::from_secs(5), || is_stopped(master.pid())) {
-        master.signal(Signal::SIGCONT);
-        master.fail("the master did not stop");
+    let send = |signal| match what {
+        Stopped::Group => master.signal_group(signal),
+        Stopped::Master => master.signal(signal),
+    };
+    send(Signal::SIGSTOP);
+    let all_stopped = || {
+        is_stopped(master.pid())
+            && (what == Stopped::Master || pids.iter().all(|&pid| is_stopped(pid)))
+    };
+    if !wait_until(Instant::now() + Duration::from_secs(5), all_stopped) {
+        send(Signal::SIGCONT);
+        master.fail(&format!("{what:?} did not stop"));
     }
     // The length of the stop, not an assertion: three periods.
     std::thread::sleep(3 * PERIOD);
-    master.signal(Signal::SIGCONT);
+    send(Signal::SIGCONT);
     master.wait_until("the master's line about its stall", |lines| {
         count(lines, "the master did not run for ") == 1
     });
@@ -177,7 +175,7 @@ fn a_stopped_and_resumed_master_keeps_its_workers() {
         std::thread::sleep(Duration::from_millis(100));
     }
     if count(&master.lines(), " hung") != 0 {
-        master.fail("a worker was taken for hung after the master's stop");
+        master.fail(&format!("a worker was taken for hung after a stop of the {what:?}"));
     }
     let serving = wait_serving(&master, 2);
     if serving != pids {
