@@ -100,6 +100,18 @@ pub(super) fn starts_within(events: &[LogEvent]) -> Vec<StartSteps> {
     starts
 }
 
+/// The starts of a recycle's replacements: [`starts_within`] the events
+/// of `server` from `mark` to its `recycle complete` line.
+pub(super) fn recycle_starts(server: &Server, mark: usize) -> Vec<StartSteps> {
+    let events: Vec<LogEvent> = server
+        .events_since(mark)
+        .into_iter()
+        .map(|(_, event)| event)
+        .take_while(|event| !matches!(event, LogEvent::RecycleComplete { .. }))
+        .collect();
+    starts_within(&events)
+}
+
 /// One recycle, seen from outside and from the master's log.
 #[derive(Debug)]
 pub(super) struct RecycleTiming {
@@ -186,13 +198,7 @@ fn recycle_once(server: &Server, n_workers: usize) -> Result<RecycleTiming> {
             _ => None,
         },
     )?;
-    let events: Vec<LogEvent> = server
-        .events_since(mark)
-        .into_iter()
-        .map(|(_, event)| event)
-        .take_while(|event| !matches!(event, LogEvent::RecycleComplete { .. }))
-        .collect();
-    let starts = starts_within(&events);
+    let starts = recycle_starts(server, mark);
     if replaced != n_workers || starts.len() != n_workers {
         bail!(
             "the recycle replaced {replaced} workers and started {} of {n_workers}\n{}",

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
 
 use super::report::{Better, Results, Unit};
-use super::scenarios::{RecycleTiming, starts_within};
+use super::scenarios::{RecycleTiming, recycle_starts};
 use super::server::LogEvent;
 use super::{
     Bench, LoadGuard, RECYCLE_WITHIN, REQUEST_TIMEOUT, START_WITHIN, UNDER_LOAD_AFTER,
@@ -102,13 +102,7 @@ pub(super) fn recycle_under_load(bench: &Bench, results: &mut Results) -> Result
             results.record(&scenario, &name, Unit::Count, Better::Lower, failed);
             if parallel == 1 {
                 // Where the time of a one-at-a-time recycle goes under load.
-                let events: Vec<LogEvent> = server
-                    .events_since(mark)
-                    .into_iter()
-                    .map(|(_, event)| event)
-                    .take_while(|event| !matches!(event, LogEvent::RecycleComplete { .. }))
-                    .collect();
-                let starts = starts_within(&events);
+                let starts = recycle_starts(&server, mark);
                 let timing = RecycleTiming { wall: complete - sent, master_ms, starts };
                 timing.record_breakdown(results, &scenario, &format!(", {at_once}"), true)?;
             }
